@@ -1,0 +1,101 @@
+"""Reading and writing checkpoints safely: weights_only loading, strict fit, atomic saves."""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ccnet.errors import CheckpointError
+from ccnet.model import CCNet, CCNetConfig, config_from_state_dict
+
+LEGACY_GAMMA = "decode_head.cca.gamma"
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
+    """(state_dict, meta) from an mmseg-style ``{'meta', 'state_dict'}`` file or a bare state dict.
+
+    Loaded with ``weights_only=True``: a file that needs arbitrary code to unpickle is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):  # zip archive or legacy pickle
+        raise CheckpointError(f"{path.name} is not a PyTorch checkpoint (unknown file format)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if "Unsupported" in ln or "global" in ln.lower()]
+        reason = (lines[0] if lines else "arbitrary objects")[:120]
+        raise CheckpointError(f"{path.name}: refused, it holds more than tensors (weights_only): {reason}") from None
+    except Exception as err:  # torch raises several types for a file that is not a checkpoint
+        raise CheckpointError(f"{path.name} is not a PyTorch checkpoint ({type(err).__name__})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        state_dict, meta = obj["state_dict"], obj.get("meta") or {}
+    elif isinstance(obj, dict) and obj and all(isinstance(v, Tensor) for v in obj.values()):
+        state_dict, meta = obj, {}
+    else:
+        raise CheckpointError(f"{path.name} holds no state_dict")
+    return normalise_keys(state_dict), meta if isinstance(meta, dict) else {}
+
+
+def normalise_keys(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Drop a DataParallel ``module.`` prefix and map the legacy ``gamma`` [1] to ``gamma.scale`` []."""
+    out = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    if LEGACY_GAMMA in out:
+        out[LEGACY_GAMMA + ".scale"] = out.pop(LEGACY_GAMMA).reshape(())
+    return out
+
+
+def check_fit(model: torch.nn.Module, state_dict: dict[str, Tensor]) -> None:
+    """Raise a one-line CheckpointError naming missing, unexpected and mis-shaped keys."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)}!={tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
+    problems = [
+        f"{label} ({len(keys)}): {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", shapes))
+        if keys
+    ]
+    if problems:
+        raise CheckpointError("checkpoint does not fit the CCNet architecture: " + "; ".join(problems))
+
+
+def build_model(state_dict: dict[str, Tensor], meta: dict | None = None) -> CCNet:
+    """A CCNet in eval mode with the checkpoint loaded strictly; config from meta or inferred."""
+    meta = meta or {}
+    try:
+        if isinstance(meta.get("ccnet_config"), dict):
+            config = CCNetConfig.from_dict(meta["ccnet_config"])
+        else:
+            config = config_from_state_dict(state_dict, recurrence=int(meta.get("recurrence", 2)))
+        model = CCNet(config)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(str(err)) from None
+    check_fit(model, state_dict)
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write atomically: a temporary file in the same folder, renamed only once fully written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,44 @@
+"""Where a clicked pixel looks: its feature cell, per-step maps and the composed map."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ccnet.attention import composed_map, step_map
+from ccnet.errors import CCNetError
+from ccnet.inference import Prediction
+
+
+@dataclass
+class PixelAttention:
+    """Dense (h, w) float32 maps of one query cell: one per recurrence step, and their composition."""
+
+    grid: tuple[int, int]
+    cell: tuple[int, int]
+    steps: list[np.ndarray]
+    composed: np.ndarray
+
+    def to_npz_dict(self) -> dict[str, np.ndarray]:
+        out = {"grid": np.asarray(self.grid, np.int64), "cell": np.asarray(self.cell, np.int64)}
+        out.update({f"step{i + 1}": m for i, m in enumerate(self.steps)})
+        out["composed"] = self.composed
+        return out
+
+
+def cell_of(x: int, y: int, image_size: tuple[int, int], grid: tuple[int, int]) -> tuple[int, int]:
+    """The (row, col) feature cell holding pixel (x, y) of an H x W image: [y*h//H, x*w//W]."""
+    height, width = image_size
+    if not (0 <= x < width and 0 <= y < height):
+        raise CCNetError(f"pixel ({x}, {y}) is outside the {width}x{height} image")
+    return y * grid[0] // height, x * grid[1] // width
+
+
+def pixel_attention(prediction: Prediction, x: int, y: int) -> PixelAttention:
+    """Per-step and composed attention maps of the cell under pixel (x, y)."""
+    if not prediction.attention:
+        raise CCNetError("this model has no criss-cross attention to show")
+    row, col = cell_of(x, y, prediction.image_size, prediction.grid)
+    steps = [step_map(a, row, col).numpy().astype(np.float32) for a in prediction.attention]
+    composed = composed_map(prediction.attention, row, col).numpy().astype(np.float32)
+    return PixelAttention(prediction.grid, (row, col), steps, composed)

@@ -1,0 +1,161 @@
+"""mmsegmentation's test protocol in plain PyTorch, and the Predictor shared by the CLI and the app.
+
+Protocol (ccnet-facts §4): optional keep-ratio resize, RGB mean/std normalisation, whole-image
+or sliding-window inference, logits resized bilinearly straight to the network input's size and
+then to the original image size.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ccnet.errors import CCNetError
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How an image becomes network input and logits become a prediction, as a preset defines it."""
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    bgr: bool = False
+    test_resize: tuple[int, int] | None = None  # (long, short): fit inside, keep the aspect ratio
+    mode: str = "whole"  # or "slide"
+    crop: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+    align_corners: bool = False
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Protocol":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def rescale_size(height: int, width: int, long: int, short: int) -> tuple[int, int]:
+    """mmcv's keep-ratio rescale: the largest scale that fits (long, short), rounded half up."""
+    scale = min(long / max(height, width), short / min(height, width))
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def preprocess(image: np.ndarray, protocol: Protocol) -> Tensor:
+    """(H, W, 3) uint8 RGB -> (1, 3, h, w) float32 normalised network input."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    if protocol.test_resize is not None:
+        size = rescale_size(x.shape[2], x.shape[3], *protocol.test_resize)
+        if size != tuple(x.shape[2:]):
+            # OpenCV's INTER_LINEAR on uint8 (what mmseg uses): half-pixel bilinear, rounded.
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False).round().clamp(0, 255)
+    if protocol.bgr:
+        x = x.flip(1)
+    mean = torch.tensor(protocol.mean).view(1, 3, 1, 1)
+    std = torch.tensor(protocol.std).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def slide_windows(height: int, width: int, crop: tuple[int, int], stride: tuple[int, int]):
+    """The (y1, y2, x1, x2) crops of mmseg's slide_inference, the last ones flush with the border."""
+    rows = max(height - crop[0] + stride[0] - 1, 0) // stride[0] + 1
+    cols = max(width - crop[1] + stride[1] - 1, 0) // stride[1] + 1
+    for r in range(rows):
+        for c in range(cols):
+            y2, x2 = min(r * stride[0] + crop[0], height), min(c * stride[1] + crop[1], width)
+            yield max(y2 - crop[0], 0), y2, max(x2 - crop[1], 0), x2
+
+
+@dataclass
+class Prediction:
+    """What one image gives: logits at the image's size and the attention of every step."""
+
+    logits: Tensor  # (K, H, W) float32 at the original image size
+    attention: list[Tensor]  # per step (h, w, h + w) float32, on the feature grid
+    grid: tuple[int, int]  # (h, w) of the attention's feature grid
+    input_size: tuple[int, int]  # (H', W') the network saw after the test resize
+    seconds: float = 0.0
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.logits.argmax(0).numpy().astype(np.uint8 if self.logits.shape[0] <= 256 else np.int32)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.logits.shape[1:])
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` is CUDA when present, else the CPU; asking for CUDA without it is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CCNetError("--device cuda was asked for, but no CUDA device is available")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise CCNetError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return torch.device(device)
+
+
+class Predictor:
+    """Holds one model on one device and segments images with its preset's protocol."""
+
+    def __init__(self, net: torch.nn.Module, protocol: Protocol, device: str = "auto", amp: str | None = None):
+        if amp is not None and amp not in AMP_DTYPES:
+            raise CCNetError(f"unknown autocast dtype {amp!r}: use fp16 or bf16")
+        self.device = resolve_device(device)
+        self.net = net.eval().to(self.device)
+        self.protocol = protocol
+        self.amp = amp
+
+    def _autocast(self):  # noqa: ANN202
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.amp])
+
+    def _forward(self, x: Tensor, with_attention: bool) -> tuple[Tensor, list[Tensor]]:
+        """Logits resized to x's size (mmseg's encode_decode) and, if asked, the step weights."""
+        with self._autocast():
+            out = self.net(x.to(self.device), return_attention=with_attention)
+        logits, attn = out if with_attention else (out, [])
+        logits = F.interpolate(logits.float(), size=x.shape[2:], mode="bilinear",
+                               align_corners=self.protocol.align_corners)
+        return logits, [a[0].float().cpu() for a in attn]
+
+    def _slide(self, x: Tensor) -> Tensor:
+        """mmseg's slide_inference: logits of overlapping crops averaged."""
+        height, width = x.shape[2:]
+        total, count = None, torch.zeros(1, 1, height, width, device=self.device)
+        for y1, y2, x1, x2 in slide_windows(height, width, self.protocol.crop, self.protocol.stride):
+            logits, _ = self._forward(x[:, :, y1:y2, x1:x2], with_attention=False)
+            if total is None:
+                total = torch.zeros(1, logits.shape[1], height, width, device=self.device)
+            total[:, :, y1:y2, x1:x2] += logits
+            count[:, :, y1:y2, x1:x2] += 1
+        return total / count
+
+    @torch.inference_mode()
+    def predict(self, image: np.ndarray, with_attention: bool = True) -> Prediction:
+        """Segment an RGB uint8 image. In slide mode the attention comes from one whole-image pass."""
+        start = time.perf_counter()
+        x = preprocess(image, self.protocol)
+        if self.protocol.mode == "slide":
+            logits = self._slide(x)
+            attention = self._forward(x, with_attention=True)[1] if with_attention else []
+        else:
+            logits, attention = self._forward(x, with_attention)
+        if tuple(logits.shape[2:]) != image.shape[:2]:
+            logits = F.interpolate(logits, size=image.shape[:2], mode="bilinear",
+                                   align_corners=self.protocol.align_corners)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        grid = tuple(attention[0].shape[:2]) if attention else (-(-x.shape[2] // 8), -(-x.shape[3] // 8))
+        return Prediction(logits[0].cpu(), attention, grid, tuple(x.shape[2:]), time.perf_counter() - start)

@@ -1,0 +1,57 @@
+"""Test-wide guards: no test may reach a non-loopback host; Gradio and HF stay offline."""
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import sys
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+BLOCKED: list[str] = []
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def _is_loopback(host: object) -> bool:
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode(errors="replace")
+    host = str(host)
+    if host in LOOPBACK_NAMES or host == "":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _network_guard(event: str, args: tuple) -> None:
+    """Refuse any lookup or connection to a host that is not loopback (kept trivial on purpose)."""
+    if event == "socket.getaddrinfo":
+        host = args[0]
+    elif event == "socket.connect" and isinstance(args[1], tuple):
+        sock = args[0]
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return
+        host = args[1][0]
+    else:
+        return
+    if not _is_loopback(host):
+        BLOCKED.append(f"{event} {host}")
+        raise ConnectionRefusedError(f"tests may not reach the network: {host}")
+
+
+sys.addaudithook(_network_guard)
+
+
+@pytest.fixture(autouse=True)
+def _no_network_reached():
+    """Fail the test that tried (even if it swallowed the refusal)."""
+    before = len(BLOCKED)
+    yield
+    assert BLOCKED[before:] == [], f"non-loopback network access: {BLOCKED[before:]}"

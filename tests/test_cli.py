@@ -1,0 +1,94 @@
+"""The command line end to end: outputs round-trip, every user error is one line and exit 2."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ccnet.attention import composed_map
+from ccnet.cli import main
+from ccnet.inference import Predictor, Protocol
+from ccnet.registry import load_model
+from tests.helpers import tiny_checkpoint, tiny_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def files(tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "img.png")
+    tiny_checkpoint(tmp_path / "tiny.pth")
+    return tmp_path, image
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ccnet", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_predict_writes_mask_overlay_and_logits(files):
+    tmp, image = files
+    result = run_cli("predict", str(tmp / "img.png"), "--model", str(tmp / "tiny.pth"), "--device", "cpu",
+                     "--out-mask", str(tmp / "m.png"), "--out-overlay", str(tmp / "o.png"),
+                     "--out-logits", str(tmp / "l.npy"))
+    assert result.returncode == 0, result.stderr
+    logits = np.load(tmp / "l.npy")
+    assert logits.dtype == np.float32 and logits.shape == (4, 45, 70)
+    mask = np.asarray(Image.open(tmp / "m.png"))
+    np.testing.assert_array_equal(mask, logits.argmax(0))
+    expected = Predictor(tiny_model(), Protocol(), device="cpu").predict(image).logits.numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    assert Image.open(tmp / "o.png").size == (70, 45)
+
+
+def test_attention_export_matches_model(files):
+    tmp, image = files
+    assert main(["attention", str(tmp / "img.png"), "--model", str(tmp / "tiny.pth"), "--pixel", "69,20",
+                 "--out", str(tmp / "maps.npz")]) == 0
+    maps = np.load(tmp / "maps.npz")
+    grid = tuple(maps["grid"])
+    assert grid == (6, 9)
+    assert tuple(maps["cell"]) == (20 * 6 // 45, 69 * 9 // 70)
+    row, col = maps["cell"]
+    for step in ("step1", "step2"):
+        m = maps[step]
+        assert m.dtype == np.float32 and m.shape == grid
+        assert m.sum() == pytest.approx(1.0, abs=1e-5)
+        off = np.ones(grid, bool)
+        off[row, :] = off[:, col] = False
+        assert np.all(m[off] == 0)
+    pred = Predictor(load_model(str(tmp / "tiny.pth")).net, Protocol(), device="cpu").predict(image)
+    torch.testing.assert_close(torch.from_numpy(maps["composed"]), composed_map(pred.attention, row, col))
+    assert maps["composed"].sum() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["predict", "{tmp}/missing.png", "--model", "{tmp}/tiny.pth"], "image not found"),
+        (["predict", "{tmp}/text.png", "--model", "{tmp}/tiny.pth"], "not an image"),
+        (["predict", "{tmp}/img.png", "--model", "{tmp}/text.pth"], "not a PyTorch checkpoint"),
+        (["predict", "{tmp}/img.png", "--model", "{tmp}/misfit.pth"], "missing keys"),
+        (["predict", "{tmp}/img.png", "--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["attention", "{tmp}/img.png", "--model", "{tmp}/tiny.pth", "--pixel", "70,0", "--out", "{tmp}/a.npz"],
+         "outside the 70x45 image"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(files, args, message):
+    tmp, _ = files
+    (tmp / "text.png").write_text("<html>not an image</html>")
+    (tmp / "text.pth").write_text("not a checkpoint")
+    state = torch.load(tmp / "tiny.pth", weights_only=True)
+    del state["state_dict"]["decode_head.conv_seg.bias"]
+    torch.save(state, tmp / "misfit.pth")
+    result = run_cli(*[a.format(tmp=tmp) for a in args])
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
