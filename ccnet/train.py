@@ -1,0 +1,179 @@
+"""`python -m ccnet train`: train a small CCNet on synthetic street scenes, on the CPU.
+
+Every batch is generated from (seed, iteration), so a run is reproducible and a resumed run
+sees exactly the data it would have seen without the interruption. Checkpoints are written
+atomically; `--resume` continues from the last one.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ccnet import scenes
+from ccnet.checkpoints import save_checkpoint
+from ccnet.errors import CCNetError
+from ccnet.inference import IMAGENET_MEAN, IMAGENET_STD, Protocol
+from ccnet.losses import CategoryConsistentLoss, segmentation_loss
+from ccnet.model import CCNet, CCNetConfig
+
+# The embedded model: the same CCNet code as the released models, a narrow ResNetV1c-18-D8.
+SMALL_MODEL = CCNetConfig(
+    num_classes=len(scenes.CLASS_NAMES), depth=18, stem_channels=(16, 16, 32), base_channels=16,
+    head_channels=64, aux_channels=32, recurrence=2,
+)
+SEED_STRIDE = 10_000_000  # training scene seeds: seed * SEED_STRIDE + sample index
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out: str = "runs/default"
+    iters: int = 1500
+    batch: int = 8
+    height: int = 128
+    width: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    seed: int = 0
+    attention: str = "cca"
+    recurrence: int = 2
+    ccl: bool = False
+    aux_weight: float = 0.4
+    threads: int = 2
+    log_every: int = 50
+    save_every: int = 250
+
+
+def model_config(cfg: TrainConfig) -> CCNetConfig:
+    return replace(SMALL_MODEL, attention=cfg.attention, recurrence=cfg.recurrence)
+
+
+def poly_lr(cfg: TrainConfig, iteration: int) -> float:
+    """Linear warm-up, then mmseg's poly decay (power 0.9) to zero at the last iteration."""
+    if iteration < cfg.warmup:
+        return cfg.lr * (iteration + 1) / cfg.warmup
+    return cfg.lr * (1 - iteration / cfg.iters) ** 0.9
+
+
+def make_batch(cfg: TrainConfig, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scenes for this iteration with flips and photometric jitter; (B,3,H,W) input, (B,H,W) labels."""
+    first = cfg.seed * SEED_STRIDE + iteration * cfg.batch
+    images, labels = scenes.scene_batch(range(first, first + cfg.batch), cfg.height, cfg.width, "train")
+    rng = np.random.default_rng([cfg.seed, iteration])
+    images = images.astype(np.float32)
+    flip = rng.random(cfg.batch) < 0.5
+    images[flip] = images[flip, :, ::-1]
+    labels[flip] = labels[flip, :, ::-1]
+    gain = rng.uniform(0.8, 1.2, (cfg.batch, 1, 1, 1))
+    offset = rng.uniform(-20, 20, (cfg.batch, 1, 1, 1))
+    images = np.clip(images * gain + offset, 0, 255)
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return x.float(), torch.from_numpy(np.ascontiguousarray(labels)).long()
+
+
+def context_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of vehicle pixels given the right one of the context classes (the cue's effect)."""
+    pred = torch.nn.functional.interpolate(logits, size=labels.shape[-2:], mode="bilinear").argmax(1)
+    on_context = torch.isin(labels, torch.tensor(scenes.CONTEXT_CLASSES))
+    return float((pred[on_context] == labels[on_context]).float().mean()) if on_context.any() else math.nan
+
+
+def model_meta(cfg: TrainConfig, net_config: CCNetConfig, iteration: int, seconds: float) -> dict:
+    return {
+        "classes": list(scenes.CLASS_NAMES),
+        "palette": [list(rgb) for rgb in scenes.PALETTE],
+        "cityscapes_train_ids": list(scenes.CITYSCAPES_TRAIN_IDS),
+        "context_classes": list(scenes.CONTEXT_CLASSES),
+        "ccnet_config": net_config.to_dict(),
+        "protocol": Protocol().to_dict(),
+        "train": {**asdict(cfg), "iterations_done": iteration, "train_seconds": round(seconds, 1)},
+    }
+
+
+def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:  # noqa: ANN001
+    """Train (or resume) and return the path of the final model-only checkpoint."""
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    net_config = model_config(cfg)
+    torch.manual_seed(cfg.seed)
+    net = CCNet(net_config)
+    ccl = CategoryConsistentLoss(net_config.head_channels) if cfg.ccl else None
+    params = list(net.parameters()) + (list(ccl.parameters()) if ccl else [])
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start, elapsed = 0, 0.0
+    last = out / "last.pt"
+    if resume and last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        if state["train_config"] != asdict(cfg):
+            raise CCNetError(f"{last} was written with different settings; use a new --out or the same ones")
+        net.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ccl:
+            ccl.load_state_dict(state["ccl"])
+        start, elapsed = state["iteration"], state["seconds"]
+        log(f"resumed from {last} at iteration {start}")
+    net.train()
+    tick, window = time.perf_counter(), []
+    for iteration in range(start, cfg.iters):
+        torch.manual_seed(cfg.seed * SEED_STRIDE + iteration)  # dropout identical after a resume
+        for group in optimizer.param_groups:
+            group["lr"] = poly_lr(cfg, iteration)
+        x, labels = make_batch(cfg, iteration)
+        logits, aux, features = net.forward_train(x)
+        loss = segmentation_loss(logits, labels)
+        if aux is not None:
+            loss = loss + cfg.aux_weight * segmentation_loss(aux, labels)
+        if ccl is not None:
+            loss = loss + ccl(features, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        window.append((loss.item(), context_accuracy(logits.detach(), labels)))
+        done = iteration + 1
+        if done % cfg.log_every == 0 or done == cfg.iters:
+            now = time.perf_counter()
+            elapsed, tick = elapsed + now - tick, now
+            rate = elapsed / (done - start) if done > start else 0.0
+            losses, ctx = zip(*window)
+            log(f"it {done}/{cfg.iters} loss {np.mean(losses):.3f} context-acc {np.nanmean(ctx):.2f} "
+                f"lr {poly_lr(cfg, iteration):.2e} {rate:.2f} s/it eta {(cfg.iters - done) * rate / 60:.1f} min")
+            window = []
+        if done % cfg.save_every == 0 or done == cfg.iters:
+            save_checkpoint(last, {
+                "state_dict": net.state_dict(), "optimizer": optimizer.state_dict(),
+                "ccl": ccl.state_dict() if ccl else {}, "iteration": done, "seconds": elapsed,
+                "train_config": asdict(cfg),
+            })
+    final = out / "model.pt"
+    save_checkpoint(final, {"meta": model_meta(cfg, net_config, cfg.iters, elapsed), "state_dict": net.state_dict()})
+    log(f"wrote {final} ({elapsed / 60:.1f} min of training)")
+    return final
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__})
+    train(cfg, resume=args.resume, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    return 0
+
+
+def add_cli(subparsers) -> None:  # noqa: ANN001
+    p = subparsers.add_parser("train", help="train a small CCNet on synthetic street scenes (CPU)")
+    defaults = TrainConfig()
+    for name, value in asdict(defaults).items():
+        if isinstance(value, bool):
+            p.add_argument(f"--{name.replace('_', '-')}", dest=name, action="store_true",
+                           help="add the category consistent loss" if name == "ccl" else None)
+        elif name == "attention":
+            p.add_argument("--attention", choices=("cca", "nonlocal", "none"), default=value)
+        else:
+            p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(value), default=value)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.set_defaults(func=cmd_train)
