@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ccnet import authors
 from ccnet.errors import CheckpointError
 from ccnet.model import CCNet, CCNetConfig, config_from_state_dict
 
@@ -19,6 +20,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
     """(state_dict, meta) from an mmseg-style ``{'meta', 'state_dict'}`` file or a bare state dict.
 
     Loaded with ``weights_only=True``: a file that needs arbitrary code to unpickle is refused.
+    A file in the CCNet authors' own layout is converted to ours, with its config and protocol
+    in the returned meta (ccnet/authors.py).
     """
     path = Path(path)
     if not path.is_file():
@@ -41,7 +44,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
         state_dict, meta = obj, {}
     else:
         raise CheckpointError(f"{path.name} holds no state_dict")
-    return normalise_keys(state_dict), meta if isinstance(meta, dict) else {}
+    state_dict = normalise_keys(state_dict)
+    if authors.is_authors_layout(state_dict):
+        return authors.convert(state_dict)
+    return state_dict, meta if isinstance(meta, dict) else {}
 
 
 def normalise_keys(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:

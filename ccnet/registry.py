@@ -1,12 +1,14 @@
 """Turn a model name into a ready network: `default` (embedded), a released preset, or a file."""
 from __future__ import annotations
 
+import difflib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 from ccnet.checkpoints import build_model, read_checkpoint
+from ccnet.download import ProgressFn
 from ccnet.errors import CCNetError
 from ccnet.inference import Protocol
 from ccnet.model import CCNet
@@ -54,12 +56,25 @@ def load_file(path: str | Path, protocol: Protocol | None = None, name: str | No
     return LoadedModel(name or Path(path).name, net, protocol, classes, palette)
 
 
-def load_model(spec: str, protocol: Protocol | None = None) -> LoadedModel:
-    """``default`` -> the embedded model; an existing file -> that checkpoint; else an error."""
+def load_model(spec: str, protocol: Protocol | None = None, progress: ProgressFn | None = None) -> LoadedModel:
+    """``default`` -> the embedded model; a preset name -> its (cached) release; a file; else an error.
+
+    ``progress(done, total)`` reports a preset's first download (a line on stderr if omitted).
+    """
+    from ccnet import zoo  # zoo reads this module's dataset_info
+
     if spec == "default":
         if not DEFAULT_CHECKPOINT.is_file():
             raise CCNetError(f"the embedded default model is missing: {DEFAULT_CHECKPOINT}")
         return load_file(DEFAULT_CHECKPOINT, protocol, name="default")
+    preset = zoo.presets().get(spec)
+    if preset is not None:
+        loaded = load_file(zoo.fetch(spec, progress), protocol or preset.protocol, name=spec)
+        return replace(loaded, classes=preset.classes, palette=preset.palette)
     if Path(spec).suffix in (".pt", ".pth", ".bin") or Path(spec).exists():
         return load_file(spec, protocol)
-    raise CCNetError(f"unknown model {spec!r}: use 'default', a preset name (python -m ccnet zoo) or a checkpoint file")
+    close = difflib.get_close_matches(spec, list(zoo.presets()), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise CCNetError(
+        f"unknown model {spec!r}{hint}: use 'default', a preset name (python -m ccnet zoo) or a checkpoint file"
+    )

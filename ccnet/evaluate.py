@@ -1,0 +1,311 @@
+"""`python -m ccnet evaluate`: mIoU on a dataset folder (Cityscapes, ADE20K, VOC) or on synthetic scenes.
+
+Dataset mode follows mmsegmentation's evaluation: the preset's test protocol, labels in the
+dataset's standard layout mapped to train ids (255 ignored), one confusion matrix over the set.
+Test-time augmentation (``--multiscale``, ``--flip``) is mmseg's MultiScaleFlipAug + aug_test:
+ratios 0.5 .. 1.75 of the protocol's test-resize scale (of the image's own size when the
+protocol has none), each optionally with its horizontal mirror; every pass gives logits at the
+image's size, their SOFTMAX probabilities are averaged (mmseg 0.x ``aug_test`` and 1.x
+``SegTTAModel.merge_preds`` both average probabilities, not raw logits), then argmax.
+
+Synthetic mode scores held-out scenes of ccnet.scenes (split "eval"): scene i of ``--seed S``
+uses seed ``S * 100000 + i``, so different S never share a scene for counts up to 100000.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ccnet.errors import CCNetError
+from ccnet.images import decode_image
+from ccnet.inference import Predictor
+from ccnet.metrics import IGNORE_INDEX, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from ccnet.registry import LoadedModel, dataset_info
+
+DATASETS = ("cityscapes", "ade20k", "voc")
+MS_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+SEED_STRIDE = 100_000
+StepFn = Callable[[int, int | None], None]  # (images done, total or None)
+
+# Cityscapes labelIds -> trainIds (cityscapesScripts' table); every other id is ignored.
+CITYSCAPES_TRAIN_IDS = {
+    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
+    23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
+}
+CITYSCAPES_LUT = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+CITYSCAPES_LUT[list(CITYSCAPES_TRAIN_IDS)] = list(CITYSCAPES_TRAIN_IDS.values())
+
+LAYOUTS = {
+    "cityscapes": "leftImg8bit/val/<city>/*_leftImg8bit.png with gtFine/val/<city>/*_gtFine_labelIds.png",
+    "ade20k": "images/validation/*.jpg with annotations/validation/*.png",
+    "voc": "ImageSets/Segmentation/val.txt, JPEGImages/<id>.jpg, SegmentationClass/<id>.png",
+}
+
+
+# ---- dataset folders -------------------------------------------------------------------------
+
+def dataset_files(root: str | Path, dataset: str) -> list[tuple[Path, Path]]:
+    """(image, label) paths of the validation split in the dataset's standard layout, sorted."""
+    root = Path(root)
+    if dataset == "cityscapes":
+        pairs = []
+        for image in sorted((root / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png")):
+            stem = image.name.removesuffix("_leftImg8bit.png")
+            folder = root / "gtFine" / "val" / image.parent.name
+            label, train_ids = folder / f"{stem}_gtFine_labelIds.png", folder / f"{stem}_gtFine_labelTrainIds.png"
+            # mmseg's converted copies may carry only *_labelTrainIds.png: accept those as they are.
+            pairs.append((image, train_ids if train_ids.exists() and not label.exists() else label))
+    elif dataset == "ade20k":
+        pairs = [
+            (image, root / "annotations" / "validation" / f"{image.stem}.png")
+            for image in sorted((root / "images" / "validation").glob("*.jpg"))
+        ]
+    elif dataset == "voc":
+        listing = root / "ImageSets" / "Segmentation" / "val.txt"
+        if not listing.is_file():
+            raise CCNetError(f"no {listing}: expected the VOC2012 layout ({LAYOUTS['voc']})")
+        names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        pairs = [(root / "JPEGImages" / f"{n}.jpg", root / "SegmentationClass" / f"{n}.png") for n in names]
+    else:
+        raise CCNetError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}")
+    if not pairs:
+        raise CCNetError(f"no {dataset} validation images under {root}: expected {LAYOUTS[dataset]}")
+    for image, label in pairs:
+        for path in (image, label):
+            if not path.is_file():
+                raise CCNetError(f"{dataset}: missing {path}")
+    return pairs
+
+
+def read_label(path: Path, dataset: str) -> np.ndarray:
+    """Train-id label (uint8, 255 = ignore) from a dataset's annotation PNG."""
+    with Image.open(path) as img:
+        label = np.asarray(img)
+    if label.ndim != 2:
+        raise CCNetError(f"{path.name} is not a single-channel label image (mode {img.mode})")
+    label = label.astype(np.uint8)
+    if dataset == "cityscapes" and path.name.endswith("_labelIds.png"):
+        return CITYSCAPES_LUT[label]
+    if dataset == "ade20k":  # mmseg's reduce_zero_label: 0 ("other") is ignored, classes shift down
+        return np.where((label == 0) | (label == IGNORE_INDEX), IGNORE_INDEX, label - 1).astype(np.uint8)
+    return label
+
+
+def dataset_samples(pairs: Sequence[tuple[Path, Path]], dataset: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Images (RGB uint8) and labels, read one at a time."""
+    for image_path, label_path in pairs:
+        image, label = decode_image(image_path), read_label(label_path, dataset)
+        if image.shape[:2] != label.shape:
+            raise CCNetError(f"{image_path.name} is {image.shape[:2]} but its label {label_path.name} {label.shape}")
+        yield image, label
+
+
+# ---- predictions and scores ------------------------------------------------------------------
+
+def class_scores(predictor: Predictor, image: np.ndarray, multiscale: bool = False, flip: bool = False) -> torch.Tensor:
+    """(K, H, W) scores whose argmax is the prediction: the logits, or with test-time
+    augmentation the summed softmax probabilities of every scale and mirror (as mmseg)."""
+    if not multiscale and not flip:
+        return predictor.predict(image, with_attention=False).logits
+    height, width = image.shape[:2]
+    base = predictor.protocol.test_resize or (max(height, width), min(height, width))
+    probs = None
+    for ratio in MS_RATIOS if multiscale else (1.0,):
+        scaled = copy.copy(predictor)
+        scaled.protocol = replace(predictor.protocol, test_resize=(int(base[0] * ratio), int(base[1] * ratio)))
+        for mirrored in (False, True) if flip else (False,):
+            view = np.ascontiguousarray(image[:, ::-1]) if mirrored else image
+            logits = scaled.predict(view, with_attention=False).logits
+            p = torch.softmax(logits.float(), dim=0)
+            p = p.flip(-1) if mirrored else p
+            probs = p if probs is None else probs + p
+    return probs
+
+
+def evaluate_samples(
+    predictor: Predictor,
+    samples: Iterable[tuple[np.ndarray, np.ndarray]],
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    *,
+    multiscale: bool = False,
+    flip: bool = False,
+    ignore_index: int = IGNORE_INDEX,
+    total: int | None = None,
+    progress: StepFn | None = None,
+) -> dict:
+    """Score (image, label) pairs: ``miou`` (0-1), ``per_class`` {name: IoU or None}, ``accuracy``,
+    ``images`` and ``seconds``. Shared by the dataset and synthetic modes (and training)."""
+    names = list(class_names) if class_names is not None else [f"class {i}" for i in range(num_classes)]
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    start, count = time.perf_counter(), 0
+    for image, label in samples:
+        scores = class_scores(predictor, image, multiscale, flip)
+        if scores.shape[0] != num_classes:
+            raise CCNetError(f"the model predicts {scores.shape[0]} classes, but the data has {num_classes}")
+        matrix += confusion_matrix(scores.argmax(0).numpy(), label, num_classes, ignore_index)
+        count += 1
+        if progress is not None:
+            progress(count, total)
+    iou = iou_per_class(matrix)
+    return {
+        "miou": _number(mean_iou(iou)),
+        "per_class": {name: _number(value) for name, value in zip(names, iou)},
+        "accuracy": _number(pixel_accuracy(matrix)),
+        "images": count,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def evaluate_dataset(
+    predictor: Predictor,
+    root: str | Path,
+    dataset: str,
+    *,
+    multiscale: bool = False,
+    flip: bool = False,
+    limit: int | None = None,
+    progress: StepFn | None = None,
+) -> dict:
+    """mIoU on a dataset's validation folder; the model must predict the dataset's classes."""
+    pairs = dataset_files(root, dataset)[:limit]
+    names = dataset_info()[dataset]["classes"]
+    result = evaluate_samples(
+        predictor, dataset_samples(pairs, dataset), len(names), names,
+        multiscale=multiscale, flip=flip, total=len(pairs), progress=progress,
+    )
+    return {"dataset": dataset, "multiscale": multiscale, "flip": flip, **result}
+
+
+def synthetic_seeds(seed: int, count: int) -> list[int]:
+    """The scene seeds of an evaluation: ``seed * 100000 + i`` for i < count."""
+    if not 0 < count <= SEED_STRIDE:
+        raise CCNetError(f"the number of synthetic scenes must be 1..{SEED_STRIDE}, got {count}")
+    return [seed * SEED_STRIDE + i for i in range(count)]
+
+
+def synthetic_report(
+    predictor: Predictor, count: int, seed: int, height: int = 256, width: int = 512,
+    progress: StepFn | None = None, *, multiscale: bool = False, flip: bool = False,
+) -> dict:
+    """Scores on held-out synthetic scenes, with ``context_miou`` over scenes.CONTEXT_CLASSES."""
+    from ccnet import scenes  # imported late: only this mode needs the generator
+
+    seeds = synthetic_seeds(seed, count)
+    samples = (
+        (scene.image, scene.label)
+        for scene in (scenes.generate_scene(s, height, width, split="eval") for s in seeds)
+    )
+    result = evaluate_samples(
+        predictor, samples, len(scenes.CLASS_NAMES), scenes.CLASS_NAMES,
+        multiscale=multiscale, flip=flip, ignore_index=scenes.IGNORE_INDEX, total=count, progress=progress,
+    )
+    context = [c if isinstance(c, str) else scenes.CLASS_NAMES[c] for c in scenes.CONTEXT_CLASSES]
+    values = [result["per_class"][name] for name in context if result["per_class"][name] is not None]
+    return {
+        "dataset": "synthetic", "seed": seed, "height": height, "width": width, **result,
+        "context_miou": _number(float(np.mean(values))) if values else None,
+        "context_classes": context,
+    }
+
+
+def evaluate_synthetic(
+    loaded_model: LoadedModel, count: int, seed: int, height: int = 256, width: int = 512,
+    device: str = "auto", progress: StepFn | None = None,
+) -> dict:
+    """``synthetic_report`` for a loaded model; the network's train/eval mode is restored after,
+    so training code can call it between steps (it runs on ``device``: pass the training one)."""
+    was_training = loaded_model.net.training
+    try:
+        predictor = Predictor(loaded_model.net, loaded_model.protocol, device=device)
+        return {"model": loaded_model.name, **synthetic_report(predictor, count, seed, height, width, progress)}
+    finally:
+        loaded_model.net.train(was_training)
+
+
+def _number(value: float) -> float | None:
+    """JSON has no NaN: undefined scores become null."""
+    return None if np.isnan(value) else round(float(value), 6)
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+class StepLine:
+    """'evaluating 12/500, 0.41 s/image' redrawn on stderr."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        rate = (time.perf_counter() - self.start) / done
+        sys.stderr.write(f"\revaluating {done}/{total or '?'}, {rate:.2f} s/image ")
+        sys.stderr.flush()
+        if done == total:
+            sys.stderr.write("\n")
+
+
+def per_class_table(result: dict) -> str:
+    width = max(len(name) for name in result["per_class"])
+    rows = [
+        f"{name.ljust(width)}  {'-' if iou is None else f'{100 * iou:6.2f}'}"
+        for name, iou in result["per_class"].items()
+    ]
+    miou = "-" if result["miou"] is None else f"{100 * result['miou']:.2f}"
+    return "\n".join(rows + [f"{'mIoU'.ljust(width)}  {miou}  ({result['images']} images)"])
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ccnet.cli import _predictor
+
+    if args.data is not None and args.dataset is None:
+        raise CCNetError(f"--data needs --dataset ({'|'.join(DATASETS)})")
+    if args.limit is not None and args.limit < 1:
+        raise CCNetError("--limit must be at least 1")
+    loaded, predictor = _predictor(args)
+    if args.synthetic is not None:
+        result = synthetic_report(
+            predictor, args.synthetic, args.seed, args.height, args.width, StepLine(),
+            multiscale=args.multiscale, flip=args.flip,
+        )
+    else:
+        result = evaluate_dataset(
+            predictor, args.data, args.dataset, multiscale=args.multiscale, flip=args.flip,
+            limit=args.limit, progress=StepLine(),
+        )
+    result = {"model": loaded.name, **result}
+    print(per_class_table(result), file=sys.stderr)
+    text = json.dumps(result)
+    if args.json_out:
+        Path(args.json_out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def add_cli(subparsers) -> None:  # noqa: ANN001
+    """Registers `evaluate`."""
+    from ccnet.cli import _add_model_args
+
+    p = subparsers.add_parser("evaluate", help="mIoU on a dataset folder or on synthetic scenes")
+    _add_model_args(p)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", metavar="DIR", help="dataset root in its standard layout")
+    source.add_argument("--synthetic", type=int, metavar="N", help="score N held-out synthetic scenes")
+    p.add_argument("--dataset", choices=DATASETS, help="layout and classes of --data")
+    p.add_argument("--multiscale", action="store_true", help="ratios 0.5..1.75 of the test scale, averaged")
+    p.add_argument("--flip", action="store_true", help="average with the horizontal mirror")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N images (sorted)")
+    p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the result to this file")
+    p.add_argument("--seed", type=int, default=0, help="synthetic: scene i uses seed*100000+i")
+    p.add_argument("--height", type=int, default=256, help="synthetic scene height")
+    p.add_argument("--width", type=int, default=512, help="synthetic scene width")
+    p.set_defaults(func=cmd_evaluate)

@@ -1,0 +1,128 @@
+"""The 16 released mmsegmentation CCNet checkpoints as presets: data in zoo.json, one name each.
+
+A preset fixes everything the published mIoU depends on: the weights (URL and sha256 prefix),
+the dataset's classes and palette, and the test protocol (resize, whole or sliding window,
+align_corners). ``python -m ccnet zoo`` lists them, ``python -m ccnet fetch NAME`` downloads one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ccnet import download
+from ccnet.errors import CCNetError
+from ccnet.inference import Protocol
+from ccnet.registry import dataset_info
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One released checkpoint and how mmsegmentation tested it."""
+
+    name: str
+    dataset: str
+    backbone: str
+    num_classes: int
+    crop_size: tuple[int, int]
+    train_iters: int
+    miou_single_scale: float
+    miou_multiscale_flip: float
+    url: str
+    sha256_prefix: str
+    protocol: Protocol
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(dataset_info()[self.dataset]["classes"])
+
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:
+        return tuple(tuple(rgb) for rgb in dataset_info()[self.dataset]["palette"])
+
+    @property
+    def path(self) -> Path:
+        """Where the file is cached (or must be put by hand)."""
+        return download.cached_path(self.url)
+
+    def describe_protocol(self) -> str:
+        p = self.protocol
+        text = "whole" if p.mode == "whole" else f"slide {p.crop[0]}/{p.stride[0]}"
+        if p.test_resize:
+            text += f" @{p.test_resize[0]}x{p.test_resize[1]}"
+        return text + (" ac" if p.align_corners else "")
+
+
+@lru_cache(maxsize=1)
+def presets() -> dict[str, Preset]:
+    """Every preset by name, in the order of zoo.json."""
+    data = json.loads(Path(__file__).with_name("zoo.json").read_text())
+    return {
+        item["name"]: Preset(
+            name=item["name"],
+            dataset=item["dataset"],
+            backbone=item["backbone"],
+            num_classes=item["num_classes"],
+            crop_size=tuple(item["crop_size"]),
+            train_iters=item["train_iters"],
+            miou_single_scale=item["miou"]["single_scale"],
+            miou_multiscale_flip=item["miou"]["multiscale_flip"],
+            url=item["url"],
+            sha256_prefix=item["sha256_prefix"],
+            protocol=Protocol.from_dict(item["protocol"]),
+        )
+        for item in data["presets"]
+    }
+
+
+def get(name: str) -> Preset:
+    try:
+        return presets()[name]
+    except KeyError:
+        raise CCNetError(f"unknown preset {name!r}: list them with `python -m ccnet zoo`") from None
+
+
+def protocol_for(name: str) -> Protocol:
+    """The test protocol the preset's published single-scale mIoU was measured with."""
+    return get(name).protocol
+
+
+def fetch(name: str, progress: download.ProgressFn | None = None) -> Path:
+    """The preset's checkpoint file, downloaded and verified on first use."""
+    return download.fetch(get(name).url, progress)
+
+
+def table() -> str:
+    """The presets as an aligned text table (what `python -m ccnet zoo` prints)."""
+    header = ("name", "dataset", "backbone", "crop", "protocol", "mIoU", "ms+flip", "cached")
+    rows = [header] + [
+        (
+            p.name, p.dataset, p.backbone, f"{p.crop_size[0]}x{p.crop_size[1]}", p.describe_protocol(),
+            f"{p.miou_single_scale:.2f}", f"{p.miou_multiscale_flip:.2f}", "yes" if p.path.is_file() else "no",
+        )
+        for p in presets().values()
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    print(table())
+    print(f"\nmIoU: published on the validation set (%); ac: align_corners=True. Cache: {download.cache_dir()}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    print(fetch(args.name))
+    return 0
+
+
+def add_cli(subparsers) -> None:  # noqa: ANN001
+    """Registers `zoo` (list the presets) and `fetch NAME` (download one, print its path)."""
+    p = subparsers.add_parser("zoo", help="list the released CCNet checkpoints (presets)")
+    p.set_defaults(func=cmd_zoo)
+    p = subparsers.add_parser("fetch", help="download a preset's checkpoint into the cache")
+    p.add_argument("name", help="a preset name (see `python -m ccnet zoo`)")
+    p.set_defaults(func=cmd_fetch)
