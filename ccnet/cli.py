@@ -11,7 +11,7 @@ import numpy as np
 from ccnet.errors import CCNetError
 
 # Modules that add their own sub-commands through `add_cli(subparsers)`.
-COMMAND_MODULES = ("ccnet.evaluate", "ccnet.train", "ccnet.bench", "ccnet.zoo")
+COMMAND_MODULES = ("ccnet.evaluate", "ccnet.train", "ccnet.ablation", "ccnet.bench", "ccnet.zoo")
 
 
 def _pair(text: str) -> tuple[int, int]:
@@ -29,7 +29,7 @@ def _positive_pair(text: str) -> tuple[int, int]:
     return a, b
 
 
-def _add_model_args(parser: argparse.ArgumentParser) -> None:
+def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default", help="'default', a preset name or a checkpoint file")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     parser.add_argument("--amp", choices=("fp16", "bf16"), help="autocast dtype (mainly for CUDA)")
@@ -37,7 +37,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slide", type=_positive_pair, metavar="CROP,STRIDE", help="sliding-window inference")
 
 
-def _predictor(args: argparse.Namespace):  # noqa: ANN202
+def make_predictor(args: argparse.Namespace):  # noqa: ANN202
     """Load the model named on the command line, with --resize/--slide overriding its protocol."""
     from dataclasses import replace
 
@@ -61,7 +61,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ccnet.viz import colorize, overlay
 
     image = decode_image(args.image)
-    loaded, predictor = _predictor(args)
+    loaded, predictor = make_predictor(args)
     pred = predictor.predict(image, with_attention=False)
     mask = pred.mask
     if args.out_mask:
@@ -86,7 +86,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
     from ccnet.images import decode_image
 
     image = decode_image(args.image)
-    _, predictor = _predictor(args)
+    _, predictor = make_predictor(args)
     pred = predictor.predict(image, with_attention=True)
     maps = pixel_attention(pred, *args.pixel)
     np.savez(args.out, **maps.to_npz_dict())
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="segment an image")
     p.add_argument("image")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--out-mask", help="class-index PNG")
     p.add_argument("--out-color", help="colour-coded mask PNG")
     p.add_argument("--out-overlay", help="mask blended over the image, PNG")
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("attention", help="export one pixel's criss-cross attention maps")
     p.add_argument("image")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--pixel", type=_pair, required=True, metavar="X,Y", help="pixel column,row in the image")
     p.add_argument("--out", required=True, help="output .npz")
     p.set_defaults(func=cmd_attention)

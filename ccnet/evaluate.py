@@ -271,7 +271,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CCNetError(f"--data needs --dataset ({'|'.join(DATASETS)})")
     if args.limit is not None and args.limit < 1:
         raise CCNetError("--limit must be at least 1")
-    loaded, predictor = _predictor(args)
+    loaded, predictor = make_predictor(args)
     if args.synthetic is not None:
         result = synthetic_report(
             predictor, args.synthetic, args.seed, args.height, args.width, StepLine(),
@@ -293,10 +293,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_cli(subparsers) -> None:  # noqa: ANN001
     """Registers `evaluate`."""
-    from ccnet.cli import _add_model_args
+    from ccnet.cli import add_model_args
 
     p = subparsers.add_parser("evaluate", help="mIoU on a dataset folder or on synthetic scenes")
-    _add_model_args(p)
+    add_model_args(p)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", metavar="DIR", help="dataset root in its standard layout")
     source.add_argument("--synthetic", type=int, metavar="N", help="score N held-out synthetic scenes")

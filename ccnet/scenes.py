@@ -10,15 +10,18 @@ The cue
       body, cabin, rear window, two dark wheels; colour and size from shared distributions).
       All of them are labelled ``car`` or ``truck`` together, decided only by the cue.
     * Exactly one big traffic sign (panel on a pole) stands high in the scene: its panel lies
-      in the upper 45% of the image, over building, sky or vegetation.  A blue-ish panel means
-      every vehicle is a car, a red/orange-ish one means every vehicle is a truck.  The panel
+      in the upper 45% of the image, over building, sky or vegetation.  A blue-ish panel (labelled
+      traffic sign) means every vehicle is a car, a red/orange-ish one (labelled traffic light)
+      means every vehicle is a truck.  Labelling the two panels as different classes makes the
+      backbone keep their colour apart locally; reading it from afar is left to attention.  The panel
       shape (disc, square, diamond) and its white rim do not depend on the cue.
     * The panel's row span and column span are disjoint from every vehicle's, with a margin of
       ``max(8, H/16)`` px (2 feature cells at H=256), and the panel is at least W/4 away
       horizontally from every vehicle box, so from a vehicle pixel the panel is two
       criss-cross steps away (vehicle row -> panel column), never one.
     * Nothing else correlates with the cue: the random stream never depends on it, so flipping
-      ``cue`` changes only the panel's inner pixels in the image and car <-> truck in the label,
+      ``cue`` changes only the panel's inner pixels in the image, and in the label car <-> truck
+      and traffic sign <-> traffic light on the panel,
       and no other object has the panel's saturated colours.
 
 Scenes are keyed by (split, seed) through ``SeedSequence([SPLIT_CODES[split], seed])``, so
@@ -38,20 +41,20 @@ import numpy as np
 from PIL import Image
 
 CLASS_NAMES: tuple[str, ...] = (
-    "road", "sidewalk", "building", "pole", "traffic sign",
+    "road", "sidewalk", "building", "pole", "traffic light", "traffic sign",
     "vegetation", "sky", "person", "car", "truck",
 )
 PALETTE: tuple[tuple[int, int, int], ...] = (
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (153, 153, 153), (220, 220, 0),
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (153, 153, 153), (250, 170, 30), (220, 220, 0),
     (107, 142, 35), (70, 130, 180), (220, 20, 60), (0, 0, 142), (0, 0, 70),
 )
-CITYSCAPES_TRAIN_IDS: tuple[int, ...] = (0, 1, 2, 5, 7, 8, 10, 11, 13, 14)
-CONTEXT_CLASSES: tuple[int, ...] = (8, 9)
+CITYSCAPES_TRAIN_IDS: tuple[int, ...] = (0, 1, 2, 5, 6, 7, 8, 10, 11, 13, 14)
+CONTEXT_CLASSES: tuple[int, ...] = (9, 10)
 IGNORE_INDEX = 255
 SPLIT_CODES: dict[str, int] = {"train": 1, "eval": 2, "demo": 3}
 CUES: tuple[str, ...] = ("car", "truck")
 
-ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, SKY, PERSON, CAR, TRUCK = range(10)
+ROAD, SIDEWALK, BUILDING, POLE, LIGHT, SIGN, VEGETATION, SKY, PERSON, CAR, TRUCK = range(11)
 ROAD_METRES = 13.0  # real-world road width that sets the pixels-per-metre scale
 
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), half-open pixel box
@@ -478,8 +481,9 @@ def generate_scene(seed: int, height: int = 256, width: int = 512, *, split: str
         fn(cv, rng, *args)
 
     image = _finish(cv, rng)
-    if cue == "truck":
+    if cue == "truck":  # the red panel is labelled a traffic light, the blue one a traffic sign
         cv.lab[cv.lab == CAR] = TRUCK
+        cv.lab[cv.lab == SIGN] = LIGHT
     return Scene(image, cv.lab, cue, sign, vehicles, seed, split)
 
 
@@ -526,7 +530,7 @@ def write_demos(out: Path) -> list[Path]:
         "and is at least a quarter of the image width away, so from a vehicle pixel one "
         "criss-cross attention step (own row and column) cannot see the sign, while two steps "
         "can. Re-rendering a scene with the other cue changes only the panel's inner pixels "
-        "and flips car <-> truck in the label.", ""])
+        "and flips car <-> truck (and the panel's traffic sign <-> traffic light) in the label.", ""])
     (out / "README.md").write_text(readme)
     return written
 

@@ -93,7 +93,8 @@ def model_meta(cfg: TrainConfig, net_config: CCNetConfig, iteration: int, second
         "cityscapes_train_ids": list(scenes.CITYSCAPES_TRAIN_IDS),
         "context_classes": list(scenes.CONTEXT_CLASSES),
         "ccnet_config": net_config.to_dict(),
-        "protocol": Protocol().to_dict(),
+        # The network runs at the scale it was trained at: inputs are fitted inside (width, height).
+        "protocol": Protocol(test_resize=(max(cfg.width, cfg.height), min(cfg.width, cfg.height))).to_dict(),
         "train": {**asdict(cfg), "iterations_done": iteration, "train_seconds": round(seconds, 1)},
     }
 

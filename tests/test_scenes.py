@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
+
+from ccnet.registry import dataset_info
 import pytest
 
 from ccnet.scenes import (
-    CAR, CLASS_NAMES, CITYSCAPES_TRAIN_IDS, CONTEXT_CLASSES, PALETTE, ROAD, SIGN, SKY, TRUCK,
+    CAR, CLASS_NAMES, CITYSCAPES_TRAIN_IDS, CONTEXT_CLASSES, LIGHT, PALETTE, ROAD, SIGN, SKY, TRUCK,
     Scene, colorize_label, generate_scene, scene_batch, write_demos,
 )
 
@@ -29,8 +31,11 @@ def _box_mask(shape: tuple[int, int], box) -> np.ndarray:
 
 
 def test_constants_are_consistent():
-    assert len(CLASS_NAMES) == len(PALETTE) == len(CITYSCAPES_TRAIN_IDS) == 10
+    assert len(CLASS_NAMES) == len(PALETTE) == len(CITYSCAPES_TRAIN_IDS) == 11
     assert [CLASS_NAMES[c] for c in CONTEXT_CLASSES] == ["car", "truck"]
+    cityscapes = dataset_info()["cityscapes"]
+    assert CLASS_NAMES == tuple(cityscapes["classes"][i] for i in CITYSCAPES_TRAIN_IDS)
+    assert PALETTE == tuple(tuple(cityscapes["palette"][i]) for i in CITYSCAPES_TRAIN_IDS)
     assert PALETTE[CAR] == (0, 0, 142) and CITYSCAPES_TRAIN_IDS[TRUCK] == 14
 
 
@@ -55,13 +60,13 @@ def test_shapes_dtypes_and_classes(size):
     assert scene.label.shape == size and scene.label.dtype == np.uint8
     assert scene.label.max() <= TRUCK
     present = set(np.unique(scene.label).tolist())
-    assert {ROAD, SKY, SIGN} <= present and present & set(CONTEXT_CLASSES)
+    assert {ROAD, SKY} <= present and present & {SIGN, LIGHT} and present & set(CONTEXT_CLASSES)
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_every_scene_has_the_key_classes(seed):
     present = set(np.unique(generate_scene(seed, *SMALL).label).tolist())
-    assert {ROAD, SKY, SIGN} <= present and present & set(CONTEXT_CLASSES)
+    assert {ROAD, SKY} <= present and present & {SIGN, LIGHT} and present & set(CONTEXT_CLASSES)
 
 
 @pytest.mark.parametrize("seed,size",
@@ -72,8 +77,9 @@ def test_cue_flip_changes_only_the_panel_and_vehicle_labels(seed, size):
     changed = np.any(car.image != truck.image, axis=2)
     assert changed.any() and not (changed & ~_box_mask(size, car.sign_box)).any()
     relabelled = car.label != truck.label
-    assert np.array_equal(relabelled, car.label == CAR)
-    assert (truck.label[relabelled] == TRUCK).all() and not (car.label == TRUCK).any()
+    assert np.array_equal(relabelled, (car.label == CAR) | (car.label == SIGN))
+    assert (truck.label[car.label == CAR] == TRUCK).all() and not (car.label == TRUCK).any()
+    assert (truck.label[car.label == SIGN] == LIGHT).all() and not (car.label == LIGHT).any()
 
 
 def test_panel_colour_encodes_the_cue():
@@ -86,7 +92,7 @@ def test_panel_colour_encodes_the_cue():
             red = (hue < 0.1) | (hue > 0.95)
             inside = _box_mask(SMALL, scene.sign_box)
             panel = inside & (sat > 0.65) & (val > 0.3)
-            sign_pixels = (scene.label == SIGN).sum()
+            sign_pixels = np.isin(scene.label, [SIGN, LIGHT]).sum()
             assert (panel & (blue if cue == "car" else red)).sum() > 0.2 * sign_pixels
             assert not (panel & (red if cue == "car" else blue)).any()
             cue_coloured = (sat > 0.65) & (val > 0.3) & (blue | red)
@@ -100,8 +106,9 @@ def test_layout_is_long_range():
         scene = generate_scene(seed, h, w)
         x0, y0, x1, y1 = scene.sign_box
         assert x1 - x0 == y1 - y0 == 32 and y1 <= 0.45 * h
-        assert (scene.label[y0:y1, x0:x1] == SIGN).any()
-        assert not (scene.label[~_box_mask((h, w), scene.sign_box)] == SIGN).any()
+        panel = np.isin(scene.label, [SIGN, LIGHT])
+        assert panel[y0:y1, x0:x1].any()
+        assert not panel[~_box_mask((h, w), scene.sign_box)].any()
         assert 1 <= len(scene.vehicle_boxes) <= 4
         for vx0, vy0, vx1, vy1 in scene.vehicle_boxes:
             assert 0 <= vx0 < vx1 <= w and 0 <= vy0 < vy1 <= h
@@ -162,7 +169,7 @@ def test_bad_arguments_are_rejected():
 
 
 def test_colorize_label_uses_the_palette():
-    label = np.array([[0, 8], [9, 255]], np.uint8)
+    label = np.array([[0, CAR], [TRUCK, 255]], np.uint8)
     rgb = colorize_label(label)
     assert rgb.dtype == np.uint8 and tuple(rgb[0, 1]) == PALETTE[CAR]
     assert tuple(rgb[1, 1]) == (0, 0, 0)

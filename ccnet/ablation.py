@@ -1,0 +1,148 @@
+"""`python -m ccnet ablation`: the paper's central claim, reproduced on the synthetic scenes.
+
+Every arm trains the same small CCNet with the same data, seeds and iteration budget and
+differs only in its head: no attention, criss-cross with R = 1, 2, 3, non-local, and R = 2
+with the category consistent loss. Arms are trained in parallel subprocesses (resumable),
+then scored on held-out scenes; the head's cost is measured on the same feature size.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ccnet.evaluate import evaluate_synthetic
+from ccnet.registry import load_file
+from ccnet.train import SMALL_MODEL, TrainConfig
+
+ARMS: dict[str, list[str]] = {
+    "none": ["--attention", "none"],
+    "rcca_r1": ["--attention", "cca", "--recurrence", "1"],
+    "rcca_r2": ["--attention", "cca", "--recurrence", "2"],
+    "rcca_r3": ["--attention", "cca", "--recurrence", "3"],
+    "nonlocal": ["--attention", "nonlocal"],
+    "rcca_r2_ccl": ["--attention", "cca", "--recurrence", "2", "--ccl"],
+}
+
+
+def train_arm(arm: str, seed: int, args: argparse.Namespace) -> Path:
+    """Train one arm in a subprocess (so arms run in parallel); skipped when already finished."""
+    out = Path(args.out) / f"{arm}_s{seed}"
+    if (out / "model.pt").is_file():
+        return out / "model.pt"
+    out.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "ccnet", "train", "--out", str(out), "--iters", str(args.iters),
+               "--seed", str(seed), "--threads", str(args.threads), "--batch", str(args.batch),
+               "--height", str(args.height), "--width", str(args.width), "--resume", *ARMS[arm]]
+    with open(out / "train.log", "a") as log:
+        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
+    return out / "model.pt"
+
+
+def head_cost(arm: str, height: int, width: int) -> dict:
+    """FLOPs and peak memory of one forward of the decode head on this input size's feature."""
+    from ccnet.cost import measure_peak_memory
+
+    model = arm_model(arm)
+    grid = (-(-height // 8), -(-width // 8))
+    feature = torch.randn(1, model.backbone.out_channels[3], *grid)
+    head = model.decode_head.eval()
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        head(feature)
+    with torch.inference_mode():
+        memory = measure_peak_memory(lambda: head(feature), torch.device("cpu"))
+    return {"grid": list(grid), "head_gflops": counter.get_total_flops() / 1e9, "head_peak_bytes": memory}
+
+
+def arm_model(arm: str):  # noqa: ANN201
+    """The arm's network with random weights (cost does not depend on the weights)."""
+    from dataclasses import replace
+
+    from ccnet.model import CCNet
+
+    flags = ARMS[arm]
+    attention = flags[flags.index("--attention") + 1]
+    recurrence = int(flags[flags.index("--recurrence") + 1]) if "--recurrence" in flags else 2
+    return CCNet(replace(SMALL_MODEL, attention=attention, recurrence=recurrence))
+
+
+def summarise(values: list[float]) -> dict:
+    """Mean and spread (half the range) over seeds."""
+    arr = np.asarray(values, dtype=float)
+    return {"mean": float(arr.mean()), "spread": float((arr.max() - arr.min()) / 2), "values": arr.tolist()}
+
+
+def run(args: argparse.Namespace) -> dict:
+    seeds = [int(s) for s in args.seeds.split(",")]
+    arms = args.arms.split(",") if args.arms else list(ARMS)
+    jobs = [(arm, seed) for seed in seeds for arm in arms]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        paths = dict(zip(jobs, pool.map(lambda job: train_arm(*job, args), jobs)))
+    results = {}
+    for arm in arms:
+        scores = []
+        for seed in seeds:
+            loaded = load_file(paths[(arm, seed)])
+            report = evaluate_synthetic(loaded, args.eval_scenes, args.eval_seed, args.eval_height,
+                                        args.eval_width, device="cpu")
+            scores.append({"seed": seed, "miou": report["miou"], "context_miou": report["context_miou"],
+                           "per_class": report["per_class"]})
+            print(f"{arm} seed {seed}: miou {report['miou']:.3f} context {report['context_miou']:.3f}",
+                  file=sys.stderr, flush=True)
+        results[arm] = {
+            "miou": summarise([s["miou"] for s in scores]),
+            "context_miou": summarise([s["context_miou"] for s in scores]),
+            "runs": scores,
+            **head_cost(arm, args.eval_height, args.eval_width),
+        }
+    budget = {k: getattr(args, k) for k in ("iters", "batch", "height", "width", "seeds", "eval_scenes",
+                                            "eval_seed", "eval_height", "eval_width")}
+    return {"budget": budget, "arms": results}
+
+
+def markdown_table(result: dict) -> str:
+    rows = ["| arm | mIoU | context mIoU (car/truck) | head GFLOPs | head peak memory |",
+            "|---|---|---|---|---|"]
+    for arm, r in result["arms"].items():
+        rows.append(
+            f"| {arm} | {r['miou']['mean']:.3f} ± {r['miou']['spread']:.3f} | "
+            f"{r['context_miou']['mean']:.3f} ± {r['context_miou']['spread']:.3f} | "
+            f"{r['head_gflops']:.3f} | {r['head_peak_bytes'] / 2**20:.1f} MiB |"
+        )
+    return "\n".join(rows)
+
+
+def cmd_ablation(args: argparse.Namespace) -> int:
+    result = run(args)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    print(markdown_table(result))
+    return 0
+
+
+def add_cli(subparsers) -> None:  # noqa: ANN001
+    defaults = TrainConfig()
+    p = subparsers.add_parser("ablation", help="train and score every head variant on the same budget")
+    p.add_argument("--out", default="runs/ablation", help="folder of the arms' runs (resumable)")
+    p.add_argument("--arms", help=f"comma-separated subset of {','.join(ARMS)}")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--iters", type=int, default=defaults.iters)
+    p.add_argument("--batch", type=int, default=defaults.batch)
+    p.add_argument("--height", type=int, default=defaults.height)
+    p.add_argument("--width", type=int, default=defaults.width)
+    p.add_argument("--jobs", type=int, default=2, help="arms trained at once")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per arm")
+    p.add_argument("--eval-scenes", type=int, default=64)
+    p.add_argument("--eval-seed", type=int, default=1)
+    p.add_argument("--eval-height", type=int, default=256)
+    p.add_argument("--eval-width", type=int, default=512)
+    p.add_argument("--json", help="write the results here (e.g. assets/ablation.json)")
+    p.set_defaults(func=cmd_ablation)
