@@ -184,7 +184,7 @@ def _overlap(a: Box, b: Box) -> float:
 
 def _layout(rng: np.random.Generator, h: int, w: int):
     """Street, sign panel and vehicle boxes satisfying the long-range constraint."""
-    size = max(16, round(min(h, w) / 8))
+    size = max(16, round(min(h, w) / 4))  # 4x4 feature cells: a cue two hops can learn quickly
     margin = max(8, round(h / 16))
     gap = max(w / 4, margin)
     for _ in range(200):

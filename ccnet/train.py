@@ -34,7 +34,7 @@ SEED_STRIDE = 10_000_000  # training scene seeds: seed * SEED_STRIDE + sample in
 @dataclass(frozen=True)
 class TrainConfig:
     out: str = "runs/default"
-    iters: int = 1500
+    iters: int = 1200
     batch: int = 8
     height: int = 128
     width: int = 256

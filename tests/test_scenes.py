@@ -105,7 +105,7 @@ def test_layout_is_long_range():
     for seed in range(50):
         scene = generate_scene(seed, h, w)
         x0, y0, x1, y1 = scene.sign_box
-        assert x1 - x0 == y1 - y0 == 32 and y1 <= 0.45 * h
+        assert x1 - x0 == y1 - y0 == 64 and y1 <= 0.45 * h
         panel = np.isin(scene.label, [SIGN, LIGHT])
         assert panel[y0:y1, x0:x1].any()
         assert not panel[~_box_mask((h, w), scene.sign_box)].any()
