@@ -44,6 +44,7 @@ class TrainConfig:
     seed: int = 0
     attention: str = "cca"
     recurrence: int = 2
+    gamma_init: float = 0.0  # the paper's 0; 1.0 lets a two-hop cue get gradient from the start
     ccl: bool = False
     aux_weight: float = 0.4
     threads: int = 2
@@ -106,6 +107,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:  # noqa: A
     net_config = model_config(cfg)
     torch.manual_seed(cfg.seed)
     net = CCNet(net_config)
+    block = net.decode_head.attention_block()
+    if block is not None:
+        with torch.no_grad():
+            block.gamma.scale.fill_(cfg.gamma_init)
     ccl = CategoryConsistentLoss(net_config.head_channels) if cfg.ccl else None
     params = list(net.parameters()) + (list(ccl.parameters()) if ccl else [])
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

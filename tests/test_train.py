@@ -1,0 +1,80 @@
+"""Training is reproducible and resumable, and what it writes is a loadable model."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ccnet import scenes
+from ccnet.ablation import ARMS, arm_model, markdown_table, summarise
+from ccnet.registry import load_file
+from ccnet.train import TrainConfig, make_batch, poly_lr, train
+
+TINY = TrainConfig(iters=4, batch=2, height=64, width=128, threads=1, log_every=2, save_every=2, warmup=1)
+
+
+def test_poly_lr_warms_up_then_decays_to_zero():
+    cfg = replace(TINY, iters=100, warmup=10, lr=1.0)
+    assert poly_lr(cfg, 0) == pytest.approx(0.1)
+    assert poly_lr(cfg, 9) == pytest.approx(1.0)
+    assert poly_lr(cfg, 50) == pytest.approx(0.5**0.9)
+    assert poly_lr(cfg, 99) < 0.02
+
+
+def test_batches_depend_only_on_seed_and_iteration():
+    a, b = make_batch(TINY, 3), make_batch(TINY, 3)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], make_batch(TINY, 4)[0])
+    assert a[0].shape == (2, 3, 64, 128) and a[1].max() < len(scenes.CLASS_NAMES)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_at_iteration_3(message: str) -> None:
+    if message.startswith("it 3/"):
+        raise Interrupted
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    cfg = replace(TINY, log_every=3, save_every=2)  # last.pt at iteration 2, then the log at 3 fails
+    straight = train(replace(cfg, out=str(tmp_path / "a")), log=lambda _: None)
+    cut = replace(cfg, out=str(tmp_path / "b"))
+    with pytest.raises(Interrupted):
+        train(cut, log=interrupt_at_iteration_3)
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["iteration"] == 2
+    resumed = train(cut, resume=True, log=lambda _: None)
+    a = torch.load(straight, weights_only=True)["state_dict"]
+    b = torch.load(resumed, weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_final_checkpoint_is_a_self_describing_model(tmp_path):
+    path = train(replace(TINY, out=str(tmp_path), iters=1, gamma_init=1.0), log=lambda _: None)
+    loaded = load_file(path)
+    assert loaded.classes == scenes.CLASS_NAMES and loaded.palette == scenes.PALETTE
+    assert loaded.protocol.test_resize == (128, 64)
+    assert loaded.net.config.depth == 18 and loaded.net.config.recurrence == 2
+
+
+def test_resume_refuses_different_settings(tmp_path):
+    train(replace(TINY, out=str(tmp_path), iters=2), log=lambda _: None)
+    with pytest.raises(Exception, match="different settings"):
+        train(replace(TINY, out=str(tmp_path), iters=2, lr=1.0), resume=True, log=lambda _: None)
+
+
+def test_ablation_arms_differ_only_in_the_head():
+    models = {arm: arm_model(arm) for arm in ARMS}
+    backbone_keys = {arm: [k for k in m.state_dict() if k.startswith("backbone.")] for arm, m in models.items()}
+    assert len({tuple(v) for v in backbone_keys.values()}) == 1
+    assert models["rcca_r3"].decode_head.recurrence == 3 and models["nonlocal"].decode_head.attention == "nonlocal"
+    assert models["none"].decode_head.attention_block() is None
+
+
+def test_ablation_summary_and_table():
+    assert summarise([0.5, 0.7]) == {"mean": pytest.approx(0.6), "spread": pytest.approx(0.1), "values": [0.5, 0.7]}
+    result = {"arms": {"rcca_r2": {"miou": summarise([0.8]), "context_miou": summarise([0.7]),
+                                   "head_gflops": 0.25, "head_peak_bytes": 3 * 2**20}}}
+    assert "| rcca_r2 | 0.800 ± 0.000 | 0.700 ± 0.000 | 0.250 | 3.0 MiB |" in markdown_table(result)
