@@ -265,7 +265,7 @@ def per_class_table(result: dict) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ccnet.cli import _predictor
+    from ccnet.cli import make_predictor
 
     if args.data is not None and args.dataset is None:
         raise CCNetError(f"--data needs --dataset ({'|'.join(DATASETS)})")
