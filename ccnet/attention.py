@@ -8,6 +8,9 @@ both halves but its column entry is always exactly 0, so it is counted once and 
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -54,13 +57,210 @@ def criss_cross_aggregate(attn: Tensor, value: Tensor) -> Tensor:
     return out_col + out_row
 
 
+def _rows(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, H*W, C) for GEMMs: a view for NCHW and channels-last tensors, else a copy."""
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])
+
+
+def _add_nhwc(base: Tensor, nhwc: Tensor) -> Tensor:
+    """``base + nhwc.permute(0, 3, 1, 2)`` in base's memory format, reusing ``nhwc``'s storage when it can."""
+    if base.dtype != nhwc.dtype:  # autocast: promote like the reference's residual does
+        return base + nhwc.permute(0, 3, 1, 2)
+    if base.permute(0, 2, 3, 1).is_contiguous():
+        return nhwc.add_(base.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    batch, height, width, channels = nhwc.shape
+    out = nhwc.new_empty(batch, channels, height, width)
+    for n in range(batch):
+        out[n].view(channels, -1).copy_(nhwc[n].view(-1, channels).t())
+    return out.add_(base)
+
+
+def _project(rows: Tensor, weight: Tensor, bias: Tensor, grid: tuple[int, int]) -> Tensor:
+    """A 1x1 conv as one GEMM per image, written channels-last: (B, N, C) -> (B, H, W, C_out)."""
+    out = rows.new_empty(rows.shape[0], rows.shape[1], weight.shape[0])
+    for n in range(rows.shape[0]):
+        torch.addmm(bias, rows[n], weight.t(), out=out[n])
+    return out.view(rows.shape[0], *grid, weight.shape[0])
+
+
+# Bytes of one temporary block of the fast path. Bigger blocks are a little faster, smaller ones
+# lower the training peak; tests set tiny values to exercise the blocking.
+ROW_BLOCK_BYTES = 8 << 20
+COLUMN_BLOCK_BYTES = 4 << 20
+
+
+def _row_blocks(x: Tensor, budget: int):
+    """Yield (first row, block): a (B, C, H, W) tensor as channels-last (B, rows, W, C) blocks.
+
+    A channels-last tensor is one view; otherwise each block is a copy of about ``budget``
+    bytes (blocked 2-D transposes), so a channels-last copy of the whole tensor never exists.
+    """
+    batch, channels, height, width = x.shape
+    if x.permute(0, 2, 3, 1).is_contiguous():
+        yield 0, x.permute(0, 2, 3, 1)
+        return
+    rows = min(height, max(1, budget // max(1, width * channels * x.element_size())))
+    flat, buffer = x.reshape(batch, channels, height * width), x.new_empty(batch, rows, width, channels)
+    for i0 in range(0, height, rows):
+        block = buffer[:, :min(rows, height - i0)]  # one buffer for all blocks
+        for n in range(batch):
+            block[n].view(-1, channels).copy_(flat[n, :, i0 * width:(i0 + block.shape[1]) * width].t())
+        yield i0, block
+
+
+def _for_row_blocks(x: Tensor, fn: Callable[[int, Tensor], object]) -> None:
+    """``fn(row0, block)`` for each channels-last row block of ``x`` (see ``_row_blocks``); the
+    blocks die with this call, so the next (B,C,H,W) buffer does not meet them."""
+    for row0, block in _row_blocks(x, ROW_BLOCK_BYTES):
+        fn(row0, block)
+
+
+def _column_slices(t: Tensor, budget: int):
+    """Slices of dim 2 of a (B, H, W, c) tensor whose (H, cols, c) part takes about ``budget`` bytes."""
+    height, width, channels = t.shape[1:]
+    cols = max(1, budget // max(1, height * channels * t.element_size()))
+    return [slice(j0, min(j0 + cols, width)) for j0 in range(0, width, cols)]
+
+
+# The GEMMs below batch over rows (matrices (W, c) of a (B,H,W,c) tensor) or over columns
+# (matrices (H, c)). Their operands may be strided views, but every result is written to a
+# fresh contiguous tensor or to a contiguous slice: with 2 threads, CPU bmm into a strided out=
+# was measured 10-100x slower than into a contiguous one.
+
+def _cross_energy(a: Tensor, b: Tensor, out: Tensor, row0: int = 0) -> Tensor:
+    """out[n,i,j,:H] = a[n,i,j]·b[n,:,j] and out[n,i,j,H:] = a[n,i,j]·b[n,i,:] for (B,H,W,c) a, b.
+
+    ``a`` may hold only rows row0.. of the first operand; those rows of ``out`` are written.
+    """
+    height, rows = b.shape[1], slice(row0, row0 + a.shape[1])
+    for n in range(a.shape[0]):
+        out[n, rows, :, :height] = torch.bmm(a[n].transpose(0, 1), b[n].permute(1, 2, 0)).transpose(0, 1)
+        out[n, rows, :, height:] = torch.bmm(a[n], b[n, rows].transpose(1, 2))
+    return out
+
+
+def _cross_gather(attn: Tensor, v: Tensor, out: Tensor) -> Tensor:
+    """out[n,i,j] = sum_r attn[n,i,j,r] v[n,r,j] + sum_s attn[n,i,j,H+s] v[n,i,s], all (B,H,W,c)."""
+    height = attn.shape[1]
+    for n in range(v.shape[0]):
+        torch.bmm(attn[n, :, :, height:], v[n], out=out[n])
+        for cols in _column_slices(v, COLUMN_BLOCK_BYTES):
+            out[n, :, cols] += torch.bmm(attn[n, :, cols, :height].transpose(0, 1), v[n, :, cols].transpose(0, 1)
+                                         ).transpose(0, 1)
+    return out
+
+
+def _cross_scatter(attn: Tensor, g: Tensor, out: Tensor, row0: int = 0) -> Tensor:
+    """Adds the adjoint of ``_cross_gather`` into ``out``: out[n,p] += sum of attn[u,p] g[u] over
+    the cells u whose cross holds p. ``g`` may hold only rows row0.. of the gradient."""
+    height, rows = attn.shape[1], slice(row0, row0 + g.shape[1])
+    for n in range(g.shape[0]):
+        # out= rather than baddbmm_: FlopCounterMode does not count the in-place variant
+        torch.baddbmm(out[n, rows], attn[n, rows, :, height:].transpose(1, 2), g[n], out=out[n, rows])
+        for cols in _column_slices(out, COLUMN_BLOCK_BYTES):
+            out[n, :, cols] += torch.bmm(attn[n, rows, cols, :height].permute(1, 2, 0), g[n, :, cols].transpose(0, 1)
+                                         ).transpose(0, 1)
+    return out
+
+
+def _cross_softmax(query: Tensor, key: Tensor) -> Tensor:
+    """``criss_cross_weights`` on channels-last (B,H,W,c) query/key, without (B,C,H,W) temporaries."""
+    batch, height, width = query.shape[:3]
+    energy = _cross_energy(query, key, query.new_empty(batch, height, width, height + width))
+    energy[..., :height].diagonal(dim1=1, dim2=3).fill_(float("-inf"))
+    return stable_softmax(energy)
+
+
+def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast disabled (the fast path casts once itself and uses out= ops autocast cannot wrap)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()  # e.g. "meta", used to count FLOPs without computing
+
+
+class _CrissCrossFunction(torch.autograd.Function):
+    """One CCA step whose autograd keeps only its input: backward recomputes q, k, v and the weights.
+
+    Recomputing costs ~6 GFLOP per step at 512x97x97 but stores no (B,C,H,W) value or (B,H,W,H+W)
+    weights between forward and backward, and backward frees each buffer as soon as it can; that
+    is what brings RCCA's training memory to the paper's figure. The weights output is
+    non-differentiable (it is for display).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight_qk, bias_qk, weight_v, bias_v, gamma):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(x, weight_qk, bias_qk, weight_v, bias_v, gamma)
+        ctx.set_materialize_grads(False)  # no zero (B,H,W,H+W) gradient for the weights output
+        grid, channels_qk = x.shape[2:], weight_qk.shape[0] // 2
+        rows = _rows(x.to(weight_v.dtype))
+        qk = _project(rows, weight_qk, bias_qk, grid)
+        attn = _cross_softmax(qk[..., :channels_qk], qk[..., channels_qk:])
+        del qk
+        # gamma is folded into the value projection: a C x C scaling instead of a pass over B*C*H*W
+        value = _project(rows, weight_v * gamma, bias_v * gamma, grid)
+        agg = _cross_gather(attn, value, torch.empty_like(value))
+        del value
+        ctx.mark_non_differentiable(attn)
+        return _add_nhwc(x, agg), attn
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out, _grad_attn):  # noqa: ANN001, ANN205
+        if grad_out is None:  # only the (non-differentiable) weights were used
+            return (None,) * 6
+        x, weight_qk, bias_qk, weight_v, bias_v, gamma = ctx.saved_tensors
+        dtype, (batch, channels, *grid) = weight_v.dtype, x.shape
+        channels_qk = weight_qk.shape[0] // 2
+        with _autocast_off(x.device.type):
+            rows, grad = _rows(x.to(dtype)), grad_out.to(dtype)
+            qk = _project(rows, weight_qk, bias_qk, grid)
+            query, key = qk[..., :channels_qk], qk[..., channels_qk:]
+            attn = _cross_softmax(query, key)
+            value = _project(rows, weight_v, bias_v, grid)
+            d = torch.empty_like(attn)  # d[u, p] = grad_u . v_p
+            _for_row_blocks(grad, lambda row0, block: _cross_energy(block, value, d, row0))
+            del value
+            s = (attn * d).sum(-1, keepdim=True, dtype=torch.promote_types(dtype, torch.float32))
+            grad_gamma = s.sum().to(gamma.dtype)
+            d.sub_(s.to(dtype)).mul_(attn).mul_(gamma)  # softmax backward in place: d becomes dL/d(energy)
+            grad_query = _cross_gather(d, key, torch.empty_like(query, memory_format=torch.contiguous_format))
+            grad_key = _cross_scatter(d, query, torch.zeros_like(key, memory_format=torch.contiguous_format))
+            del d, qk, query, key
+            attn.mul_(gamma)
+            grad_value = grad_query.new_zeros(batch, *grid, channels)
+            _for_row_blocks(grad, lambda row0, block: _cross_scatter(attn, block, grad_value, row0))
+            del attn, grad
+            gq, gk, gv = (t.view(batch, -1, t.shape[-1]) for t in (grad_query, grad_key, grad_value))
+            back = torch.empty_like(grad_value)
+            back_rows = back.view(batch, -1, channels)
+            for n in range(batch):
+                torch.mm(gv[n], weight_v, out=back_rows[n])
+                torch.addmm(back_rows[n], gq[n], weight_qk[:channels_qk], out=back_rows[n])
+                torch.addmm(back_rows[n], gk[n], weight_qk[channels_qk:], out=back_rows[n])
+            grads = (
+                torch.cat([sum(g[n].t() @ rows[n] for n in range(batch)) for g in (gq, gk)]),
+                torch.cat([gq.sum((0, 1)), gk.sum((0, 1))]),
+                sum(gv[n].t() @ rows[n] for n in range(batch)), gv.sum((0, 1)),
+            )
+            del grad_value, grad_query, grad_key, gq, gk, gv
+            grad_x = _add_nhwc(grad_out, back).to(x.dtype)
+        return (grad_x, *grads, grad_gamma)
+
+
 class CrissCrossAttention(nn.Module):
     """One criss-cross attention step; its ``state_dict`` is mmseg's ``decode_head.cca.*``.
 
     ``forward(x, return_attention=True)`` also returns the weights it used, shape
     (B, H, W, H + W) in the layout of this module's docstring; a fresh module is the
     identity because gamma starts at 0, as in the paper.
+
+    ``impl`` picks the computation: ``"fast"`` (default) runs strided batched GEMMs on
+    channels-last views with a memory-lean autograd (see ``_CrissCrossFunction``; returned
+    weights are detached); ``"reference"`` runs the einsum formulas ``criss_cross_weights`` and
+    ``criss_cross_aggregate``. Both give the same outputs, gradients and weights.
     """
+
+    impl = "fast"
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()
@@ -71,9 +271,31 @@ class CrissCrossAttention(nn.Module):
         self.gamma = Scale(0.0)
 
     def forward(self, x: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        attn = criss_cross_weights(self.query_conv(x), self.key_conv(x))
-        out = self.gamma(criss_cross_aggregate(attn, self.value_conv(x))) + x
+        if self.impl == "reference":
+            out, attn = self.forward_reference(x)
+        elif self.impl == "fast":
+            out, attn = self.forward_fast(x)
+        else:
+            raise ValueError(f"impl must be 'fast' or 'reference', got {self.impl!r}")
         return (out, attn) if return_attention else out
+
+    def forward_reference(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The formula-level einsum implementation: (output, weights)."""
+        attn = criss_cross_weights(self.query_conv(x), self.key_conv(x))
+        return self.gamma(criss_cross_aggregate(attn, self.value_conv(x))) + x, attn
+
+    def forward_fast(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The GEMM implementation: (output, detached weights); autocast-aware like the convs."""
+        device = x.device.type
+        autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
+        dtype = torch.get_autocast_dtype(device) if autocast else x.dtype
+        q, k, v = self.query_conv, self.key_conv, self.value_conv
+        args = (
+            torch.cat([q.weight, k.weight]).flatten(1), torch.cat([q.bias, k.bias]),
+            v.weight.flatten(1), v.bias, self.gamma.scale,
+        )
+        with _autocast_off(device):
+            return _CrissCrossFunction.apply(x, *(a.to(dtype) for a in args))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
         # Checkpoints released in 2020 store the scale as `gamma` with shape [1].
@@ -83,8 +305,24 @@ class CrissCrossAttention(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+def _softmax_(energy: Tensor) -> Tensor:
+    """Softmax over the last dim in place when no gradient is needed: no second N x N buffer."""
+    if (torch.is_grad_enabled() and energy.requires_grad) or energy.dtype in (torch.float16, torch.bfloat16):
+        return stable_softmax(energy)
+    energy -= energy.amax(-1, keepdim=True)
+    energy.exp_()
+    energy /= energy.sum(-1, keepdim=True)
+    return energy
+
+
 class NonLocal2d(nn.Module):
-    """The non-local block of the paper's comparison (§6): q/k C->C/8, v C->C, softmax over all N."""
+    """The non-local block of the paper's comparison (§6): q/k C->C/8, v C->C, softmax over all N.
+
+    Kept as lean as plain autograd allows, so that the memory comparison with CCA is fair: the
+    softmax runs in place without autograd, and values are aggregated as ``attn @ v`` so that
+    the gradient w.r.t. ``attn`` is already contiguous (``v @ attn^T`` makes softmax's backward
+    copy an extra N x N).
+    """
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()
@@ -99,9 +337,9 @@ class NonLocal2d(nn.Module):
         query = self.query_conv(x).flatten(2)  # B, C', N
         key = self.key_conv(x).flatten(2)
         value = self.value_conv(x).flatten(2)  # B, C, N
-        attn = stable_softmax(torch.bmm(query.transpose(1, 2), key))  # B, N, N
-        out = torch.bmm(value, attn.transpose(1, 2)).view(batch, channels, height, width)
-        out = self.gamma(out) + x
+        attn = _softmax_(torch.bmm(query.transpose(1, 2), key))  # B, N, N
+        out = torch.bmm(attn, value.transpose(1, 2)).transpose(1, 2).reshape(batch, channels, height, width)
+        out = x + self.gamma(out)
         return (out, attn) if return_attention else out
 
 

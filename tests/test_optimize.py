@@ -1,0 +1,42 @@
+"""optimize_for_inference: BatchNorm folding and channels-last keep a CCNet's outputs."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ccnet.optimize import fold_batchnorm, optimize_for_inference
+from tests.helpers import TINY, tiny_model
+
+
+def randomize_norms(model: nn.Module) -> nn.Module:
+    """Non-trivial BN affine parameters, so that folding them is really tested."""
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    return model
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_optimized_model_gives_the_same_logits_and_attention(channels_last):
+    model = randomize_norms(tiny_model())
+    x = torch.randn(2, 3, 67, 93)
+    with torch.no_grad():
+        ref, ref_attn = model(x, return_attention=True)
+        optimized = optimize_for_inference(model, channels_last=channels_last)
+        out, attn = optimized(x, return_attention=True)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    for a, b in zip(attn, ref_attn):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in optimized.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_fold_batchnorm_folds_every_norm_of_a_ccnet():
+    model = fold_batchnorm(tiny_model(config=TINY))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert all(m.bias is not None for m in model.backbone.modules() if isinstance(m, nn.Conv2d))
