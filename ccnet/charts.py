@@ -1,0 +1,97 @@
+"""Plotly figures of the app: a pixel's weights along its row and column, and cost growth.
+
+Figures are assembled from plain dicts and handed to Plotly unvalidated (with the template
+resolved once): validating costs ~30 ms per figure, and the row/column chart is redrawn on
+every click. The dicts use only documented plotly.js attributes; the tests read them back.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from ccnet.explain import PixelAttention
+
+COLORS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")
+NAMES = {"rcca1": "RCCA R=1", "rcca2": "RCCA R=2", "nonlocal": "non-local"}
+METHOD_COLORS = {"rcca1": "#00a08a", "rcca2": "#3b5bdb", "nonlocal": "#e8590c"}
+
+
+@lru_cache(maxsize=1)
+def _template() -> dict:
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
+def _figure(traces: list[dict], left: dict, right: dict, title: str, shapes: list[dict]) -> go.Figure:
+    """Two side-by-side panels (x/y left, x2/y2 right) holding the given traces and lines."""
+    layout = dict(
+        xaxis=dict(domain=[0.0, 0.45], **left.get("x", {})), yaxis=dict(**left.get("y", {})),
+        xaxis2=dict(domain=[0.55, 1.0], anchor="y2", **right.get("x", {})),
+        yaxis2=dict(anchor="x2", **right.get("y", {})),
+        margin=dict(l=50, r=20, t=60, b=45), height=340, legend=dict(orientation="h", y=-0.25),
+        title=dict(text=title, font=dict(size=14)), shapes=shapes, template=_template(),
+    )
+    return go.Figure(data=traces, layout=layout, _validate=False)
+
+
+def _vline(x: float, axis: str, **line) -> dict:
+    """A vertical line across one panel (axis "x" or "x2") at data position x."""
+    return dict(type="line", x0=x, x1=x, y0=0, y1=1, xref=axis, yref=f"y{axis[1:]} domain", line=line)
+
+
+def _line(y: np.ndarray | list, name: str, line: dict, right: bool = False, **extra) -> dict:
+    trace = dict(type="scatter", y=np.asarray(y, dtype=float).tolist(), mode="lines", name=name, line=line,
+                 legendgroup=name, **extra)
+    return dict(trace, xaxis="x2", yaxis="y2", showlegend=False) if right else trace
+
+
+def cross_weights(maps: PixelAttention, views: list[str]) -> go.Figure:
+    """Weights along the query cell's row (left) and column (right), one line per step and one for
+    the composed map; the dotted line is the query cell itself."""
+    row, col = maps.cell
+    traces = []
+    for i, (name, grid_map) in enumerate(zip(views, [*maps.steps, maps.composed])):
+        style = dict(color=COLORS[i % len(COLORS)], dash="dash" if name == "composed" else "solid")
+        traces += [_line(grid_map[row, :], name, style), _line(grid_map[:, col], name, style, right=True)]
+    return _figure(
+        traces,
+        {"x": {"title": {"text": f"column (row {row})"}}, "y": {"title": {"text": "weight"}}},
+        {"x": {"title": {"text": f"row (column {col})"}}, "y": {"title": {"text": "weight"}}},
+        f"weights along cell ({row}, {col})'s row and column",
+        [_vline(col, "x", color="grey", dash="dot"), _vline(row, "x2", color="grey", dash="dot")],
+    )
+
+
+def cost_growth(growth: dict) -> go.Figure:
+    """Attention-map memory (left) and FLOPs (right) against the feature grid's size, log-log:
+    analytic curves on square grids, this image's values (◆) and the paper's 97x97 marked."""
+    sides, curves, current, paper = growth["sides"], growth["curves"], growth["current"], growth["paper"]
+    positions = [s * s for s in sides]
+    here = current["feature_size"][0] * current["feature_size"][1]
+    traces = []
+    for method, curve in curves.items():
+        name, line = NAMES.get(method, method), dict(color=METHOD_COLORS.get(method))
+        item = current[method]
+        marker = dict(color=line["color"], size=10, symbol="diamond")
+        label = f"{name}, this image" + (" (estimated)" if item.get("estimated") else "")
+        traces += [
+            dict(_line([b / 2**20 for b in curve["memory_bytes"]], name, line), x=positions),
+            dict(_line([f / 1e9 for f in curve["flops"]], name, line, right=True), x=positions),
+            dict(type="scatter", x=[here], y=[item["analytic_bytes"] / 2**20], mode="markers", name=label,
+                 marker=marker, legendgroup=name, showlegend=False),
+            dict(type="scatter", x=[here], y=[item["flops"] / 1e9], mode="markers", name=label, marker=marker,
+                 legendgroup=name, showlegend=False, xaxis="x2", yaxis="y2"),
+        ]
+    cells = {"title": {"text": "feature cells h·w"}, "type": "log"}
+    return _figure(
+        traces,
+        {"x": cells, "y": {"title": {"text": "attention maps (MiB)"}, "type": "log"}},
+        {"x": cells, "y": {"title": {"text": "GFLOPs"}, "type": "log"}},
+        f"growth on square grids, {current['channels']} channels<br><sup>dotted: the paper's {paper[0]}×{paper[1]}"
+        f" · dashed and ◆: this image ({current['feature_size'][0]}×{current['feature_size'][1]})</sup>",
+        [_vline(v, axis, **style) for axis in ("x", "x2")
+         for v, style in ((paper[0] * paper[1], dict(color="grey", dash="dot")),
+                          (here, dict(color="black", dash="dash", width=1)))],
+    )

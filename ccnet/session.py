@@ -1,0 +1,563 @@
+"""The web app's logic without Gradio: run the network once per (model, image), answer clicks from a cache.
+
+Why a separate module: every handler in app.py is a thin wrapper around a method here, so the
+behaviour (caching, bad input, rendering choices, cost measurement) is unit-tested without a
+server, and the named API endpoints and the browser share one implementation.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import html
+import io
+import json
+import statistics
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:  # Hugging Face ZeroGPU: GPU work has to run inside spaces.GPU; elsewhere a no-op
+    import spaces
+
+    gpu_task = spaces.GPU
+except ImportError:  # pragma: no cover - the common case off Spaces
+
+    def gpu_task(fn: Callable) -> Callable:
+        return fn
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ccnet import charts, cost, viz
+from ccnet.attention import composed_map, step_map
+from ccnet.download import ProgressFn
+from ccnet.errors import CCNetError, ImageError
+from ccnet.explain import PixelAttention, cell_of
+from ccnet.images import MAX_SIDE, decode_image, limit_size
+from ccnet.inference import Predictor, resolve_device
+from ccnet.registry import LoadedModel, load_model
+
+MIN_SIDE = 32  # below this the stride-8 feature grid has fewer than 4 cells per side
+METHODS = ("rcca1", "rcca2", "nonlocal")
+METHOD_LABELS = {"rcca1": "RCCA R=1", "rcca2": "RCCA R=2", "nonlocal": "non-local"}
+THUMB_WIDTH = 360  # the side-by-side maps of a click are drawn this wide
+PAPER_GRID = (97, 97)  # the paper's cost setting: a 769x769 input at output stride 8
+ImageSource = str | Path | bytes | np.ndarray
+
+
+class LRUCache:
+    """Thread-safe least-recently-used cache bounded both in entries and in bytes.
+
+    ``get_or_create`` computes a missing value once even when two requests ask at the same time
+    (an upload and a click racing), so the network never runs twice for one key.
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pending: dict[Hashable, threading.Lock] = {}
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._items
+
+    def get(self, key: Hashable) -> Any | None:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key][0]
+
+    def put(self, key: Hashable, value: Any, nbytes: int) -> None:
+        """Store, then evict the oldest entries until both bounds hold; a value larger than
+        ``max_bytes`` on its own is not stored at all."""
+        with self._lock:
+            if key in self._items:
+                self.nbytes -= self._items.pop(key)[1]
+            if nbytes > self.max_bytes:
+                return
+            self._items[key] = (value, nbytes)
+            self.nbytes += nbytes
+            while len(self._items) > self.max_entries or self.nbytes > self.max_bytes:
+                self.nbytes -= self._items.popitem(last=False)[1][1]
+
+    def get_or_create(self, key: Hashable, create: Callable[[], tuple[Any, int]]) -> Any:
+        """The cached value, or ``create()`` -> (value, nbytes) run once per key at a time."""
+        value = self.get(key)
+        if value is not None:
+            return value
+        with self._lock:
+            key_lock = self._pending.setdefault(key, threading.Lock())
+        try:
+            with key_lock:
+                value = self.get(key)
+                if value is None:
+                    value, nbytes = create()
+                    self.put(key, value, nbytes)
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
+        return value
+
+
+@dataclass(frozen=True)
+class Display:
+    """How the attention is drawn; every field is a control in the app."""
+
+    view: str = "composed"  # "step 1" ... "step R" or "composed"
+    cmap: str = "magma"
+    clip: float = 1.0
+    scale: str = "linear"
+    upsampling: str = "nearest"
+    grid_lines: bool = False
+    k: int = 5
+    alpha: float = 0.5  # segmentation overlay opacity
+
+
+@dataclass
+class Analysis:
+    """One network run, kept compactly: class and confidence per pixel instead of the logits."""
+
+    model: str
+    key: str
+    image: np.ndarray  # RGB uint8 at the analysed ("displayed") size
+    mask: np.ndarray  # (H, W) class indices
+    confidence: np.ndarray  # (H, W) float16 softmax probability of the winning class
+    attention: list[torch.Tensor]  # per step (h, w, h + w) float32
+    grid: tuple[int, int]
+    seconds: float
+    device: str
+    note: str | None = None  # e.g. the downscale notice
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.shape[0], self.image.shape[1]
+
+    @functools.cached_property
+    def thumbnail(self) -> np.ndarray:
+        """The image at most THUMB_WIDTH wide, under the small side-by-side maps of a click."""
+        height, width = self.size
+        if width <= THUMB_WIDTH:
+            return self.image
+        size = (THUMB_WIDTH, max(1, round(height * THUMB_WIDTH / width)))
+        return np.asarray(Image.fromarray(self.image).resize(size, Image.BILINEAR))
+
+    @property
+    def views(self) -> list[str]:
+        return [f"step {i + 1}" for i in range(len(self.attention))] + ["composed"]
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.image, self.mask, self.confidence)
+        return sum(a.nbytes for a in arrays) + sum(t.numel() * t.element_size() for t in self.attention)
+
+
+@dataclass
+class Explanation:
+    """Everything one click shows: the pixel, its cell's maps and the top-k of the chosen view."""
+
+    analysis: Analysis
+    x: int
+    y: int
+    maps: PixelAttention
+    view: str
+    topk: list[dict] = field(default_factory=list)
+
+    @property
+    def view_map(self) -> np.ndarray:
+        return self.maps.composed if self.view == "composed" else self.maps.steps[int(self.view.split()[1]) - 1]
+
+    @property
+    def pixel_class(self) -> int:
+        return int(self.analysis.mask[self.y, self.x])
+
+    @property
+    def confidence(self) -> float:
+        return float(self.analysis.confidence[self.y, self.x])
+
+    def to_json(self, classes: tuple[str, ...]) -> dict:
+        """The /attention endpoint's JSON: maps as nested lists, cell as [row, col]."""
+        return {
+            "model": self.analysis.model,
+            "image_size": list(self.analysis.size),
+            "pixel": [self.x, self.y],
+            "grid": list(self.maps.grid),
+            "cell": list(self.maps.cell),
+            "class": classes[self.pixel_class] if self.pixel_class < len(classes) else str(self.pixel_class),
+            "confidence": round(self.confidence, 4),
+            "view": self.view,
+            "steps": [m.tolist() for m in self.maps.steps],
+            "composed": self.maps.composed.tolist(),
+            "topk": self.topk,
+        }
+
+
+@gpu_task
+def _run_network(predictor: Predictor, image: np.ndarray):  # noqa: ANN202 - a Prediction
+    return predictor.predict(image, with_attention=True)
+
+
+def image_key(source: ImageSource) -> str:
+    """sha1 of the file's bytes (or of an array's shape and pixels): the image's cache identity."""
+    digest = hashlib.sha1()
+    if isinstance(source, np.ndarray):
+        digest.update(repr((source.shape, source.dtype.str)).encode())
+        digest.update(np.ascontiguousarray(source).data)
+    elif isinstance(source, bytes):
+        digest.update(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"image not found: {path.name}")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def load_image(source: ImageSource) -> tuple[np.ndarray, str | None]:
+    """Decoded RGB at the size the app works with, and a note when it had to be downscaled."""
+    image = decode_image(source)
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise ImageError(f"image is too small: {width}x{height} pixels (at least {MIN_SIDE} on each side)")
+    image, note = limit_size(image, MAX_SIDE)
+    return (image if image.flags.writeable else image.copy()), note
+
+
+class Explorer:
+    """One per app: models loaded once per name, one network run per (model, image), cached."""
+
+    def __init__(
+        self,
+        model: str = "default",
+        device: str = "auto",
+        amp: str | None = None,
+        max_entries: int = 8,
+        max_bytes: int = 768 << 20,
+        loader: Callable[..., LoadedModel] = load_model,
+    ) -> None:
+        self.default_model = model
+        self.device = resolve_device(device).type
+        self.amp = amp
+        self.cache = LRUCache(max_entries, max_bytes)
+        self.cost_cache = LRUCache(64, 1 << 20)
+        self._loader = loader
+        self._models: dict[str, tuple[LoadedModel, Predictor]] = {}
+        self._model_lock = threading.Lock()
+        self._load_locks: dict[str, threading.Lock] = {}
+        self.network_runs = 0
+
+    # -- models -------------------------------------------------------------------------------
+    def model(self, name: str | None = None, progress: ProgressFn | None = None) -> tuple[LoadedModel, Predictor]:
+        """The loaded model and its predictor; a preset is fetched (with progress) on first use."""
+        name = name or self.default_model
+        if name in self._models:
+            return self._models[name]
+        with self._model_lock:  # one lock per name: a long download does not block the other models
+            name_lock = self._load_locks.setdefault(name, threading.Lock())
+        with name_lock:
+            if name not in self._models:
+                loaded = self._loader(name, progress=progress)
+                self._models[name] = (loaded, Predictor(loaded.net, loaded.protocol, self.device, self.amp))
+        return self._models[name]
+
+    def classes(self, name: str | None = None) -> tuple[str, ...]:
+        return self.model(name)[0].classes
+
+    # -- the one network run --------------------------------------------------------------------
+    def analyse(self, source: ImageSource, model: str | None = None) -> Analysis:
+        """The cached analysis of this image under this model, running the network if needed."""
+        name = model or self.default_model
+        if source is None:
+            raise ImageError("no image yet: upload one or pick an example")
+        key = image_key(source)
+        return self.cache.get_or_create((name, key), lambda: self._run(name, key, source))
+
+    def _run(self, name: str, key: str, source: ImageSource) -> tuple[Analysis, int]:
+        image, note = load_image(source)
+        loaded, predictor = self.model(name)
+        if loaded.net.config.attention != "cca":
+            raise CCNetError(f"model {name!r} has no criss-cross attention to show")
+        prediction = _run_network(predictor, image)
+        self.network_runs += 1
+        probabilities = torch.softmax(prediction.logits, dim=0)
+        confidence, mask = probabilities.max(dim=0)
+        analysis = Analysis(
+            model=name, key=key, image=image,
+            mask=mask.numpy().astype(np.uint8 if len(loaded.classes) <= 256 else np.int32),
+            confidence=confidence.numpy().astype(np.float16),
+            attention=prediction.attention, grid=prediction.grid,
+            seconds=prediction.seconds, device=predictor.device.type, note=note,
+        )
+        return analysis, analysis.nbytes
+
+    # -- what the views show ------------------------------------------------------------------
+    def segment(self, source: ImageSource, model: str | None = None) -> Analysis:
+        """Segmentation of an image (cached); ``overlay`` draws it."""
+        return self.analyse(source, model)
+
+    def overlay(self, analysis: Analysis, alpha: float = 0.5, click: tuple[int, int] | None = None) -> np.ndarray:
+        """The class colours over the image, with the clicked pixel marked when there is one."""
+        picture = viz.overlay(analysis.image, analysis.mask, self.model(analysis.model)[0].palette, alpha)
+        return viz.mark_pixel(picture, *click) if click else picture
+
+    def explain(self, source: ImageSource, x: int, y: int, model: str | None = None,
+                display: Display = Display()) -> Explanation:
+        """The attention of the cell under pixel (x, y) of the analysed image. Never runs the
+        network for an image already analysed."""
+        analysis = self.analyse(source, model)
+        x, y = _pixel(x, y)
+        row, col = cell_of(x, y, analysis.size, analysis.grid)
+        steps = [step_map(a, row, col).numpy().astype(np.float32) for a in analysis.attention]
+        composed = composed_map(analysis.attention, row, col).numpy().astype(np.float32)
+        maps = PixelAttention(analysis.grid, (row, col), steps, composed)
+        view = display.view if display.view in analysis.views else "composed"
+        explanation = Explanation(analysis, x, y, maps, view)
+        explanation.topk = self._topk(explanation, display.k)
+        return explanation
+
+    def _topk(self, explanation: Explanation, k: int) -> list[dict]:
+        analysis, classes = explanation.analysis, self.classes(explanation.analysis.model)
+        rows = []
+        for rank, (row, col, weight) in enumerate(viz.topk(explanation.view_map, k), start=1):
+            cx, cy = viz.cell_centre(row, col, analysis.grid, analysis.size)
+            label = int(analysis.mask[cy, cx])
+            rows.append({"rank": rank, "cell": [row, col], "pixel": [cx, cy], "weight": round(weight, 6),
+                         "class": classes[label] if label < len(classes) else str(label)})
+        return rows
+
+    def render(self, explanation: Explanation, display: Display) -> dict[str, Any]:
+        """The pictures of a click: the chosen view's heat map (pixel and top-k marked), every
+        view side by side, the marked overlay and the row/column chart."""
+        analysis, click = explanation.analysis, (explanation.x, explanation.y)
+        thumb = analysis.thumbnail
+        scale = thumb.shape[1] / analysis.size[1]
+
+        def picture(grid_map: np.ndarray, under: np.ndarray) -> np.ndarray:
+            return viz.heatmap(grid_map, under, display.cmap, display.clip, display.scale,
+                               display.upsampling, grid_lines=display.grid_lines)
+
+        maps = dict(zip(analysis.views, [*explanation.maps.steps, explanation.maps.composed]))
+        main = viz.mark_cells(picture(maps[explanation.view], analysis.image),
+                              [tuple(t["cell"]) for t in explanation.topk], analysis.grid)
+        small = [viz.mark_pixel(picture(m, thumb), round(click[0] * scale), round(click[1] * scale))
+                 for m in maps.values()]
+        return {
+            "heatmap": viz.mark_pixel(main, *click),
+            "steps": viz.side_by_side(small, list(maps)),
+            "overlay": self.overlay(analysis, display.alpha, click),
+            "chart": charts.cross_weights(explanation.maps, analysis.views),
+        }
+
+    # -- cost -----------------------------------------------------------------------------------
+    def cost(self, source: ImageSource, model: str | None = None) -> dict:
+        """Memory, FLOPs and time of RCCA R=1, R=2 and the non-local block at this image's feature
+        size, measured once per (channels, feature size, device) and cached."""
+        analysis = self.analyse(source, model)
+        channels = self.model(analysis.model)[0].net.config.head_channels
+        height, width = analysis.grid
+        key = (channels, height, width, self.device)
+
+        def measure() -> tuple[dict, int]:
+            result = {"feature_size": [height, width], "channels": channels, "device": self.device}
+            for method in METHODS:
+                result[method] = _measure(method, channels, height, width, self.device)
+            return result, 4096
+
+        return self.cost_cache.get_or_create(key, measure)
+
+    @staticmethod
+    def cost_growth(measured: dict) -> dict:
+        """Analytic memory and closed-form FLOPs of each method on square grids (the growth chart's
+        curves: counting FLOPs on dozens of sizes would take seconds), with this image's values."""
+        sides, curves = _growth_curves(measured["channels"])
+        return {"sides": list(sides), "curves": curves, "current": measured, "paper": list(PAPER_GRID)}
+
+    def status(self, analysis: Analysis | None = None, model: str | None = None) -> str:
+        """The status line: device, model, the last inference's time and the cache's fill."""
+        text = f"device **{self.device}** · model **{analysis.model if analysis else model or self.default_model}**"
+        if analysis:
+            height, width = analysis.size
+            text += f" · last inference {analysis.seconds * 1000:.0f} ms on {width}×{height}"
+            text += f" (feature grid {analysis.grid[0]}×{analysis.grid[1]})"
+        text += f" · cache {len(self.cache)} image(s), {self.cache.nbytes / 2**20:.0f} MiB"
+        if analysis and analysis.note:
+            text += f" · {analysis.note}"
+        return text
+
+
+@gpu_task
+def _measure(method: str, channels: int, height: int, width: int, device: str) -> dict:
+    return cost.measure_cost(method, channels, height, width, device=device)
+
+
+@functools.lru_cache(maxsize=8)
+def _growth_curves(channels: int) -> tuple[tuple[int, ...], dict]:
+    sides = tuple(sorted({*range(8, 129, 8), PAPER_GRID[0]}))
+    return sides, {
+        method: {"memory_bytes": [cost.analytic_attention_bytes(method, s, s) for s in sides],
+                 "flops": [cost.formula_flops(method, channels, s, s) for s in sides]}
+        for method in METHODS
+    }
+
+
+def _pixel(x: Any, y: Any) -> tuple[int, int]:
+    """Coordinates from a client as ints; anything else is a one-line error."""
+    try:
+        return int(x), int(y)
+    except (TypeError, ValueError):
+        raise CCNetError(f"pixel coordinates must be integers, got x={x!r}, y={y!r}") from None
+
+
+# -- presentation helpers (plain strings and rows; app.py only places them) --------------------
+def legend_html(analysis: Analysis, classes: tuple[str, ...], palette: tuple[tuple[int, int, int], ...]) -> str:
+    """Coloured swatches, class names and pixel shares (inline styles: no app CSS needed);
+    classes absent from the image are dimmed."""
+    items = []
+    for row in viz.legend(analysis.mask, classes, palette):
+        opacity = 1.0 if row["share"] else 0.45
+        items.append(
+            f"<span style='display:inline-flex;align-items:center;gap:4px;margin:2px 12px 2px 0;"
+            f"opacity:{opacity}'><span style='display:inline-block;width:14px;height:14px;border-radius:3px;"
+            f"border:1px solid #0004;background:{row['color']}'></span>{html.escape(row['name'])}"
+            f"&nbsp;<b>{100 * row['share']:.1f}%</b></span>"
+        )
+    return "<div style='display:flex;flex-wrap:wrap;font-size:0.9em'>" + "".join(items) + "</div>"
+
+
+def pixel_text(explanation: Explanation, classes: tuple[str, ...]) -> str:
+    """One line about the clicked pixel: its class, confidence and feature cell."""
+    label = explanation.pixel_class
+    name = classes[label] if label < len(classes) else str(label)
+    (row, col), (h, w) = explanation.maps.cell, explanation.maps.grid
+    return (f"pixel ({explanation.x}, {explanation.y}) → **{name}** ({100 * explanation.confidence:.1f}% confident)"
+            f" · feature cell ({row}, {col}) of {h}×{w}")
+
+
+def compact_json(data: dict) -> str:
+    """JSON with one key per line and each top-k entry on its own line: readable in a small box."""
+    lines = []
+    for key, value in data.items():
+        if key == "topk" and value:
+            items = ",\n".join(f"    {json.dumps(item)}" for item in value)
+            lines.append(f'  "topk": [\n{items}\n  ]')
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}"
+
+
+def topk_rows(explanation: Explanation) -> list[list]:
+    return [[t["rank"], f"({t['cell'][0]}, {t['cell'][1]})", f"({t['pixel'][0]}, {t['pixel'][1]})",
+             round(t["weight"], 5), t["class"]] for t in explanation.topk]
+
+
+TOPK_HEADERS = ["rank", "cell (row, col)", "pixel (x, y)", "weight", "class there"]
+COST_HEADERS = ["method", "attention maps (analytic)", "measured peak", "GFLOPs", "time (ms)", "note"]
+
+
+def cost_rows(measured: dict) -> list[list]:
+    """The cost table as displayed: sizes in MiB, FLOPs in G, estimates flagged."""
+    rows = []
+    for method in METHODS:
+        item = measured[method]
+        note = f"estimated: {item.get('reason', 'not measured')}" if item.get("estimated") else "measured"
+        rows.append([
+            METHOD_LABELS[method], _mib(item.get("analytic_bytes")), _mib(item.get("memory_bytes")),
+            round(item["flops"] / 1e9, 3), None if item.get("time_ms") is None else round(item["time_ms"], 2), note,
+        ])
+    return rows
+
+
+def cost_note(measured: dict) -> str:
+    """What the cost table measured, where and how; says so when rows are estimates."""
+    height, width = measured["feature_size"]
+    peak = "`torch.cuda.max_memory_allocated`" if measured["device"] == "cuda" else "the profiler's memory timeline"
+    note = (f"Feature grid **{height}×{width}**, {measured['channels']} channels, on **{measured['device']}**. "
+            f"Attention maps: the analytic size of the weights the block stores; measured peak: {peak}; "
+            "FLOPs: `torch.utils.flop_counter`; time: median of 3 runs.")
+    if any(measured[m].get("estimated") for m in METHODS):
+        note += " ⚠️ Rows marked *estimated* were not run: they would not fit in memory here."
+    return note
+
+
+def _mib(nbytes: float | None) -> str:
+    return "n/a" if nbytes is None else f"{nbytes / 2**20:.2f} MiB"
+
+
+# -- downloads ---------------------------------------------------------------------------------
+class Exports:
+    """Writes the downloadable files into one temporary folder; names carry the image's hash."""
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        self.folder = Path(folder or tempfile.mkdtemp(prefix="ccnet-app-"))
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, analysis: Analysis, suffix: str) -> Path:
+        return self.folder / f"{analysis.key[:10]}_{Path(analysis.model).stem}_{suffix}"
+
+    def mask_png(self, analysis: Analysis) -> Path:
+        """Class indices as an 8-bit PNG (the value of each pixel is its class index)."""
+        path = self._path(analysis, "mask.png")
+        Image.fromarray(analysis.mask.astype(np.uint8)).save(path)
+        return path
+
+    def picture(self, analysis: Analysis, name: str, picture: np.ndarray) -> Path:
+        """A picture for the page (and its download) as a PNG at compression level 1: about three
+        times quicker to write than the default, which matters for a click's latency."""
+        path = self._path(analysis, f"{name}.png")
+        Image.fromarray(picture).save(path, compress_level=1)
+        return path
+
+    def attention_npz(self, explanation: Explanation) -> Path:
+        """The clicked cell's maps; the previous click's file of this image is replaced."""
+        for old in self.folder.glob(self._path(explanation.analysis, "attention_*.npz").name):
+            old.unlink(missing_ok=True)
+        path = self._path(explanation.analysis, f"attention_x{explanation.x}_y{explanation.y}.npz")
+        np.savez_compressed(path, pixel=np.asarray([explanation.x, explanation.y]), **explanation.maps.to_npz_dict())
+        return path
+
+    def cost_csv(self, analysis: Analysis, measured: dict) -> Path:
+        path = self._path(analysis, "cost.csv")
+        path.write_text(cost_csv_text(measured))
+        return path
+
+
+def cost_csv_text(measured: dict) -> str:
+    """Raw numbers (bytes, FLOPs, ms) per method, one row each."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["method", "feature_h", "feature_w", "channels", "device", "analytic_bytes",
+                     "memory_bytes", "flops", "time_ms", "estimated", "reason"])
+    height, width = measured["feature_size"]
+    for method in METHODS:
+        item = measured[method]
+        writer.writerow([method, height, width, measured["channels"], measured["device"],
+                         item.get("analytic_bytes"), item.get("memory_bytes"), item.get("flops"),
+                         item.get("time_ms"), bool(item.get("estimated", False)), item.get("reason", "")])
+    return out.getvalue()
+
+
+def click_latency(explorer: Explorer, source: ImageSource, clicks: int = 20, display: Display = Display()) -> dict:
+    """Median and spread of one click's work (maps, pictures, chart) on an already analysed image."""
+    analysis = explorer.analyse(source)
+    height, width = analysis.size
+    rng = np.random.default_rng(0)
+    runs_before = explorer.network_runs
+    times = []
+    for _ in range(clicks):
+        x, y = int(rng.integers(width)), int(rng.integers(height))
+        start = time.perf_counter()
+        explorer.render(explorer.explain(source, x, y, display=display), display)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"clicks": clicks, "median_ms": statistics.median(times), "max_ms": max(times),
+            "min_ms": min(times), "network_runs": explorer.network_runs - runs_before}

@@ -1,0 +1,173 @@
+"""The app's named endpoints through gradio_client, against the app served on a free loopback port.
+
+The model is the embedded `default` (env CCNET_MODEL may point at another checkpoint file).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# gradio 6.31's queue calls pandas APIs that pandas 3 deprecates (not ours to fix)
+pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated).*")
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "demos" / "street_seed1_car.png"
+H, W = 256, 512
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(client, explorer): the app launched in-process; the explorer lets tests count network runs."""
+    from gradio_client import Client
+
+    from app import build_app
+    from ccnet.session import Explorer, Exports
+
+    explorer = Explorer(os.environ.get("CCNET_MODEL", "default"), device="cpu")
+    demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path_factory.mktemp("dl"))), explorer
+    finally:
+        demo.close()
+
+
+def test_segment_returns_the_overlay_at_the_image_size_first(served):
+    from gradio_client import handle_file
+
+    client, explorer = served
+    overlay, info = client.predict(handle_file(str(DEMO)), api_name="/segment")
+    assert Image.open(overlay).size == (W, H)
+    assert info["image_size"] == [H, W] and info["grid"] == list(explorer.segment(DEMO).grid)
+    assert abs(sum(row["share"] for row in info["legend"]) - 1.0) < 1e-6
+    assert {row["name"] for row in info["legend"]} >= {"road", "sky", "car"}
+
+
+@pytest.mark.parametrize("x, y", [(0, 0), (W - 1, H - 1), (300, 120), (77, 201)])
+def test_attention_json_has_the_clicked_cell_and_distributions(served, x, y):
+    from gradio_client import handle_file
+
+    client, _ = served
+    heatmap, steps, data = client.predict(handle_file(str(DEMO)), x, y, api_name="/attention")
+    h, w = data["grid"]
+    assert data["cell"] == [y * h // H, x * w // W] and data["pixel"] == [x, y]
+    assert len(data["steps"]) == 2
+    for grid_map in [*data["steps"], data["composed"]]:
+        values = np.asarray(grid_map)
+        assert values.shape == (h, w) and abs(values.sum() - 1.0) < 1e-4 and values.min() >= 0
+    weights = [t["weight"] for t in data["topk"]]
+    assert len(weights) == 5 and weights == sorted(weights, reverse=True)
+    assert Image.open(heatmap).size == (W, H) and Image.open(steps).size[0] > W
+
+
+def test_clicks_through_the_api_never_rerun_the_network(served):
+    from gradio_client import handle_file
+
+    client, explorer = served
+    picture = ROOT / "demos" / "street_seed4_truck.png"
+    client.predict(handle_file(str(picture)), api_name="/segment")
+    runs = explorer.network_runs
+    for x, y in [(10, 10), (200, 100), (500, 250)]:
+        client.predict(handle_file(str(picture)), x, y, api_name="/attention")
+    assert explorer.network_runs == runs
+
+
+def test_cost_compares_rcca_with_the_non_local_block(served):
+    from gradio_client import handle_file
+
+    client, explorer = served
+    data = client.predict(handle_file(str(DEMO)), api_name="/cost")
+    assert data["feature_size"] == list(explorer.segment(DEMO).grid)
+    for method in ("rcca1", "rcca2", "nonlocal"):
+        assert data[method]["memory_bytes"] > 0 and data[method]["flops"] > 0 and data[method]["time_ms"] > 0
+    assert data["nonlocal"]["memory_bytes"] > data["rcca2"]["memory_bytes"]
+    assert data["nonlocal"]["flops"] > data["rcca2"]["flops"] > data["rcca1"]["flops"]
+
+
+def test_bad_requests_get_a_clear_message_and_the_server_keeps_serving(served, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    client, _ = served
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nthis is not a PNG")
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (8, 8)).save(tiny)
+    cases = [
+        ((handle_file(str(broken)),), "/segment", "broken.png is"),
+        ((handle_file(str(tiny)),), "/segment", "too small"),
+        ((handle_file(str(DEMO)), W, 3), "/attention", f"outside the {W}x{H} image"),
+        ((handle_file(str(DEMO)), "nope"), "/cost", "unknown model 'nope'"),
+    ]
+    for args, endpoint, message in cases:
+        with pytest.raises(AppError, match=message):
+            client.predict(*args, api_name=endpoint)
+    overlay, _ = client.predict(handle_file(str(DEMO)), api_name="/segment")
+    assert Image.open(overlay).size == (W, H)
+
+
+NETWORK_GUARD = """
+import ipaddress, socket, sys
+def guard(event, args):
+    if event == "socket.connect" and isinstance(args[1], tuple) and args[0].family in (socket.AF_INET, socket.AF_INET6):
+        host = args[1][0]
+    elif event == "socket.getaddrinfo":
+        host = args[0]
+    else:
+        return
+    host = host.decode() if isinstance(host, bytes) else str(host)
+    try:
+        ok = host in ("localhost", "") or ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        ok = False
+    if not ok:
+        print("NON-LOOPBACK", event, host, flush=True)
+        raise ConnectionRefusedError(host)
+sys.addaudithook(guard)
+import runpy
+sys.argv = ["app.py", *sys.argv[1:]]
+runpy.run_path("app.py", run_name="__main__")
+"""
+
+
+def test_python_app_py_honours_the_server_env_and_reaches_no_other_host(tmp_path):
+    port = free_port()
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
+    log = tmp_path / "server.log"
+    args = [sys.executable, "-c", NETWORK_GUARD, "--device", "cpu"]
+    if os.environ.get("CCNET_MODEL"):
+        args += ["--model", os.environ["CCNET_MODEL"]]
+    with log.open("w") as out:
+        server = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2) as response:
+                    config = json.load(response)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.5)
+        names = {d.get("api_name") for d in config["dependencies"] if d.get("api_visibility") == "public"}
+        assert names == {"segment", "attention", "cost"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "NON-LOOPBACK" not in log.read_text(), log.read_text()[-2000:]

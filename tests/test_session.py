@@ -1,0 +1,319 @@
+"""The app's logic without Gradio: bounded cache, one network run per image, clicks, errors, exports."""
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ccnet import cost, viz
+from ccnet.attention import step_map
+from ccnet.errors import CCNetError
+from ccnet.registry import load_file
+from ccnet.session import (
+    METHODS, Display, Explorer, Exports, LRUCache, click_latency, cost_csv_text, cost_note, cost_rows, image_key,
+    legend_html, pixel_text,
+)
+from tests.helpers import tiny_checkpoint
+
+
+# ---- the bounded LRU ---------------------------------------------------------------------------
+def test_lru_is_bounded_in_entries_and_evicts_the_least_recent():
+    cache = LRUCache(max_entries=2, max_bytes=1000)
+    cache.put("a", 1, 10)
+    cache.put("b", 2, 10)
+    assert cache.get("a") == 1  # a is now the most recent
+    cache.put("c", 3, 10)
+    assert "b" not in cache and "a" in cache and "c" in cache and len(cache) == 2
+
+
+def test_lru_is_bounded_in_bytes_and_skips_oversized_values():
+    cache = LRUCache(max_entries=10, max_bytes=100)
+    for key in "abcd":
+        cache.put(key, key, 40)
+    assert list(cache._items) == ["c", "d"] and cache.nbytes == 80
+    cache.put("huge", 0, 101)
+    assert "huge" not in cache and cache.nbytes == 80
+    cache.put("c", "c2", 10)  # replacing an entry releases its old size
+    assert cache.nbytes == 50 and cache.get("c") == "c2"
+
+
+def test_lru_get_or_create_runs_the_factory_once_under_concurrency():
+    cache, calls = LRUCache(4, 1000), []
+
+    def create():
+        calls.append(1)
+        time.sleep(0.05)
+        return "value", 1
+
+    threads = [threading.Thread(target=cache.get_or_create, args=("k", create)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and cache.get("k") == "value"
+
+
+def test_lru_get_or_create_lets_a_failure_through_and_retries_later():
+    cache = LRUCache(4, 1000)
+
+    def fail():
+        raise CCNetError("boom")
+
+    with pytest.raises(CCNetError):
+        cache.get_or_create("k", fail)
+    assert cache.get_or_create("k", lambda: ("ok", 1)) == "ok"
+
+
+# ---- an Explorer on a tiny model ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("models") / "tiny.pt")
+
+
+@pytest.fixture()
+def explorer(checkpoint):
+    return Explorer(str(checkpoint), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("images") / "scene.png"
+    Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def count_forwards(explorer: Explorer) -> list[int]:
+    """Wrap the network's forward so a test can count how often it really ran."""
+    net = explorer.model()[0].net
+    calls, forward = [], net.forward
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return forward(*args, **kwargs)
+
+    net.forward = counting
+    return calls
+
+
+def test_clicks_never_rerun_the_network(explorer, picture):
+    calls = count_forwards(explorer)
+    analysis = explorer.segment(picture)
+    for x, y in [(0, 0), (95, 63), (40, 20), (10, 50)]:
+        for view in analysis.views:
+            shown = Display(view=view, scale="log", clip=0.3)
+            explorer.render(explorer.explain(picture, x, y, display=shown), shown)
+    explorer.overlay(explorer.segment(picture), 0.8, (3, 4))
+    assert len(calls) == 1 and explorer.network_runs == 1
+
+
+def test_the_same_image_as_another_file_or_model_is_a_new_entry(explorer, picture, tmp_path, checkpoint):
+    explorer.segment(picture)
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(picture.read_bytes())
+    explorer.segment(copy)
+    assert explorer.network_runs == 1 and image_key(copy) == image_key(picture)
+    other = tiny_checkpoint(tmp_path / "other.pt", seed=1)
+    explorer.segment(picture, model=str(other))
+    assert explorer.network_runs == 2 and len(explorer.cache) == 2
+
+
+def test_models_load_once_per_name_even_when_asked_concurrently(checkpoint):
+    calls = []
+
+    def loader(name, progress=None):
+        calls.append(name)
+        time.sleep(0.05)
+        return load_file(checkpoint, name=name)
+
+    explorer = Explorer("default", device="cpu", loader=loader)
+    threads = [threading.Thread(target=explorer.model) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["default"]
+
+
+def test_explain_gives_the_clicked_cell_and_distributions(explorer, picture):
+    height, width = 64, 96
+    for x, y in [(0, 0), (95, 63), (47, 31), (13, 60)]:
+        explanation = explorer.explain(picture, x, y)
+        (h, w) = explanation.maps.grid
+        assert explanation.maps.cell == (y * h // height, x * w // width)
+        for grid_map in [*explanation.maps.steps, explanation.maps.composed]:
+            assert grid_map.shape == (h, w)
+            assert abs(float(grid_map.sum()) - 1.0) < 1e-4
+    analysis = explorer.segment(picture)
+    row, col = explanation.maps.cell
+    for attn, grid_map in zip(analysis.attention, explanation.maps.steps):
+        np.testing.assert_allclose(grid_map, step_map(attn, row, col).numpy())
+
+
+def test_topk_follows_the_chosen_view(explorer, picture):
+    for view in ("step 1", "composed"):
+        explanation = explorer.explain(picture, 50, 30, display=Display(view=view, k=4))
+        expected = viz.topk(explanation.view_map, 4)
+        assert [tuple(t["cell"]) for t in explanation.topk] == [(r, c) for r, c, _ in expected]
+        np.testing.assert_allclose([t["weight"] for t in explanation.topk], [w for _, _, w in expected], atol=1e-6)
+        assert [t["rank"] for t in explanation.topk] == [1, 2, 3, 4]
+
+
+def test_explanation_json_has_the_endpoint_fields(explorer, picture):
+    explanation = explorer.explain(picture, 50, 30)
+    data = explanation.to_json(explorer.classes())
+    assert {"grid", "cell", "steps", "composed", "topk", "pixel", "class", "confidence"} <= set(data)
+    assert len(data["steps"]) == 2 and np.asarray(data["steps"][0]).shape == tuple(data["grid"])
+    assert data["class"] in explorer.classes() and 0 < data["confidence"] <= 1
+    assert "(50, 30)" in pixel_text(explanation, explorer.classes())
+
+
+def test_render_draws_every_view_at_the_image_size(explorer, picture):
+    shown = Display(view="step 2", cmap="viridis", upsampling="bilinear", grid_lines=True, k=3)
+    pictures = explorer.render(explorer.explain(picture, 10, 10, display=shown), shown)
+    assert pictures["heatmap"].shape == (64, 96, 3) and pictures["overlay"].shape == (64, 96, 3)
+    assert pictures["steps"].shape[0] > 20 and pictures["steps"].shape[1] > 3 * 96
+    assert len(pictures["chart"].data) == 6
+
+
+@pytest.mark.parametrize("x, y", [(-1, 0), (96, 0), (0, 64), (1000, 1000)])
+def test_a_click_outside_the_image_is_a_clear_error(explorer, picture, x, y):
+    with pytest.raises(CCNetError, match="outside the 96x64 image"):
+        explorer.explain(picture, x, y)
+
+
+def test_bad_inputs_are_one_line_errors(explorer, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (20, 200)).save(tiny)
+    for source, message in [(broken, "broken.png"), (tiny, "too small: 20x200"), (None, "no image yet"),
+                            (tmp_path / "missing.png", "not found")]:
+        with pytest.raises(CCNetError, match=message) as info:
+            explorer.segment(source)
+        assert "\n" not in str(info.value)
+    with pytest.raises(CCNetError, match="integers"):
+        explorer.explain(np.zeros((40, 40, 3), np.uint8), "a", 3)
+    assert explorer.network_runs == 1  # only the valid array above ran
+
+
+def test_large_images_are_downscaled_with_a_note(explorer):
+    wide = np.zeros((40, 2100, 3), np.uint8)
+    analysis = explorer.segment(wide)
+    assert analysis.size == (39, 2048) and "downscaled from 2100x40" in analysis.note
+    assert "downscaled" in explorer.status(analysis)
+
+
+def test_status_line_names_device_model_and_time(explorer, picture):
+    assert "cpu" in explorer.status(None) and "tiny.pt" in explorer.status(None)
+    text = explorer.status(explorer.segment(picture))
+    assert "last inference" in text and "96×64" in text
+
+
+def test_legend_html_lists_classes_with_shares(explorer, picture):
+    analysis = explorer.segment(picture)
+    loaded = explorer.model()[0]
+    text = legend_html(analysis, loaded.classes, loaded.palette)
+    assert all(name in text for name in loaded.classes) and "%" in text
+
+
+def test_exports_write_mask_overlay_npz(explorer, picture, tmp_path):
+    exports = Exports(tmp_path)
+    analysis = explorer.segment(picture)
+    mask = np.asarray(Image.open(exports.mask_png(analysis)))
+    np.testing.assert_array_equal(mask, analysis.mask)
+    overlay = explorer.overlay(analysis, 0.4)
+    np.testing.assert_array_equal(np.asarray(Image.open(exports.picture(analysis, "overlay", overlay))), overlay)
+    exports.attention_npz(explorer.explain(picture, 50, 60))
+    explanation = explorer.explain(picture, 5, 6)
+    with np.load(exports.attention_npz(explanation)) as data:
+        assert list(data["cell"]) == list(explanation.maps.cell) and list(data["pixel"]) == [5, 6]
+        np.testing.assert_array_equal(data["step1"], explanation.maps.steps[0])
+        np.testing.assert_array_equal(data["composed"], explanation.maps.composed)
+    assert len(list(tmp_path.glob("*.npz"))) == 1  # one file per image: the folder stays small
+
+
+# ---- cost, with a stand-in for ccnet.cost so only the caching is tested here ----------------------
+@pytest.fixture()
+def fake_cost(monkeypatch):
+    """ccnet.cost.measure_cost replaced by a counting stand-in: only the caching is tested here."""
+    calls = []
+
+    def measure_cost(method, channels, h, w, device="cpu"):
+        calls.append((method, channels, h, w))
+        n = h * w
+        width = n if method == "nonlocal" else h + w - 1
+        return {"method": method, "memory_bytes": 4 * n * width + 100, "analytic_bytes": 4 * n * width,
+                "flops": 2 * n * width * channels, "time_ms": 1.0, "estimated": False}
+
+    monkeypatch.setattr(cost, "measure_cost", measure_cost)
+    return calls
+
+
+def test_cost_is_measured_once_per_feature_size(explorer, picture, fake_cost):
+    first = explorer.cost(picture)
+    again = explorer.cost(picture)
+    same_size = explorer.cost(np.zeros((64, 96, 3), np.uint8))
+    assert first is again is same_size and len(fake_cost) == len(METHODS)
+    assert first["feature_size"] == list(explorer.segment(picture).grid) and first["channels"] == 16
+    assert first["nonlocal"]["memory_bytes"] > first["rcca2"]["memory_bytes"]
+    growth = explorer.cost_growth(first)
+    assert 97 in growth["sides"] and set(growth["curves"]) == set(METHODS)
+
+
+def test_cost_table_and_csv_flag_estimates():
+    item = {"memory_bytes": 2 << 20, "analytic_bytes": 1 << 20, "flops": 3e9, "time_ms": 1.5}
+    measured = {"feature_size": [32, 64], "channels": 64, "device": "cpu", "rcca1": item, "rcca2": item,
+                "nonlocal": {"memory_bytes": 5 << 30, "analytic_bytes": 4 << 30, "flops": 1e12, "time_ms": None,
+                             "estimated": True, "reason": "needs 5.0 GiB, 2.0 GiB free"}}
+    rows = cost_rows(measured)
+    assert rows[0][:4] == ["RCCA R=1", "1.00 MiB", "2.00 MiB", 3.0] and rows[2][-1].startswith("estimated: needs")
+    assert "estimated" in cost_note(measured) and "32×64" in cost_note(measured)
+    table = list(csv.DictReader(io.StringIO(cost_csv_text(measured))))
+    assert [r["method"] for r in table] == list(METHODS)
+    assert table[2]["estimated"] == "True" and table[0]["flops"] == "3000000000.0"
+
+
+def test_click_latency_reports_without_running_the_network(explorer, picture):
+    explorer.segment(picture)
+    result = click_latency(explorer, picture, clicks=3)
+    assert result["network_runs"] == 0 and result["clicks"] == 3 and result["median_ms"] > 0
+
+
+def test_gpu_task_is_a_no_op_off_zerogpu():
+    from ccnet import session
+
+    if "spaces" in sys.modules:
+        pytest.skip("the spaces package is installed: its GPU decorator is in use")
+    assert session.gpu_task(len) is len
+
+
+def test_an_unreachable_preset_is_a_clear_error_and_the_current_model_stays(explorer, picture, monkeypatch, tmp_path):
+    from ccnet import zoo
+
+    monkeypatch.setenv("CCNET_CACHE", str(tmp_path))
+    monkeypatch.setenv("CCNET_ZOO_URL", "http://127.0.0.1:9")  # loopback, nothing listening: like offline
+    name = next(iter(zoo.presets()))
+    explorer.segment(picture)
+    with pytest.raises(CCNetError, match="cannot download") as info:
+        explorer.model(name, progress=lambda done, total: None)
+    assert "\n" not in str(info.value)
+    assert explorer.segment(picture).model == explorer.default_model and explorer.network_runs == 1
+
+
+def test_exif_orientation_and_the_first_gif_frame_are_honoured(explorer, tmp_path):
+    photo = Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 72, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    photo.save(tmp_path / "turned.jpg", exif=exif)
+    assert explorer.segment(tmp_path / "turned.jpg").size == (72, 40)
+    frames = [Image.new("RGB", (48, 40), colour) for colour in ("red", "blue")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    first = explorer.segment(tmp_path / "anim.gif").image
+    assert first.shape == (40, 48, 3) and first[..., 0].mean() > 200 and first[..., 2].mean() < 50
