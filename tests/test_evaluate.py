@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ccnet import evaluate
+from ccnet import evaluate, scenes
 from ccnet.checkpoints import save_checkpoint
 from ccnet.cli import main
 from ccnet.errors import CCNetError
@@ -227,13 +227,14 @@ def test_synthetic_count_is_bounded():
 
 
 def test_evaluate_synthetic_on_real_scenes_keeps_train_mode():
-    config = CCNetConfig(num_classes=10, **TINY_SMALL)
+    config = CCNetConfig(num_classes=len(scenes.CLASS_NAMES), **TINY_SMALL)
     net = tiny_model(config=config).train()
     loaded = types.SimpleNamespace(name="tiny", net=net, protocol=Protocol())
     result = evaluate.evaluate_synthetic(loaded, count=2, seed=1, height=64, width=128, device="cpu")
     assert net.training
     assert result["images"] == 2 and result["dataset"] == "synthetic" and result["model"] == "tiny"
-    assert len(result["per_class"]) == 10 and set(result["context_classes"]) == {"car", "truck"}
+    assert len(result["per_class"]) == len(scenes.CLASS_NAMES)
+    assert set(result["context_classes"]) == {"car", "truck"}
     assert result["miou"] is None or 0.0 <= result["miou"] <= 1.0
 
 
@@ -262,14 +263,14 @@ def test_cli_evaluate_dataset_prints_one_json_object(cityscapes, tmp_path, capsy
 
 
 def test_cli_evaluate_synthetic(tmp_path, capsys):
-    model = checkpoint(tmp_path / "tiny10.pth", 10)
+    model = checkpoint(tmp_path / "tiny11.pth", len(scenes.CLASS_NAMES))
     code = main(["evaluate", "--model", model, "--synthetic", "2", "--seed", "3", "--height", "64",
                  "--width", "128", "--device", "cpu"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     result = json.loads(captured.out)
     assert result["images"] == 2 and result["seed"] == 3 and "context_miou" in result
-    assert len(result["per_class"]) == 10
+    assert len(result["per_class"]) == len(scenes.CLASS_NAMES)
 
 
 @pytest.mark.parametrize("args, message", [
