@@ -1,9 +1,8 @@
 """Fetching released checkpoints into a local cache: verified, atomic, resumable by hand.
 
-The cache folder is ``$CCNET_CACHE`` when set, else ``$TORCH_HOME/ccnet`` with torch.hub's own
-default for TORCH_HOME (``$XDG_CACHE_HOME/torch``, i.e. ``~/.cache/torch``), so the weights sit
-beside the other PyTorch downloads. HF_HOME is deliberately not used: these files do not come
-from the Hugging Face Hub and would not fit its cache layout.
+The cache folder is ``$CCNET_CACHE`` when set, else ``$TORCH_HOME/ccnet``, else ``$HF_HOME/ccnet``
+(a Hugging Face Space points HF_HOME at its persistent storage), else torch.hub's own default
+(``$XDG_CACHE_HOME/torch/ccnet``, i.e. ``~/.cache/torch/ccnet``), beside the other PyTorch downloads.
 
 A file in the cache is trusted (it was renamed there only after its hash was checked), so a
 cache hit makes no request. A download goes to a temporary file in the cache folder and is
@@ -40,8 +39,10 @@ def cache_dir() -> Path:
     """Where checkpoints are kept; see the module docstring for the order of precedence."""
     if os.environ.get("CCNET_CACHE"):
         return Path(os.environ["CCNET_CACHE"]).expanduser()
-    default_torch_home = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "torch"
-    return Path(os.environ.get("TORCH_HOME", default_torch_home)).expanduser() / "ccnet"
+    for variable in ("TORCH_HOME", "HF_HOME"):
+        if os.environ.get(variable):
+            return Path(os.environ[variable]).expanduser() / "ccnet"
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "torch" / "ccnet"
 
 
 def file_name(url: str) -> str:

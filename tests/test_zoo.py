@@ -160,10 +160,12 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("CCNET_CACHE")
     assert download.cache_dir() == tmp_path / "t" / "ccnet"
     monkeypatch.delenv("TORCH_HOME")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert download.cache_dir() == tmp_path / "hf" / "ccnet"
+    monkeypatch.delenv("HF_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
     assert download.cache_dir() == tmp_path / "x" / "torch" / "ccnet"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # deliberately not used
     assert download.cache_dir() == Path("~/.cache/torch/ccnet").expanduser()
 
 
