@@ -247,7 +247,20 @@ class _CrissCrossFunction(torch.autograd.Function):
         return (grad_x, *grads, grad_gamma)
 
 
-class CrissCrossAttention(nn.Module):
+class AttentionProjections(nn.Module):
+    """Query/key (C -> C/8) and value (C -> C) 1x1 convs and the gamma scale (init 0), as both the
+    criss-cross and the non-local block define them (same names as mmseg's, so keys match)."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.query_conv = nn.Conv2d(in_channels, in_channels // 8, 1)
+        self.key_conv = nn.Conv2d(in_channels, in_channels // 8, 1)
+        self.value_conv = nn.Conv2d(in_channels, in_channels, 1)
+        self.gamma = Scale(0.0)
+
+
+class CrissCrossAttention(AttentionProjections):
     """One criss-cross attention step; its ``state_dict`` is mmseg's ``decode_head.cca.*``.
 
     ``forward(x, return_attention=True)`` also returns the weights it used, shape
@@ -261,14 +274,6 @@ class CrissCrossAttention(nn.Module):
     """
 
     impl = "fast"
-
-    def __init__(self, in_channels: int) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.query_conv = nn.Conv2d(in_channels, in_channels // 8, 1)
-        self.key_conv = nn.Conv2d(in_channels, in_channels // 8, 1)
-        self.value_conv = nn.Conv2d(in_channels, in_channels, 1)
-        self.gamma = Scale(0.0)
 
     def forward(self, x: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         if self.impl == "reference":
@@ -315,7 +320,7 @@ def _softmax_(energy: Tensor) -> Tensor:
     return energy
 
 
-class NonLocal2d(nn.Module):
+class NonLocal2d(AttentionProjections):
     """The non-local block of the paper's comparison (§6): q/k C->C/8, v C->C, softmax over all N.
 
     Kept as lean as plain autograd allows, so that the memory comparison with CCA is fair: the
@@ -323,14 +328,6 @@ class NonLocal2d(nn.Module):
     the gradient w.r.t. ``attn`` is already contiguous (``v @ attn^T`` makes softmax's backward
     copy an extra N x N).
     """
-
-    def __init__(self, in_channels: int) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.query_conv = nn.Conv2d(in_channels, in_channels // 8, 1)
-        self.key_conv = nn.Conv2d(in_channels, in_channels // 8, 1)
-        self.value_conv = nn.Conv2d(in_channels, in_channels, 1)
-        self.gamma = Scale(0.0)
 
     def forward(self, x: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         batch, channels, height, width = x.shape
