@@ -34,11 +34,17 @@ def cell_of(x: int, y: int, image_size: tuple[int, int], grid: tuple[int, int]) 
     return y * grid[0] // height, x * grid[1] // width
 
 
-def pixel_attention(prediction: Prediction, x: int, y: int) -> PixelAttention:
-    """Per-step and composed attention maps of the cell under pixel (x, y)."""
-    if not prediction.attention:
+def attention_at(attention: list, grid: tuple[int, int], image_size: tuple[int, int],
+                 x: int, y: int) -> PixelAttention:
+    """Per-step and composed maps of the cell under pixel (x, y), from per-step (h, w, h + w) weights."""
+    if not attention:
         raise CCNetError("this model has no criss-cross attention to show")
-    row, col = cell_of(x, y, prediction.image_size, prediction.grid)
-    steps = [step_map(a, row, col).numpy().astype(np.float32) for a in prediction.attention]
-    composed = composed_map(prediction.attention, row, col).numpy().astype(np.float32)
-    return PixelAttention(prediction.grid, (row, col), steps, composed)
+    row, col = cell_of(x, y, image_size, grid)
+    steps = [step_map(a, row, col).numpy().astype(np.float32) for a in attention]
+    composed = composed_map(attention, row, col).numpy().astype(np.float32)
+    return PixelAttention(grid, (row, col), steps, composed)
+
+
+def pixel_attention(prediction: Prediction, x: int, y: int) -> PixelAttention:
+    """Per-step and composed attention maps of the cell under pixel (x, y) of a prediction."""
+    return attention_at(prediction.attention, prediction.grid, prediction.image_size, x, y)

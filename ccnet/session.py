@@ -36,10 +36,9 @@ import torch
 from PIL import Image
 
 from ccnet import charts, cost, viz
-from ccnet.attention import composed_map, step_map
 from ccnet.download import ProgressFn
 from ccnet.errors import CCNetError, ImageError
-from ccnet.explain import PixelAttention, cell_of
+from ccnet.explain import PixelAttention, attention_at
 from ccnet.images import MAX_SIDE, decode_image, limit_size
 from ccnet.inference import Predictor, resolve_device
 from ccnet.registry import LoadedModel, load_model
@@ -317,10 +316,7 @@ class Explorer:
         network for an image already analysed."""
         analysis = self.analyse(source, model)
         x, y = _pixel(x, y)
-        row, col = cell_of(x, y, analysis.size, analysis.grid)
-        steps = [step_map(a, row, col).numpy().astype(np.float32) for a in analysis.attention]
-        composed = composed_map(analysis.attention, row, col).numpy().astype(np.float32)
-        maps = PixelAttention(analysis.grid, (row, col), steps, composed)
+        maps = attention_at(analysis.attention, analysis.grid, analysis.size, x, y)
         view = display.view if display.view in analysis.views else "composed"
         explanation = Explanation(analysis, x, y, maps, view)
         explanation.topk = self._topk(explanation, display.k)
