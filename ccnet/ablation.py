@@ -41,7 +41,7 @@ def train_arm(arm: str, seed: int, args: argparse.Namespace) -> Path:
     command = [sys.executable, "-m", "ccnet", "train", "--out", str(out), "--iters", str(args.iters),
                "--seed", str(seed), "--threads", str(args.threads), "--batch", str(args.batch),
                "--height", str(args.height), "--width", str(args.width), "--gamma-init", str(args.gamma_init),
-               "--resume", *ARMS[arm]]
+               "--curriculum", str(args.curriculum), "--resume", *ARMS[arm]]
     with open(out / "train.log", "a") as log:
         subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
     return out / "model.pt"
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> dict:
             "runs": scores,
             **head_cost(arm, args.eval_height, args.eval_width),
         }
-    budget = {k: getattr(args, k) for k in ("iters", "batch", "height", "width", "gamma_init", "seeds",
+    budget = {k: getattr(args, k) for k in ("iters", "batch", "height", "width", "gamma_init", "curriculum", "seeds",
                                             "eval_scenes", "eval_seed", "eval_height", "eval_width")}
     return {"budget": budget, "arms": results}
 
@@ -140,6 +140,8 @@ def add_cli(subparsers) -> None:  # noqa: ANN001
     p.add_argument("--height", type=int, default=defaults.height)
     p.add_argument("--width", type=int, default=defaults.width)
     p.add_argument("--gamma-init", type=float, default=defaults.gamma_init, help="initial attention scale")
+    p.add_argument("--curriculum", type=float, default=defaults.curriculum,
+                   help="share of the run that mixes in scenes with the cue one step away")
     p.add_argument("--jobs", type=int, default=2, help="arms trained at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per arm")
     p.add_argument("--eval-scenes", type=int, default=64)

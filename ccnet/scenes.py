@@ -182,11 +182,15 @@ def _overlap(a: Box, b: Box) -> float:
     return iw * ih / small
 
 
-def _layout(rng: np.random.Generator, h: int, w: int):
-    """Street, sign panel and vehicle boxes satisfying the long-range constraint."""
+def _layout(rng: np.random.Generator, h: int, w: int, aligned: bool = False):
+    """Street, sign panel and vehicle boxes satisfying the long-range constraint.
+
+    ``aligned`` (training curriculum only) instead hangs the panel straight above one vehicle,
+    sharing its columns, so that one attention step can reach the cue.
+    """
     size = max(16, round(min(h, w) / 4))  # 4x4 feature cells: a cue two hops can learn quickly
     margin = max(8, round(h / 16))
-    gap = max(w / 4, margin)
+    gap = -w if aligned else max(w / 4, margin)
     for _ in range(200):
         road = rng.uniform(0.5, 0.65) * w
         st = _Street(h, w, rng.uniform(0.4, 0.5) * h, rng.uniform(0.35, 0.65) * w,
@@ -209,6 +213,10 @@ def _layout(rng: np.random.Generator, h: int, w: int):
                     vehicles.append(box)
                     break
         if vehicles:
+            if aligned:
+                over = vehicles[int(rng.integers(len(vehicles)))]
+                x0 = int(np.clip(round((over[0] + over[2] - size) / 2), 0, w - size))
+                sign = (x0, y0, x0 + size, y0 + size)
             return st, sign, vehicles
     raise RuntimeError(f"no valid layout for {h}x{w}")
 
@@ -450,15 +458,16 @@ def _finish(cv: _Canvas, rng: np.random.Generator) -> np.ndarray:
 
 
 def generate_scene(seed: int, height: int = 256, width: int = 512, *, split: str = "train",
-                   cue: str | None = None) -> Scene:
+                   cue: str | None = None, aligned: bool = False) -> Scene:
     """Render scene (split, seed); ``cue`` overrides the sign's meaning without changing
-    anything else (the RNG stream is the same for every cue)."""
+    anything else (the RNG stream is the same for every cue).  ``aligned`` puts the panel in a
+    vehicle's columns (one step away): only the training curriculum uses it."""
     if split not in SPLIT_CODES:
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_CODES)}")
     if cue not in (None, *CUES):
         raise ValueError(f"cue must be None, 'car' or 'truck', got {cue!r}")
     rng = np.random.default_rng(np.random.SeedSequence([SPLIT_CODES[split], seed]))
-    st, sign, vehicles = _layout(rng, height, width)
+    st, sign, vehicles = _layout(rng, height, width, aligned)
     drawn_cue = CUES[int(rng.integers(2))]
     # Both panel colours are always drawn, so the stream never depends on the cue.
     blue = _hsv(rng.uniform(0.58, 0.65), rng.uniform(0.75, 0.95), rng.uniform(0.55, 0.85))
@@ -487,10 +496,12 @@ def generate_scene(seed: int, height: int = 256, width: int = 512, *, split: str
     return Scene(image, cv.lab, cue, sign, vehicles, seed, split)
 
 
-def scene_batch(seeds: Iterable[int], height: int, width: int,
-                split: str) -> tuple[np.ndarray, np.ndarray]:
+def scene_batch(seeds: Iterable[int], height: int, width: int, split: str,
+                aligned: Iterable[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images (N x H x W x 3 uint8) and labels (N x H x W int64) for training loops."""
-    scenes = [generate_scene(s, height, width, split=split) for s in seeds]
+    seeds = list(seeds)
+    flags = list(aligned) if aligned is not None else [False] * len(seeds)
+    scenes = [generate_scene(s, height, width, split=split, aligned=a) for s, a in zip(seeds, flags)]
     return (np.stack([s.image for s in scenes]),
             np.stack([s.label for s in scenes]).astype(np.int64))
 

@@ -45,6 +45,7 @@ class TrainConfig:
     attention: str = "cca"
     recurrence: int = 2
     gamma_init: float = 0.0  # the paper's 0; 1.0 lets a two-hop cue get gradient from the start
+    curriculum: float = 0.5  # share of the run that mixes in scenes with the cue one step away
     ccl: bool = False
     aux_weight: float = 0.4
     threads: int = 2
@@ -63,10 +64,23 @@ def poly_lr(cfg: TrainConfig, iteration: int) -> float:
     return cfg.lr * (1 - iteration / cfg.iters) ** 0.9
 
 
+def aligned_share(cfg: TrainConfig, iteration: int) -> float:
+    """Curriculum: the share of scenes whose cue sits in a vehicle's columns (one step away).
+
+    Half the scenes at the start, falling linearly to none after ``curriculum * iters``
+    iterations, so the end of training and every evaluation see only the two-step layout.
+    """
+    if cfg.curriculum <= 0:
+        return 0.0
+    return 0.5 * max(0.0, 1.0 - iteration / (cfg.curriculum * cfg.iters))
+
+
 def make_batch(cfg: TrainConfig, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Scenes for this iteration with flips and photometric jitter; (B,3,H,W) input, (B,H,W) labels."""
     first = cfg.seed * SEED_STRIDE + iteration * cfg.batch
-    images, labels = scenes.scene_batch(range(first, first + cfg.batch), cfg.height, cfg.width, "train")
+    aligned = np.random.default_rng([cfg.seed, iteration, 1]).random(cfg.batch) < aligned_share(cfg, iteration)
+    images, labels = scenes.scene_batch(range(first, first + cfg.batch), cfg.height, cfg.width, "train",
+                                        aligned)
     rng = np.random.default_rng([cfg.seed, iteration])
     images = images.astype(np.float32)
     flip = rng.random(cfg.batch) < 0.5

@@ -116,6 +116,20 @@ def test_layout_is_long_range():
             assert max(vx0 - x1, x0 - vx1) >= w / 4
 
 
+def test_aligned_scenes_put_the_cue_one_step_away_and_change_nothing_else_for_eval():
+    """The training curriculum's layout: the panel in a vehicle's columns, rows still apart."""
+    h, w = 128, 256
+    for seed in range(30):
+        scene = generate_scene(seed, h, w, aligned=True)
+        x0, y0, x1, y1 = scene.sign_box
+        shared = [v for v in scene.vehicle_boxes if min(x1, v[2]) > max(x0, v[0])]
+        assert shared, f"seed {seed}: no vehicle under the panel"
+        assert all(max(v[1] - y1, y0 - v[3]) >= 8 for v in scene.vehicle_boxes)
+        assert np.isin(scene.label[y0:y1, x0:x1], [SIGN, LIGHT]).any()
+    plain = generate_scene(3, h, w)
+    assert np.array_equal(plain.image, generate_scene(3, h, w, aligned=False).image)
+
+
 @pytest.mark.parametrize("size", [(64, 128), (97, 129), (300, 1000), (512, 256)])
 def test_layout_margins_scale_with_size(size):
     h, w = size

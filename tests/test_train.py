@@ -9,7 +9,7 @@ import torch
 from ccnet import scenes
 from ccnet.ablation import ARMS, arm_model, markdown_table, summarise
 from ccnet.registry import load_file
-from ccnet.train import TrainConfig, make_batch, poly_lr, train
+from ccnet.train import TrainConfig, aligned_share, make_batch, poly_lr, train
 
 TINY = TrainConfig(iters=4, batch=2, height=64, width=128, threads=1, log_every=2, save_every=2, warmup=1)
 
@@ -27,6 +27,18 @@ def test_batches_depend_only_on_seed_and_iteration():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[0], make_batch(TINY, 4)[0])
     assert a[0].shape == (2, 3, 64, 128) and a[1].max() < len(scenes.CLASS_NAMES)
+
+
+def test_the_curriculum_fades_out_halfway_and_can_be_switched_off():
+    cfg = replace(TINY, iters=1000, curriculum=0.5)
+    assert aligned_share(cfg, 0) == 0.5 and aligned_share(cfg, 250) == pytest.approx(0.25)
+    assert aligned_share(cfg, 500) == aligned_share(cfg, 999) == 0.0
+    assert aligned_share(replace(cfg, curriculum=0.0), 0) == 0.0
+    early = make_batch(replace(TINY, iters=1000, batch=8, curriculum=0.5), 0)
+    off = make_batch(replace(TINY, iters=1000, batch=8, curriculum=0.0), 0)
+    late = make_batch(replace(TINY, iters=1000, batch=8, curriculum=0.5), 600)
+    assert not torch.equal(early[0], off[0])  # some scenes of the first batch were re-laid out
+    assert torch.equal(late[0], make_batch(replace(TINY, iters=1000, batch=8, curriculum=0.0), 600)[0])
 
 
 class Interrupted(Exception):
