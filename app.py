@@ -20,9 +20,10 @@ import gradio as gr  # noqa: E402
 
 from ccnet import charts, zoo  # noqa: E402
 from ccnet.errors import CCNetError  # noqa: E402
-from ccnet.images import MAX_SIDE  # noqa: E402
+from ccnet.uploads import checked_upload  # noqa: E402
+from ccnet.images import MAX_ASPECT, MAX_SIDE, MIN_SIDE  # noqa: E402
 from ccnet.session import (  # noqa: E402
-    COST_HEADERS, MIN_SIDE, TOPK_HEADERS, Display, Explorer, Exports, compact_json, cost_note, cost_rows, legend_html,
+    COST_HEADERS, TOPK_HEADERS, Display, Explorer, Exports, compact_json, cost_note, cost_rows, legend_html,
     pixel_text, topk_rows,
 )
 from ccnet.viz import COLORMAPS, SCALES, UPSAMPLING, legend  # noqa: E402
@@ -30,6 +31,7 @@ from ccnet.viz import COLORMAPS, SCALES, UPSAMPLING, legend  # noqa: E402
 log = logging.getLogger("ccnet.app")
 ROOT = Path(__file__).resolve().parent
 DEMOS = sorted(str(p) for p in (ROOT / "demos").glob("*.png") if not p.stem.endswith("_label"))
+MAX_FILE_SIZE = "20mb"  # uploads above this are refused by Gradio before they reach the server's disk
 VIEWS = "views"  # concurrency id of every event that writes the segmentation or attention views
 INTRO = (
     "# CCNet Explorer\n"
@@ -42,8 +44,9 @@ INTRO = (
 def upload_path(payload: dict | None) -> str | None:
     """The uploaded file's path on the server. Events take the image unprocessed (preprocess=False)
     so that a broken or odd file reaches ccnet.images and gets its one-line message: Gradio's own
-    image decoding would fail first, with a bare "Error"."""
-    return payload.get("path") if isinstance(payload, dict) else payload
+    image decoding would fail first, with a bare "Error". So the path is checked here: only
+    Gradio's upload folder and the bundled examples may be read."""
+    return checked_upload(payload, (gr.utils.get_upload_folder(), ROOT / "demos"))
 
 
 def ui_guard(fn):  # noqa: ANN001, ANN201
@@ -91,6 +94,7 @@ def build_app(explorer: Explorer | None = None, exports: Exports | None = None) 
     models = ["default", *zoo.presets()]
     if explorer.default_model not in models:
         models.insert(0, explorer.default_model)
+    explorer.restrict_models(models)
 
     def display(view, cmap, clip, scale, upsampling, grid_lines, k, alpha) -> Display:  # noqa: ANN001
         return Display(view or "composed", cmap, float(clip), scale, upsampling, bool(grid_lines), int(k), float(alpha))
@@ -247,7 +251,8 @@ def build_app(explorer: Explorer | None = None, exports: Exports | None = None) 
             overlay_file = gr.DownloadButton("overlay PNG", elem_id="dl-overlay", size="sm")
             npz_file = gr.DownloadButton("attention maps (npz)", elem_id="dl-npz", size="sm")
             csv_file = gr.DownloadButton("cost table (CSV)", elem_id="dl-csv", size="sm")
-        gr.Markdown(f"Images are downscaled to {MAX_SIDE} px on their longest side; at least {MIN_SIDE} px per side.")
+        gr.Markdown(f"Images are downscaled to {MAX_SIDE} px on their longest side; at least {MIN_SIDE} px per side, "
+                    f"at most {MAX_ASPECT}:1, files up to {MAX_FILE_SIZE}.")
 
         # ---- events -----------------------------------------------------------------------------
         display_inputs = [view, cmap, clip, scale, upsampling, grid_lines, k, opacity]
@@ -336,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
         explorer.model()  # load now: a bad --model fails here, not on the first click
     except CCNetError as err:
         raise SystemExit(f"error: {err}") from None
-    build_app(explorer).launch(max_file_size="50mb", ssr_mode=False, footer_links=["api"])
+    build_app(explorer).launch(max_file_size=MAX_FILE_SIZE, ssr_mode=False, footer_links=["api"])
 
 
 if __name__ == "__main__":

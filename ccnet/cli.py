@@ -11,7 +11,7 @@ import numpy as np
 from ccnet.errors import CCNetError
 
 # Modules that add their own sub-commands through `add_cli(subparsers)`.
-COMMAND_MODULES = ("ccnet.evaluate", "ccnet.train", "ccnet.ablation", "ccnet.bench", "ccnet.zoo")
+COMMAND_MODULES = ("ccnet.evaluate", "ccnet.train", "ccnet.ablation", "ccnet.bench", "ccnet.zoo", "ccnet.loadtest")
 
 
 def _pair(text: str) -> tuple[int, int]:
@@ -57,10 +57,11 @@ def make_predictor(args: argparse.Namespace):  # noqa: ANN202
 def cmd_predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from ccnet.images import decode_image
+    from ccnet.images import check_size, decode_image
     from ccnet.viz import colorize, overlay
 
     image = decode_image(args.image)
+    check_size(image)
     loaded, predictor = make_predictor(args)
     pred = predictor.predict(image, with_attention=False)
     mask = pred.mask
@@ -83,9 +84,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_attention(args: argparse.Namespace) -> int:
     from ccnet.explain import pixel_attention
-    from ccnet.images import decode_image
+    from ccnet.images import check_size, decode_image
 
     image = decode_image(args.image)
+    check_size(image)
     _, predictor = make_predictor(args)
     pred = predictor.predict(image, with_attention=True)
     maps = pixel_attention(pred, *args.pixel)

@@ -15,6 +15,7 @@ import hashlib
 import http.client
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -139,9 +140,14 @@ def _download(url: str, out: BinaryIO, progress: ProgressFn, dest: Path) -> str:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            _check_space(dest, total)
             progress(0, total)
             while chunk := response.read(CHUNK):
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as err:  # e.g. the disk filled up while downloading
+                    raise CCNetError(f"cannot save {dest.name} in {dest.parent} ({err.strerror or err}); "
+                                     "free some space or set CCNET_CACHE to another disk") from None
                 digest.update(chunk)
                 done += len(chunk)
                 progress(done, total)
@@ -155,6 +161,16 @@ def _download(url: str, out: BinaryIO, progress: ProgressFn, dest: Path) -> str:
         raise CCNetError(f"download of {url} was cut short: {done} of {total} bytes; try again, or {by_hand}")
     progress(done, done)
     return digest.hexdigest()
+
+
+def _check_space(dest: Path, total: int | None) -> None:
+    """Refuse before downloading when the server's announced size does not fit the cache disk."""
+    if total is None:
+        return
+    free = shutil.disk_usage(dest.parent).free
+    if free < total:
+        raise CCNetError(f"{dest.name} needs {total / 2**20:.1f} MiB but {dest.parent} has {free / 2**20:.1f} MiB free; "
+                         "free some space or set CCNET_CACHE to another disk")
 
 
 def _reason(err: object) -> str:

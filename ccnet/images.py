@@ -12,6 +12,8 @@ from ccnet.errors import ImageError
 
 MAX_PIXELS = 40_000_000  # refuse headers claiming more (decompression bombs)
 MAX_SIDE = 2048  # larger images are downscaled to this longest side before inference
+MIN_SIDE = 32  # below this the stride-8 feature grid has fewer than 4 cells per side
+MAX_ASPECT = 16  # longer/shorter side; beyond it the grid is a sliver (and MAX_SIDE/16 >= MIN_SIDE)
 
 
 def decode_image(source: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
@@ -27,6 +29,8 @@ def decode_image(source: str | Path | bytes | Image.Image | np.ndarray) -> np.nd
     name = "image" if isinstance(source, bytes) else Path(source).name
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise ImageError(f"image not found: {source}")
+    if (len(source) if isinstance(source, bytes) else Path(source).stat().st_size) == 0:
+        raise ImageError(f"{name} is empty (0 bytes)")
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with warnings.catch_warnings():
@@ -66,6 +70,16 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     return np.ascontiguousarray(array[..., :3])
+
+
+def check_size(image: np.ndarray) -> None:
+    """Refuse images too small or too elongated for a stride-8 feature grid, in one line."""
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise ImageError(f"image is too small: {width}x{height} pixels (at least {MIN_SIDE} on each side)")
+    if max(height, width) > MAX_ASPECT * min(height, width):
+        ratio = max(height, width) / min(height, width)
+        raise ImageError(f"image is too elongated: {width}x{height} pixels, {ratio:.0f}:1 (at most {MAX_ASPECT}:1)")
 
 
 def limit_size(image: np.ndarray, max_side: int = MAX_SIDE) -> tuple[np.ndarray, str | None]:

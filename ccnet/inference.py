@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -159,3 +160,17 @@ class Predictor:
             torch.cuda.synchronize(self.device)
         grid = tuple(attention[0].shape[:2]) if attention else (-(-x.shape[2] // 8), -(-x.shape[3] // 8))
         return Prediction(logits[0].cpu(), attention, grid, tuple(x.shape[2:]), time.perf_counter() - start)
+
+
+def predict_or_fall_back(predictor: Predictor, image: np.ndarray, with_attention: bool,
+                         cpu_predictor: Callable[[], Predictor]) -> tuple[Prediction, str | None]:
+    """Predict on the predictor's device; if a GPU runs out of memory, free it and run the same
+    image on the CPU instead, with a note for the user. A CPU out-of-memory is a clear error."""
+    try:
+        return predictor.predict(image, with_attention), None
+    except torch.OutOfMemoryError:
+        if predictor.device.type != "cuda":
+            height, width = image.shape[:2]
+            raise CCNetError(f"out of memory segmenting a {width}x{height} image; try a smaller one") from None
+    torch.cuda.empty_cache()
+    return cpu_predictor().predict(image, with_attention), "the GPU ran out of memory, so this image ran on the CPU"

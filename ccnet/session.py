@@ -12,12 +12,13 @@ import hashlib
 import html
 import io
 import json
+import shutil
 import statistics
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,11 @@ from ccnet import charts, cost, viz
 from ccnet.download import ProgressFn
 from ccnet.errors import CCNetError, ImageError
 from ccnet.explain import PixelAttention, attention_at
-from ccnet.images import MAX_SIDE, decode_image, limit_size
-from ccnet.inference import Predictor, resolve_device
+from ccnet.images import MAX_SIDE, check_size, decode_image, limit_size
+from ccnet.inference import Predictor, predict_or_fall_back, resolve_device
+from ccnet.model import CCNet
 from ccnet.registry import LoadedModel, load_model
 
-MIN_SIDE = 32  # below this the stride-8 feature grid has fewer than 4 cells per side
 METHODS = ("rcca1", "rcca2", "nonlocal")
 METHOD_LABELS = {"rcca1": "RCCA R=1", "rcca2": "RCCA R=2", "nonlocal": "non-local"}
 THUMB_WIDTH = 360  # the side-by-side maps of a click are drawn this wide
@@ -203,8 +204,8 @@ class Explanation:
 
 
 @gpu_task
-def _run_network(predictor: Predictor, image: np.ndarray):  # noqa: ANN202 - a Prediction
-    return predictor.predict(image, with_attention=True)
+def _run_network(predictor: Predictor, image: np.ndarray, cpu_predictor: Callable[[], Predictor]):  # noqa: ANN202
+    return predict_or_fall_back(predictor, image, True, cpu_predictor)
 
 
 def image_key(source: ImageSource) -> str:
@@ -218,7 +219,7 @@ def image_key(source: ImageSource) -> str:
     else:
         path = Path(source)
         if not path.is_file():
-            raise ImageError(f"image not found: {path.name}")
+            raise ImageError(f"{path.name} is no longer on the server (uploads expire after an hour); upload it again")
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -226,9 +227,7 @@ def image_key(source: ImageSource) -> str:
 def load_image(source: ImageSource) -> tuple[np.ndarray, str | None]:
     """Decoded RGB at the size the app works with, and a note when it had to be downscaled."""
     image = decode_image(source)
-    height, width = image.shape[:2]
-    if min(height, width) < MIN_SIDE:
-        raise ImageError(f"image is too small: {width}x{height} pixels (at least {MIN_SIDE} on each side)")
+    check_size(image)
     image, note = limit_size(image, MAX_SIDE)
     return (image if image.flags.writeable else image.copy()), note
 
@@ -246,6 +245,7 @@ class Explorer:
         loader: Callable[..., LoadedModel] = load_model,
     ) -> None:
         self.default_model = model
+        self.allowed_models: tuple[str, ...] | None = None  # None: any name load_model accepts
         self.device = resolve_device(device).type
         self.amp = amp
         self.cache = LRUCache(max_entries, max_bytes)
@@ -255,6 +255,8 @@ class Explorer:
         self._model_lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
         self.network_runs = 0
+        self._in_flight, self.max_in_flight = 0, 0  # concurrent network runs, for the load test
+        self._count_lock = threading.Lock()
 
     # -- models -------------------------------------------------------------------------------
     def model(self, name: str | None = None, progress: ProgressFn | None = None) -> tuple[LoadedModel, Predictor]:
@@ -262,6 +264,8 @@ class Explorer:
         name = name or self.default_model
         if name in self._models:
             return self._models[name]
+        if self.allowed_models is not None and name not in self.allowed_models:
+            raise CCNetError(f"unknown model {name!r}; choose one of: {', '.join(self.allowed_models)}")
         with self._model_lock:  # one lock per name: a long download does not block the other models
             name_lock = self._load_locks.setdefault(name, threading.Lock())
         with name_lock:
@@ -269,6 +273,22 @@ class Explorer:
                 loaded = self._loader(name, progress=progress)
                 self._models[name] = (loaded, Predictor(loaded.net, loaded.protocol, self.device, self.amp))
         return self._models[name]
+
+    def restrict_models(self, names: Iterable[str]) -> None:
+        """Only these names (and the start-up model) may be loaded: the app passes its menu, so a
+        request cannot make the server open an arbitrary checkpoint path."""
+        self.allowed_models = (self.default_model, *(n for n in names if n != self.default_model))
+
+    def _cpu_predictor(self, name: str) -> Predictor:
+        """A CPU copy of a model, for images the GPU has no memory for (made on first need)."""
+        key = f"{name}\0cpu"
+        with self._model_lock:
+            if key not in self._models:
+                loaded = self._models[name][0]
+                clone = CCNet(loaded.net.config)  # built on the CPU: the GPU has no room for a copy
+                clone.load_state_dict({k: v.detach().cpu() for k, v in loaded.net.state_dict().items()})
+                self._models[key] = (loaded, Predictor(clone, loaded.protocol, "cpu"))
+        return self._models[key][1]
 
     def classes(self, name: str | None = None) -> tuple[str, ...]:
         return self.model(name)[0].classes
@@ -287,8 +307,17 @@ class Explorer:
         loaded, predictor = self.model(name)
         if loaded.net.config.attention != "cca":
             raise CCNetError(f"model {name!r} has no criss-cross attention to show")
-        prediction = _run_network(predictor, image)
-        self.network_runs += 1
+        with self._count_lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            prediction, fallback_note = _run_network(predictor, image, lambda: self._cpu_predictor(name))
+        finally:
+            with self._count_lock:
+                self._in_flight -= 1
+        with self._count_lock:
+            self.network_runs += 1
+        note = "; ".join(n for n in (note, fallback_note) if n) or None
         probabilities = torch.softmax(prediction.logits, dim=0)
         confidence, mask = probabilities.max(dim=0)
         analysis = Analysis(
@@ -296,7 +325,7 @@ class Explorer:
             mask=mask.numpy().astype(np.uint8 if len(loaded.classes) <= 256 else np.int32),
             confidence=confidence.numpy().astype(np.float16),
             attention=prediction.attention, grid=prediction.grid,
-            seconds=prediction.seconds, device=predictor.device.type, note=note,
+            seconds=prediction.seconds, device="cpu" if fallback_note else predictor.device.type, note=note,
         )
         return analysis, analysis.nbytes
 
@@ -492,40 +521,49 @@ def _mib(nbytes: float | None) -> str:
 
 # -- downloads ---------------------------------------------------------------------------------
 class Exports:
-    """Writes the downloadable files into one temporary folder; names carry the image's hash."""
+    """Writes the downloadable files, each in a fresh sub-folder so that two visitors working on
+    the same image never overwrite each other's file before Gradio has copied it; only the newest
+    ``max_files`` are kept (Gradio's copies are deleted after an hour by ``delete_cache``)."""
 
-    def __init__(self, folder: str | Path | None = None) -> None:
+    def __init__(self, folder: str | Path | None = None, max_files: int = 256) -> None:
         self.folder = Path(folder or tempfile.mkdtemp(prefix="ccnet-app-"))
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.max_files = max_files
+        self._lock = threading.Lock()
 
-    def _path(self, analysis: Analysis, suffix: str) -> Path:
-        return self.folder / f"{analysis.key[:10]}_{Path(analysis.model).stem}_{suffix}"
+    def _write(self, analysis: Analysis, suffix: str, write: Callable[[Path], None]) -> Path:
+        """Write one file as <key>_<model>_<suffix> in its own folder, then prune the oldest."""
+        try:
+            path = Path(tempfile.mkdtemp(dir=self.folder)) / f"{analysis.key[:10]}_{Path(analysis.model).stem}_{suffix}"
+            write(path)
+        except OSError as err:
+            raise CCNetError(f"could not write the {suffix} file on the server ({err.strerror or err})") from None
+        self._prune()
+        return path
+
+    def _prune(self) -> None:
+        with self._lock:
+            folders = sorted((p for p in self.folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime_ns)
+            for old in folders[: max(0, len(folders) - self.max_files)]:
+                shutil.rmtree(old, ignore_errors=True)
 
     def mask_png(self, analysis: Analysis) -> Path:
         """Class indices as an 8-bit PNG (the value of each pixel is its class index)."""
-        path = self._path(analysis, "mask.png")
-        Image.fromarray(analysis.mask.astype(np.uint8)).save(path)
-        return path
+        return self._write(analysis, "mask.png", lambda p: Image.fromarray(analysis.mask.astype(np.uint8)).save(p))
 
     def picture(self, analysis: Analysis, name: str, picture: np.ndarray) -> Path:
         """A picture for the page (and its download) as a PNG at compression level 1: about three
         times quicker to write than the default, which matters for a click's latency."""
-        path = self._path(analysis, f"{name}.png")
-        Image.fromarray(picture).save(path, compress_level=1)
-        return path
+        return self._write(analysis, f"{name}.png", lambda p: Image.fromarray(picture).save(p, compress_level=1))
 
     def attention_npz(self, explanation: Explanation) -> Path:
-        """The clicked cell's maps; the previous click's file of this image is replaced."""
-        for old in self.folder.glob(self._path(explanation.analysis, "attention_*.npz").name):
-            old.unlink(missing_ok=True)
-        path = self._path(explanation.analysis, f"attention_x{explanation.x}_y{explanation.y}.npz")
-        np.savez_compressed(path, pixel=np.asarray([explanation.x, explanation.y]), **explanation.maps.to_npz_dict())
-        return path
+        """The clicked cell's maps, with the pixel."""
+        maps = explanation.maps.to_npz_dict()
+        return self._write(explanation.analysis, f"attention_x{explanation.x}_y{explanation.y}.npz",
+                           lambda p: np.savez_compressed(p, pixel=np.asarray([explanation.x, explanation.y]), **maps))
 
     def cost_csv(self, analysis: Analysis, measured: dict) -> Path:
-        path = self._path(analysis, "cost.csv")
-        path.write_text(cost_csv_text(measured))
-        return path
+        return self._write(analysis, "cost.csv", lambda p: p.write_text(cost_csv_text(measured)))
 
 
 def cost_csv_text(measured: dict) -> str:

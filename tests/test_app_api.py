@@ -35,13 +35,14 @@ def served(tmp_path_factory):
     """(client, explorer): the app launched in-process; the explorer lets tests count network runs."""
     from gradio_client import Client
 
-    from app import build_app
+    from app import MAX_FILE_SIZE, build_app
     from ccnet.session import Explorer, Exports
 
     explorer = Explorer(os.environ.get("CCNET_MODEL", "default"), device="cpu")
     demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")))
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                max_file_size=MAX_FILE_SIZE)
     try:
         yield Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path_factory.mktemp("dl"))), explorer
     finally:
@@ -171,3 +172,98 @@ def test_python_app_py_honours_the_server_env_and_reaches_no_other_host(tmp_path
         server.terminate()
         server.wait(timeout=30)
     assert "NON-LOOPBACK" not in log.read_text(), log.read_text()[-2000:]
+
+
+# ---- robustness through the server (the same cases without it: test_robustness.py) ---------------
+def _file(tmp_path, name, data):  # noqa: ANN001, ANN202
+    from gradio_client import handle_file
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    return handle_file(str(path))
+
+
+def test_odd_images_are_segmented_at_their_size_and_bad_ones_refused(served, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    from tests.test_robustness import BAD_FILES, odd_files
+
+    client, _ = served
+    for name in ("gray16.png", "cmyk.jpg", "palette.png", "anim.webp"):
+        data, expected = odd_files()[name]
+        overlay, info = client.predict(_file(tmp_path, name, data), "", api_name="/segment")
+        assert info["image_size"] == list(expected.shape[:2]) and Image.open(overlay).size == expected.shape[1::-1]
+    for name in ("truncated.png", "page.png", "bomb.png", "stride.png", "sliver.png"):
+        data, message = BAD_FILES[name]
+        with pytest.raises(AppError, match=message):
+            client.predict(_file(tmp_path, name, data), "", api_name="/segment")
+    overlay, _ = client.predict(handle_demo(), "", api_name="/segment")  # still serving
+    assert Image.open(overlay).size == (W, H)
+
+
+def handle_demo():  # noqa: ANN201
+    from gradio_client import handle_file
+
+    return handle_file(str(DEMO))
+
+
+def test_requests_cannot_read_server_files_or_load_arbitrary_checkpoints(served):
+    from gradio_client.exceptions import AppError
+
+    client, explorer = served
+    runs = explorer.network_runs
+    for path in ("/etc/hostname", str(ROOT / "assets" / "MODEL_CARD.md"), str(ROOT / "app.py")):
+        status, message = raw_call(client.src, "segment", [{"path": path, "meta": {"_type": "gradio.FileData"}}, ""])
+        # Gradio refuses first (InvalidPathError); ccnet.uploads would refuse next (test_robustness)
+        assert status == "error", message
+        assert str(ROOT) not in message and Path(path).read_text()[:40] not in message
+    for model in (str(ROOT / "assets" / "ccnet_default.pt"), "/etc/passwd"):
+        with pytest.raises(AppError, match="unknown model"):
+            client.predict(handle_demo(), model, api_name="/segment")
+    assert explorer.network_runs == runs
+
+
+def raw_call(base: str, endpoint: str, data: list) -> tuple[str, str]:
+    """POST to /gradio_api/call/<endpoint> as any HTTP client could (gradio_client would upload a
+    local path itself), then read the event stream: ("complete"|"error", its data)."""
+    request = urllib.request.Request(f"{base.rstrip('/')}/gradio_api/call/{endpoint}", method="POST",
+                                     data=json.dumps({"data": data}).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        event_id = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{base.rstrip('/')}/gradio_api/call/{endpoint}/{event_id}", timeout=60) as response:
+        lines = response.read().decode().splitlines()
+    events = [line.split(":", 1)[1].strip() for line in lines if line.startswith("event:")]
+    payloads = [line.split(":", 1)[1].strip() for line in lines if line.startswith("data:")]
+    return events[-1], payloads[-1]
+
+
+def test_uploads_above_the_size_limit_are_refused(served, tmp_path):
+    from app import MAX_FILE_SIZE
+
+    client, explorer = served
+    limit = int(MAX_FILE_SIZE.removesuffix("mb")) << 20  # Gradio counts a "mb" as 2**20 bytes
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(limit + 1000))
+    with pytest.raises(Exception, match="(?i)maximum|size|413"):
+        client.predict(handle_file_(big), "", api_name="/segment")
+    overlay, _ = client.predict(handle_demo(), "", api_name="/segment")  # still serving
+    assert Image.open(overlay).size == (W, H)
+
+
+def handle_file_(path):  # noqa: ANN001, ANN201
+    from gradio_client import handle_file
+
+    return handle_file(str(path))
+
+
+def test_concurrent_visitors_get_their_own_results_within_the_limits(served, tmp_path):
+    """The load test in small: four sessions at once, each checked against its own image."""
+    from ccnet.loadtest import make_visitors, run_load
+
+    client, explorer = served
+    visitors = make_visitors(4, 3, tmp_path)
+    result = run_load(client.src, visitors, explorer.classes(), timeout_s=240)
+    assert result["errors"] == 0, result["error_examples"]
+    assert result["requests"] == 4 * (1 + 3)
+    assert explorer.max_in_flight == 1  # the views' queue runs one network at a time
+    assert len(explorer.cache) <= explorer.cache.max_entries and explorer.cache.nbytes <= explorer.cache.max_bytes
