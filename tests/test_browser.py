@@ -156,3 +156,31 @@ def test_upload_click_opacity_and_step_in_chromium(app_url):
         finally:
             browser.close()
     assert blocked == [], f"the page tried to reach: {blocked}"
+
+
+def test_a_broken_upload_shows_its_one_line_message_and_the_page_keeps_working(app_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_robustness import BAD_FILES
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1024, "height": 768})
+            page.goto(app_url)
+            for name in ("page.png", "sliver.png"):
+                data, message = BAD_FILES[name]
+                (tmp_path / name).write_bytes(data)
+                page.locator("#input input[type=file]").set_input_files(str(tmp_path / name))
+                page.wait_for_function("(m) => document.querySelector('#status')?.innerText.includes(m)",
+                                       arg=message.split(":")[0], timeout=60_000)
+                status = page.locator("#status").inner_text()
+                assert "Traceback" not in status and status.count("\n") == 0
+                assert _src(page, "overlay") is None
+                clear = page.locator("#input button[aria-label='Clear']")
+                if clear.count():
+                    clear.first.click()
+            page.locator("#input input[type=file]").set_input_files(str(DEMO))
+            _wait_src_change(page, "overlay", None, timeout=120_000)  # the next upload is served
+        finally:
+            browser.close()
