@@ -34,7 +34,7 @@ SEED_STRIDE = 10_000_000  # training scene seeds: seed * SEED_STRIDE + sample in
 @dataclass(frozen=True)
 class TrainConfig:
     out: str = "runs/default"
-    iters: int = 1200
+    iters: int = 2000
     batch: int = 8
     height: int = 128
     width: int = 256
@@ -45,7 +45,7 @@ class TrainConfig:
     attention: str = "cca"
     recurrence: int = 2
     gamma_init: float = 0.0  # the paper's 0; 1.0 lets a two-hop cue get gradient from the start
-    curriculum: float = 0.5  # share of the run that mixes in scenes with the cue one step away
+    curriculum: float = 0.75  # share of the run that mixes in scenes with the cue one step away
     ccl: bool = False
     aux_weight: float = 0.4
     threads: int = 2
