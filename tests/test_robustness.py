@@ -27,6 +27,7 @@ from ccnet.inference import predict_or_fall_back
 from ccnet.session import Explorer, Exports
 from ccnet.uploads import checked_upload
 from tests.helpers import tiny_checkpoint
+from tests.test_session import checkpoint, explorer  # noqa: F401 - the same tiny-model fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,16 +95,6 @@ def exif_rotated() -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     return encoded(Image.fromarray(PHOTO), "JPEG", exif=exif)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("models") / "tiny.pt")
-
-
-@pytest.fixture()
-def explorer(checkpoint):
-    return Explorer(str(checkpoint), device="cpu")
 
 
 # ---- bad and odd images ---------------------------------------------------------------------------
