@@ -4,6 +4,10 @@ Every arm trains the same small CCNet with the same data, seeds and iteration bu
 differs only in its head: no attention, criss-cross with R = 1, 2, 3, non-local, and R = 2
 with the category consistent loss. Arms are trained in parallel subprocesses (resumable),
 then scored on held-out scenes; the head's cost is measured on the same feature size.
+
+``--frozen-backbone`` and ``--backbone FILE`` make the arms differ in nothing but the head: every
+arm trains only its head on the same frozen backbone, either one trained first per seed with car
+and truck merged (so it has no reason to carry the cue across the image) or a given model's.
 """
 from __future__ import annotations
 
@@ -32,19 +36,42 @@ ARMS: dict[str, list[str]] = {
 }
 
 
-def train_arm(arm: str, seed: int, args: argparse.Namespace) -> Path:
-    """Train one arm in a subprocess (so arms run in parallel); skipped when already finished."""
-    out = Path(args.out) / f"{arm}_s{seed}"
+BACKBONE_STAGE = ["--attention", "none", "--merge-context", "--curriculum", "0"]
+
+
+def train_run(name: str, seed: int, flags: list[str], iters: int, args: argparse.Namespace) -> Path:
+    """Train one run in a subprocess (so runs go in parallel); skipped when already finished."""
+    out = Path(args.out) / f"{name}_s{seed}"
     if (out / "model.pt").is_file():
         return out / "model.pt"
     out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "ccnet", "train", "--out", str(out), "--iters", str(args.iters),
+    command = [sys.executable, "-m", "ccnet", "train", "--out", str(out), "--iters", str(iters),
                "--seed", str(seed), "--threads", str(args.threads), "--batch", str(args.batch),
                "--height", str(args.height), "--width", str(args.width), "--gamma-init", str(args.gamma_init),
-               "--curriculum", str(args.curriculum), "--resume", *ARMS[arm]]
+               "--curriculum", str(args.curriculum), "--resume", *flags]
     with open(out / "train.log", "a") as log:
         subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
     return out / "model.pt"
+
+
+def train_arms(arms: list[str], seeds: list[int], args: argparse.Namespace) -> dict[tuple[str, int], Path]:
+    """Every (arm, seed) run, end to end or (``--backbone``, ``--frozen-backbone``) head only.
+
+    ``--frozen-backbone`` first trains each seed's backbone with the plain head and car and truck
+    as one class, so nothing rewards it for carrying the cue; ``--backbone FILE`` gives every arm
+    that checkpoint's backbone.
+    """
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        given = ["--backbone", args.backbone] if args.backbone else []
+        backbones: dict[int, list[str]] = {seed: given for seed in seeds}
+        if args.frozen_backbone:
+            stage = pool.map(lambda seed: train_run("backbone", seed, BACKBONE_STAGE, args.backbone_iters, args),
+                             seeds)
+            backbones = {seed: ["--backbone", str(path)] for seed, path in zip(seeds, stage)}
+        jobs = [(arm, seed) for seed in seeds for arm in arms]
+        paths = pool.map(lambda job: train_run(job[0], job[1], ARMS[job[0]] + backbones[job[1]], args.iters, args),
+                         jobs)
+        return dict(zip(jobs, paths))
 
 
 def head_cost(arm: str, height: int, width: int) -> dict:
@@ -83,38 +110,43 @@ def summarise(values: list[float]) -> dict:
 def run(args: argparse.Namespace) -> dict:
     seeds = [int(s) for s in args.seeds.split(",")]
     arms = args.arms.split(",") if args.arms else list(ARMS)
-    jobs = [(arm, seed) for seed in seeds for arm in arms]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        paths = dict(zip(jobs, pool.map(lambda job: train_arm(*job, args), jobs)))
+    paths = train_arms(arms, seeds, args)
     results = {}
-    for arm in arms:
+    for arm in sorted(arms, key=list(ARMS).index):  # the table's order, whatever order they trained in
         scores = []
         for seed in seeds:
             loaded = load_file(paths[(arm, seed)])
-            report = evaluate_synthetic(loaded, args.eval_scenes, args.eval_seed, args.eval_height,
-                                        args.eval_width, device="cpu")
+            report, one_step = (evaluate_synthetic(loaded, args.eval_scenes, args.eval_seed, args.eval_height,
+                                                   args.eval_width, device="cpu", aligned=aligned)
+                                for aligned in (False, True))
             scores.append({"seed": seed, "miou": report["miou"], "context_miou": report["context_miou"],
-                           "per_class": report["per_class"]})
-            print(f"{arm} seed {seed}: miou {report['miou']:.3f} context {report['context_miou']:.3f}",
-                  file=sys.stderr, flush=True)
+                           "per_class": report["per_class"], "aligned_context_miou": one_step["context_miou"]})
+            print(f"{arm} seed {seed}: miou {report['miou']:.3f} context {report['context_miou']:.3f} "
+                  f"(cue one step away: {one_step['context_miou']:.3f})", file=sys.stderr, flush=True)
         results[arm] = {
             "miou": summarise([s["miou"] for s in scores]),
             "context_miou": summarise([s["context_miou"] for s in scores]),
+            "aligned_context_miou": summarise([s["aligned_context_miou"] for s in scores]),
             "runs": scores,
             **head_cost(arm, args.eval_height, args.eval_width),
         }
     budget = {k: getattr(args, k) for k in ("iters", "batch", "height", "width", "gamma_init", "curriculum", "seeds",
+                                            "frozen_backbone", "backbone_iters", "backbone",
                                             "eval_scenes", "eval_seed", "eval_height", "eval_width")}
     return {"budget": budget, "arms": results}
 
 
 def markdown_table(result: dict) -> str:
-    rows = ["| arm | mIoU | context mIoU (car/truck) | head GFLOPs | head peak memory |",
-            "|---|---|---|---|---|"]
+    """One row per arm, mean ± spread over seeds (the one-step column only where it was scored)."""
+    rows = ["| arm | mIoU | context mIoU (car/truck) | context mIoU, cue one step away | head GFLOPs "
+            "| head peak memory |", "|---|---|---|---|---|---|"]
+
+    def cell(score: dict | None) -> str:
+        return "–" if score is None else f"{score['mean']:.3f} ± {score['spread']:.3f}"
+
     for arm, r in result["arms"].items():
         rows.append(
-            f"| {arm} | {r['miou']['mean']:.3f} ± {r['miou']['spread']:.3f} | "
-            f"{r['context_miou']['mean']:.3f} ± {r['context_miou']['spread']:.3f} | "
+            f"| {arm} | {cell(r['miou'])} | {cell(r['context_miou'])} | {cell(r.get('aligned_context_miou'))} | "
             f"{r['head_gflops']:.3f} | {r['head_peak_bytes'] / 2**20:.1f} MiB |"
         )
     return "\n".join(rows)
@@ -142,6 +174,12 @@ def add_cli(subparsers) -> None:  # noqa: ANN001
     p.add_argument("--gamma-init", type=float, default=defaults.gamma_init, help="initial attention scale")
     p.add_argument("--curriculum", type=float, default=defaults.curriculum,
                    help="share of the run that mixes in scenes with the cue one step away")
+    frozen = p.add_mutually_exclusive_group()
+    frozen.add_argument("--frozen-backbone", action="store_true",
+                        help="first train one backbone per seed with car and truck merged, then only the heads")
+    frozen.add_argument("--backbone", metavar="CHECKPOINT",
+                        help="train only the heads, all on this model's frozen backbone")
+    p.add_argument("--backbone-iters", type=int, default=1000, help="iterations of that backbone stage")
     p.add_argument("--jobs", type=int, default=2, help="arms trained at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per arm")
     p.add_argument("--eval-scenes", type=int, default=64)

@@ -196,15 +196,20 @@ def synthetic_seeds(seed: int, count: int) -> list[int]:
 
 def synthetic_report(
     predictor: Predictor, count: int, seed: int, height: int = 256, width: int = 512,
-    progress: StepFn | None = None, *, multiscale: bool = False, flip: bool = False,
+    progress: StepFn | None = None, *, multiscale: bool = False, flip: bool = False, aligned: bool = False,
 ) -> dict:
-    """Scores on held-out synthetic scenes, with ``context_miou`` over scenes.CONTEXT_CLASSES."""
+    """Scores on held-out synthetic scenes, with ``context_miou`` over scenes.CONTEXT_CLASSES.
+
+    ``aligned`` renders the same scenes in the training curriculum's layout (the panel in a
+    vehicle's columns, one criss-cross step away) to tell "cannot reach the cue" from "never
+    learned to read it".
+    """
     from ccnet import scenes  # imported late: only this mode needs the generator
 
     seeds = synthetic_seeds(seed, count)
     samples = (
         (scene.image, scene.label)
-        for scene in (scenes.generate_scene(s, height, width, split="eval") for s in seeds)
+        for scene in (scenes.generate_scene(s, height, width, split="eval", aligned=aligned) for s in seeds)
     )
     result = evaluate_samples(
         predictor, samples, len(scenes.CLASS_NAMES), scenes.CLASS_NAMES,
@@ -213,7 +218,7 @@ def synthetic_report(
     context = [c if isinstance(c, str) else scenes.CLASS_NAMES[c] for c in scenes.CONTEXT_CLASSES]
     values = [result["per_class"][name] for name in context if result["per_class"][name] is not None]
     return {
-        "dataset": "synthetic", "seed": seed, "height": height, "width": width, **result,
+        "dataset": "synthetic", "seed": seed, "height": height, "width": width, "aligned": aligned, **result,
         "context_miou": _number(float(np.mean(values))) if values else None,
         "context_classes": context,
     }
@@ -221,14 +226,15 @@ def synthetic_report(
 
 def evaluate_synthetic(
     loaded_model: LoadedModel, count: int, seed: int, height: int = 256, width: int = 512,
-    device: str = "auto", progress: StepFn | None = None,
+    device: str = "auto", progress: StepFn | None = None, aligned: bool = False,
 ) -> dict:
     """``synthetic_report`` for a loaded model; the network's train/eval mode is restored after,
     so training code can call it between steps (it runs on ``device``: pass the training one)."""
     was_training = loaded_model.net.training
     try:
         predictor = Predictor(loaded_model.net, loaded_model.protocol, device=device)
-        return {"model": loaded_model.name, **synthetic_report(predictor, count, seed, height, width, progress)}
+        report = synthetic_report(predictor, count, seed, height, width, progress, aligned=aligned)
+        return {"model": loaded_model.name, **report}
     finally:
         loaded_model.net.train(was_training)
 
@@ -275,7 +281,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.synthetic is not None:
         result = synthetic_report(
             predictor, args.synthetic, args.seed, args.height, args.width, StepLine(),
-            multiscale=args.multiscale, flip=args.flip,
+            multiscale=args.multiscale, flip=args.flip, aligned=args.aligned,
         )
     else:
         result = evaluate_dataset(
@@ -306,6 +312,8 @@ def add_cli(subparsers) -> None:  # noqa: ANN001
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images (sorted)")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the result to this file")
     p.add_argument("--seed", type=int, default=0, help="synthetic: scene i uses seed*100000+i")
+    p.add_argument("--aligned", action="store_true",
+                   help="synthetic: the curriculum's layout, the panel one criss-cross step from the vehicles")
     p.add_argument("--height", type=int, default=256, help="synthetic scene height")
     p.add_argument("--width", type=int, default=512, help="synthetic scene width")
     p.set_defaults(func=cmd_evaluate)

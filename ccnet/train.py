@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ccnet import scenes
-from ccnet.checkpoints import save_checkpoint
+from ccnet.checkpoints import read_checkpoint, save_checkpoint
 from ccnet.errors import CCNetError
 from ccnet.inference import IMAGENET_MEAN, IMAGENET_STD, Protocol
 from ccnet.losses import CategoryConsistentLoss, segmentation_loss
@@ -47,6 +47,8 @@ class TrainConfig:
     gamma_init: float = 0.0  # the paper's 0; 1.0 lets a two-hop cue get gradient from the start
     curriculum: float = 0.75  # share of the run that mixes in scenes with the cue one step away
     ccl: bool = False
+    merge_context: bool = False  # label car and truck as car: the backbone gets no reason to carry the cue
+    backbone: str = ""  # a model checkpoint whose backbone (and auxiliary head) is loaded and frozen
     aux_weight: float = 0.4
     threads: int = 2
     log_every: int = 50
@@ -86,6 +88,8 @@ def make_batch(cfg: TrainConfig, iteration: int) -> tuple[torch.Tensor, torch.Te
     flip = rng.random(cfg.batch) < 0.5
     images[flip] = images[flip, :, ::-1]
     labels[flip] = labels[flip, :, ::-1]
+    if cfg.merge_context:
+        labels[labels == scenes.TRUCK] = scenes.CAR
     gain = rng.uniform(0.8, 1.2, (cfg.batch, 1, 1, 1))
     offset = rng.uniform(-20, 20, (cfg.batch, 1, 1, 1))
     images = np.clip(images * gain + offset, 0, 255)
@@ -114,6 +118,45 @@ def model_meta(cfg: TrainConfig, net_config: CCNetConfig, iteration: int, second
     }
 
 
+def freeze_backbone(net: CCNet, checkpoint: str) -> None:
+    """Load the backbone and auxiliary head of ``checkpoint`` into ``net`` and stop their training.
+
+    Why: a backbone trained end to end can carry the cue across the feature grid itself (its
+    dilated layers span it), which hides what the head's attention can reach. Every ablation arm
+    trained on the same frozen backbone differs in nothing but its head.
+    """
+    state, _ = read_checkpoint(checkpoint)
+    frozen = {k: v for k, v in state.items() if k.startswith(("backbone.", "auxiliary_head."))}
+    own = net.state_dict()
+    wrong = [k for k in own if k.startswith(("backbone.", "auxiliary_head."))
+             and (k not in frozen or frozen[k].shape != own[k].shape)]
+    if wrong:
+        raise CCNetError(f"{checkpoint} has no matching backbone for this model (first mismatch: {wrong[0]})")
+    net.load_state_dict(frozen, strict=False)
+    net.backbone.requires_grad_(False)
+    if net.config.auxiliary:
+        net.auxiliary_head.requires_grad_(False)
+
+
+def forward_loss(net: CCNet, cfg: TrainConfig, ccl: CategoryConsistentLoss | None, x: torch.Tensor,
+                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training loss, decode logits); a frozen backbone runs in eval mode without autograd."""
+    if cfg.backbone:
+        net.backbone.eval()
+        with torch.no_grad():
+            feature = net.backbone(x)[3]
+        logits, features, _ = net.decode_head(feature)
+        aux = None  # the auxiliary head is frozen with the backbone
+    else:
+        logits, aux, features = net.forward_train(x)
+    loss = segmentation_loss(logits, labels)
+    if aux is not None:
+        loss = loss + cfg.aux_weight * segmentation_loss(aux, labels)
+    if ccl is not None:
+        loss = loss + ccl(features, labels)
+    return loss, logits
+
+
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:  # noqa: ANN001
     """Train (or resume) and return the path of the final model-only checkpoint."""
     torch.set_num_threads(cfg.threads)
@@ -125,8 +168,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:  # noqa: A
     if block is not None:
         with torch.no_grad():
             block.gamma.scale.fill_(cfg.gamma_init)
+    if cfg.backbone:
+        freeze_backbone(net, cfg.backbone)
     ccl = CategoryConsistentLoss(net_config.head_channels) if cfg.ccl else None
-    params = list(net.parameters()) + (list(ccl.parameters()) if ccl else [])
+    params = [p for p in net.parameters() if p.requires_grad] + (list(ccl.parameters()) if ccl else [])
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, elapsed = 0, 0.0
     last = out / "last.pt"
@@ -147,12 +192,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:  # noqa: A
         for group in optimizer.param_groups:
             group["lr"] = poly_lr(cfg, iteration)
         x, labels = make_batch(cfg, iteration)
-        logits, aux, features = net.forward_train(x)
-        loss = segmentation_loss(logits, labels)
-        if aux is not None:
-            loss = loss + cfg.aux_weight * segmentation_loss(aux, labels)
-        if ccl is not None:
-            loss = loss + ccl(features, labels)
+        loss, logits = forward_loss(net, cfg, ccl, x, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -184,13 +224,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+FLAG_HELP = {
+    "ccl": "add the category consistent loss",
+    "merge_context": "label car and truck as one class (car), e.g. to train a backbone for --backbone",
+}
+
+
 def add_cli(subparsers) -> None:  # noqa: ANN001
     p = subparsers.add_parser("train", help="train a small CCNet on synthetic street scenes (CPU)")
     defaults = TrainConfig()
     for name, value in asdict(defaults).items():
         if isinstance(value, bool):
-            p.add_argument(f"--{name.replace('_', '-')}", dest=name, action="store_true",
-                           help="add the category consistent loss" if name == "ccl" else None)
+            p.add_argument(f"--{name.replace('_', '-')}", dest=name, action="store_true", help=FLAG_HELP[name])
+        elif name == "backbone":
+            p.add_argument("--backbone", default="", metavar="CHECKPOINT",
+                           help="train only the head, on this model's frozen backbone")
         elif name == "attention":
             p.add_argument("--attention", choices=("cca", "nonlocal", "none"), default=value)
         else:

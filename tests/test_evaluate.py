@@ -200,8 +200,8 @@ def fake_scenes(monkeypatch):
     """A stand-in ccnet.scenes whose images encode their labels, recording the seeds asked for."""
     seen = []
 
-    def generate_scene(seed, height=256, width=512, *, split="train", cue=None):
-        seen.append((seed, split))
+    def generate_scene(seed, height=256, width=512, *, split="train", cue=None, aligned=False):
+        seen.append((seed, split) + (("aligned",) if aligned else ()))
         label = np.full((height, width), seed % 3, np.uint8)
         label[0] = 255
         return types.SimpleNamespace(image=np.asarray(grey(label % 255)), label=label)
@@ -219,6 +219,13 @@ def test_synthetic_seeds_and_context_miou(fake_scenes):
     assert result["miou"] == 1.0 and result["images"] == 3
     assert result["per_class"] == {"a": 1.0, "b": 1.0, "c": 1.0, "d": None}
     assert result["context_miou"] == 1.0 and result["context_classes"] == ["b", "d"]
+    assert result["aligned"] is False
+
+
+def test_synthetic_scenes_in_the_curriculum_layout(fake_scenes):
+    result = evaluate.synthetic_report(FakePredictor(4), count=2, seed=7, height=16, width=24, aligned=True)
+    assert fake_scenes.seen == [(700000, "eval", "aligned"), (700001, "eval", "aligned")]
+    assert result["aligned"] is True
 
 
 def test_synthetic_count_is_bounded():
@@ -270,7 +277,10 @@ def test_cli_evaluate_synthetic(tmp_path, capsys):
     assert code == 0, captured.err
     result = json.loads(captured.out)
     assert result["images"] == 2 and result["seed"] == 3 and "context_miou" in result
-    assert len(result["per_class"]) == len(scenes.CLASS_NAMES)
+    assert len(result["per_class"]) == len(scenes.CLASS_NAMES) and result["aligned"] is False
+    assert main(["evaluate", "--model", model, "--synthetic", "1", "--height", "64", "--width", "128",
+                 "--device", "cpu", "--aligned"]) == 0
+    assert json.loads(capsys.readouterr().out)["aligned"] is True
 
 
 @pytest.mark.parametrize("args, message", [

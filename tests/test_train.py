@@ -1,14 +1,16 @@
 """Training is reproducible and resumable, and what it writes is a loadable model."""
 from __future__ import annotations
 
+import argparse
 from dataclasses import replace
 
 import pytest
 import torch
 
 from ccnet import scenes
-from ccnet.ablation import ARMS, arm_model, markdown_table, summarise
+from ccnet.ablation import ARMS, arm_model, markdown_table, summarise, train_arms
 from ccnet.registry import load_file
+from ccnet.errors import CCNetError
 from ccnet.train import TrainConfig, aligned_share, make_batch, poly_lr, train
 
 TINY = TrainConfig(iters=4, batch=2, height=64, width=128, threads=1, log_every=2, save_every=2, warmup=1)
@@ -39,6 +41,59 @@ def test_the_curriculum_fades_out_halfway_and_can_be_switched_off():
     late = make_batch(replace(TINY, iters=1000, batch=8, curriculum=0.5), 600)
     assert not torch.equal(early[0], off[0])  # some scenes of the first batch were re-laid out
     assert torch.equal(late[0], make_batch(replace(TINY, iters=1000, batch=8, curriculum=0.0), 600)[0])
+
+
+def test_merged_context_labels_every_truck_a_car_and_changes_nothing_else():
+    cfg = replace(TINY, batch=8)
+    images, labels = make_batch(cfg, 0)
+    merged_images, merged = make_batch(replace(cfg, merge_context=True), 0)
+    assert (labels == scenes.TRUCK).any()  # the batch has trucks to merge
+    assert torch.equal(images, merged_images)
+    assert not (merged == scenes.TRUCK).any()
+    assert torch.equal(merged, torch.where(labels == scenes.TRUCK, scenes.CAR, labels))
+
+
+def state_of(path) -> dict:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_a_frozen_backbone_is_loaded_and_kept_while_the_head_learns(tmp_path):
+    source = train(replace(TINY, out=str(tmp_path / "stage1"), iters=2, attention="none", merge_context=True),
+                   log=lambda _: None)
+    head_only = train(replace(TINY, out=str(tmp_path / "head"), iters=3, backbone=str(source)), log=lambda _: None)
+    fresh = train(replace(TINY, out=str(tmp_path / "fresh"), iters=0), log=lambda _: None)  # the initial weights
+    before, after, initial = state_of(source), state_of(head_only), state_of(fresh)
+    frozen = [k for k in after if k.startswith(("backbone.", "auxiliary_head."))]
+    assert frozen and all(torch.equal(after[k], before[k]) for k in frozen)  # BN statistics included
+    assert not torch.equal(before["backbone.stem.0.weight"], initial["backbone.stem.0.weight"])
+    assert not torch.equal(after["decode_head.convs.0.conv.weight"], initial["decode_head.convs.0.conv.weight"])
+
+
+def test_a_backbone_of_another_shape_is_refused(tmp_path):
+    source = train(replace(TINY, out=str(tmp_path / "stage1"), iters=0), log=lambda _: None)
+    wide = torch.load(source, weights_only=True)
+    wide["state_dict"]["backbone.stem.0.weight"] = torch.zeros(8, 3, 3, 3)
+    torch.save(wide, tmp_path / "wide.pt")
+    with pytest.raises(CCNetError, match="no matching backbone.*backbone.stem.0.weight"):
+        train(replace(TINY, out=str(tmp_path / "head"), iters=1, backbone=str(tmp_path / "wide.pt")),
+              log=lambda _: None)
+
+
+def test_frozen_backbone_ablation_trains_one_backbone_per_seed_and_every_arm_on_it(tmp_path):
+    args = argparse.Namespace(out=str(tmp_path), jobs=2, threads=1, batch=2, height=64, width=128, gamma_init=0.0,
+                              curriculum=0.5, iters=2, frozen_backbone=True, backbone_iters=2,
+                              backbone=None)
+    paths = train_arms(["none", "rcca_r1"], [0], args)
+    backbone = state_of(tmp_path / "backbone_s0" / "model.pt")
+    assert backbone["decode_head.conv_seg.weight"].shape[0] == len(scenes.CLASS_NAMES)
+    for arm in ("none", "rcca_r1"):
+        arm_state = state_of(paths[(arm, 0)])
+        assert all(torch.equal(arm_state[k], v) for k, v in backbone.items() if k.startswith("backbone."))
+    assert "decode_head.cca.query_conv.weight" in state_of(paths[("rcca_r1", 0)])
+    given = argparse.Namespace(**{**vars(args), "out": str(tmp_path / "given"), "frozen_backbone": False,
+                                  "backbone": str(tmp_path / "backbone_s0" / "model.pt")})
+    other = state_of(train_arms(["rcca_r2"], [1], given)[("rcca_r2", 1)])
+    assert all(torch.equal(other[k], v) for k, v in backbone.items() if k.startswith("backbone."))
 
 
 class Interrupted(Exception):
@@ -89,4 +144,6 @@ def test_ablation_summary_and_table():
     assert summarise([0.5, 0.7]) == {"mean": pytest.approx(0.6), "spread": pytest.approx(0.1), "values": [0.5, 0.7]}
     result = {"arms": {"rcca_r2": {"miou": summarise([0.8]), "context_miou": summarise([0.7]),
                                    "head_gflops": 0.25, "head_peak_bytes": 3 * 2**20}}}
-    assert "| rcca_r2 | 0.800 ± 0.000 | 0.700 ± 0.000 | 0.250 | 3.0 MiB |" in markdown_table(result)
+    assert "| rcca_r2 | 0.800 ± 0.000 | 0.700 ± 0.000 | – | 0.250 | 3.0 MiB |" in markdown_table(result)
+    result["arms"]["rcca_r2"]["aligned_context_miou"] = summarise([0.9, 0.8])
+    assert "| rcca_r2 | 0.800 ± 0.000 | 0.700 ± 0.000 | 0.850 ± 0.050 | 0.250 | 3.0 MiB |" in markdown_table(result)
