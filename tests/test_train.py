@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ccnet import scenes
-from ccnet.ablation import ARMS, arm_model, markdown_table, summarise, train_arms
+from ccnet.ablation import ARMS, arm_model, markdown_table, run, summarise, train_arms
 from ccnet.registry import load_file
 from ccnet.errors import CCNetError
 from ccnet.train import TrainConfig, aligned_share, make_batch, poly_lr, train
@@ -94,6 +94,20 @@ def test_frozen_backbone_ablation_trains_one_backbone_per_seed_and_every_arm_on_
                                   "backbone": str(tmp_path / "backbone_s0" / "model.pt")})
     other = state_of(train_arms(["rcca_r2"], [1], given)[("rcca_r2", 1)])
     assert all(torch.equal(other[k], v) for k, v in backbone.items() if k.startswith("backbone."))
+
+
+def test_ablation_run_scores_both_layouts_on_a_frozen_backbone(tmp_path):
+    args = argparse.Namespace(out=str(tmp_path), arms="rcca_r1", seeds="0", jobs=1, threads=1, batch=2, height=64,
+                              width=128, gamma_init=0.0, curriculum=0.5, iters=1, frozen_backbone=True,
+                              backbone_iters=1, backbone=None, eval_scenes=1, eval_seed=1, eval_height=64,
+                              eval_width=128)
+    result = run(args)
+    arm = result["arms"]["rcca_r1"]
+    assert result["budget"]["frozen_backbone"] and result["budget"]["backbone_iters"] == 1
+    assert arm["runs"][0]["seed"] == 0 and set(arm["runs"][0]["per_class"]) == set(scenes.CLASS_NAMES)
+    assert arm["aligned_context_miou"]["values"] == [arm["runs"][0]["aligned_context_miou"]]
+    assert arm["head_gflops"] > 0 and arm["grid"] == [8, 16]
+    assert "| rcca_r1 |" in markdown_table(result)
 
 
 class Interrupted(Exception):
