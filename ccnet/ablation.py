@@ -54,16 +54,21 @@ def train_run(name: str, seed: int, flags: list[str], iters: int, args: argparse
     return out / "model.pt"
 
 
+def backbone_for(template: str, seed: int) -> str:
+    """The frozen backbone's file for this seed: ``{seed}`` in the template is replaced."""
+    return template.replace("{seed}", str(seed))
+
+
 def train_arms(arms: list[str], seeds: list[int], args: argparse.Namespace) -> dict[tuple[str, int], Path]:
     """Every (arm, seed) run, end to end or (``--backbone``, ``--frozen-backbone``) head only.
 
     ``--frozen-backbone`` first trains each seed's backbone with the plain head and car and truck
     as one class, so nothing rewards it for carrying the cue; ``--backbone FILE`` gives every arm
-    that checkpoint's backbone.
+    that checkpoint's backbone (``{seed}`` in FILE: each seed its own).
     """
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        given = ["--backbone", args.backbone] if args.backbone else []
-        backbones: dict[int, list[str]] = {seed: given for seed in seeds}
+        backbones = {seed: ["--backbone", backbone_for(args.backbone, seed)] if args.backbone else []
+                     for seed in seeds}
         if args.frozen_backbone:
             stage = pool.map(lambda seed: train_run("backbone", seed, BACKBONE_STAGE, args.backbone_iters, args),
                              seeds)
@@ -178,7 +183,8 @@ def add_cli(subparsers) -> None:  # noqa: ANN001
     frozen.add_argument("--frozen-backbone", action="store_true",
                         help="first train one backbone per seed with car and truck merged, then only the heads")
     frozen.add_argument("--backbone", metavar="CHECKPOINT",
-                        help="train only the heads, all on this model's frozen backbone")
+                        help="train only the heads on this model's frozen backbone; {seed} in the path "
+                             "gives each seed its own")
     p.add_argument("--backbone-iters", type=int, default=1000, help="iterations of that backbone stage")
     p.add_argument("--jobs", type=int, default=2, help="arms trained at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per arm")

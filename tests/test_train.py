@@ -90,10 +90,13 @@ def test_frozen_backbone_ablation_trains_one_backbone_per_seed_and_every_arm_on_
         arm_state = state_of(paths[(arm, 0)])
         assert all(torch.equal(arm_state[k], v) for k, v in backbone.items() if k.startswith("backbone."))
     assert "decode_head.cca.query_conv.weight" in state_of(paths[("rcca_r1", 0)])
+    (tmp_path / "backbone_s1").symlink_to(tmp_path / "backbone_s0")  # seed 1's own backbone: seed 0's file
     given = argparse.Namespace(**{**vars(args), "out": str(tmp_path / "given"), "frozen_backbone": False,
-                                  "backbone": str(tmp_path / "backbone_s0" / "model.pt")})
+                                  "backbone": str(tmp_path / "backbone_s{seed}" / "model.pt")})
     other = state_of(train_arms(["rcca_r2"], [1], given)[("rcca_r2", 1)])
     assert all(torch.equal(other[k], v) for k, v in backbone.items() if k.startswith("backbone."))
+    meta = torch.load(tmp_path / "given" / "rcca_r2_s1" / "model.pt", weights_only=True)["meta"]["train"]
+    assert meta["backbone"] == str(tmp_path / "backbone_s1" / "model.pt")
 
 
 def test_ablation_run_scores_both_layouts_on_a_frozen_backbone(tmp_path):
