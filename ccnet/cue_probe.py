@@ -30,11 +30,8 @@ def cue_spread(model: LoadedModel, count: int = 6, seed: int = 0, max_distance: 
         with torch.inference_mode():
             car, truck = (net.backbone(preprocess(s.image, model.protocol))[3][0] for s in pair)
         change = ((car - truck).norm(dim=0) / car.norm(dim=0).clamp_min(1e-6)).numpy()
-        height, width = change.shape
-        x0, y0, x1, y1 = pair[0].sign_box
-        rows, cols = np.mgrid[0:height, 0:width]
-        top, bottom = y0 * height // size[0], (y1 - 1) * height // size[0]
-        left, right = x0 * width // size[1], (x1 - 1) * width // size[1]
+        top, bottom, left, right = scenes.box_cells(pair[0].sign_box, size, change.shape)
+        rows, cols = np.mgrid[0:change.shape[0], 0:change.shape[1]]
         distance = np.maximum(np.maximum(top - rows, rows - bottom), np.maximum(left - cols, cols - right)).clip(0)
         for d in range(max_distance + 1):
             mask = distance == d

@@ -506,6 +506,12 @@ def scene_batch(seeds: Iterable[int], height: int, width: int, split: str,
             np.stack([s.label for s in scenes]).astype(np.int64))
 
 
+def box_cells(box: Box, image_shape: tuple[int, int], grid: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The feature cells a pixel box covers: inclusive (top, bottom, left, right) on an (h, w) grid."""
+    (x0, y0, x1, y1), (height, width), (h, w) = box, image_shape, grid
+    return y0 * h // height, (y1 - 1) * h // height, x0 * w // width, (x1 - 1) * w // width
+
+
 def colorize_label(label: np.ndarray) -> np.ndarray:
     """Label map -> Cityscapes-coloured RGB uint8 (ignore pixels black)."""
     lut = np.zeros((256, 3), np.uint8)

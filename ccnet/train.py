@@ -28,6 +28,7 @@ SMALL_MODEL = CCNetConfig(
     num_classes=len(scenes.CLASS_NAMES), depth=18, stem_channels=(16, 16, 32), base_channels=16,
     head_channels=64, aux_channels=32, recurrence=2,
 )
+FROZEN_PREFIXES = ("backbone.", "auxiliary_head.")  # what --backbone loads and freezes
 SEED_STRIDE = 10_000_000  # training scene seeds: seed * SEED_STRIDE + sample index
 
 
@@ -126,9 +127,9 @@ def freeze_backbone(net: CCNet, checkpoint: str) -> None:
     trained on the same frozen backbone differs in nothing but its head.
     """
     state, _ = read_checkpoint(checkpoint)
-    frozen = {k: v for k, v in state.items() if k.startswith(("backbone.", "auxiliary_head."))}
+    frozen = {k: v for k, v in state.items() if k.startswith(FROZEN_PREFIXES)}
     own = net.state_dict()
-    wrong = [k for k in own if k.startswith(("backbone.", "auxiliary_head."))
+    wrong = [k for k in own if k.startswith(FROZEN_PREFIXES)
              and (k not in frozen or frozen[k].shape != own[k].shape)]
     if wrong:
         raise CCNetError(f"{checkpoint} has no matching backbone for this model (first mismatch: {wrong[0]})")

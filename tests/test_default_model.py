@@ -76,9 +76,9 @@ def test_two_attention_steps_reach_the_panel_that_one_step_cannot(cue_pairs):
     ratios = []
     for scene, prediction in cue_pairs:
         (h, w), (height, width) = prediction.grid, scene.label.shape
-        x0, y0, x1, y1 = scene.sign_box
+        top, bottom, left, right = scenes.box_cells(scene.sign_box, (height, width), (h, w))
         panel = np.zeros((h, w), bool)
-        panel[y0 * h // height:(y1 - 1) * h // height + 1, x0 * w // width:(x1 - 1) * w // width + 1] = True
+        panel[top:bottom + 1, left:right + 1] = True
         vx0, vy0, vx1, vy1 = scene.vehicle_boxes[0]
         maps = attention_at(prediction.attention, prediction.grid, (height, width), (vx0 + vx1) // 2, (vy0 + vy1) // 2)
         assert maps.steps[0][panel].sum() == 0
