@@ -1,6 +1,6 @@
 """CCNet Explorer web app: upload, click a pixel, see its criss-cross attention and the cost.
 
-This file only wires Gradio components to ccnet.session (which is tested without Gradio).
+This file only wires Gradio components to ccnet.app.explorer (which is tested without Gradio).
 `python app.py [--model NAME] [--device auto|cpu|cuda]`; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
 choose the address, CCNET_MODEL the start-up model (default: the embedded `default`).
 """
@@ -18,15 +18,17 @@ from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
-from ccnet import charts, zoo  # noqa: E402
+from ccnet.viz import charts  # noqa: E402
+
+from ccnet.weights import presets as zoo  # noqa: E402
 from ccnet.errors import CCNetError  # noqa: E402
-from ccnet.uploads import checked_upload  # noqa: E402
-from ccnet.images import MAX_ASPECT, MAX_SIDE, MIN_SIDE  # noqa: E402
-from ccnet.session import (  # noqa: E402
+from ccnet.app.uploads import checked_upload  # noqa: E402
+from ccnet.inference.images import MAX_ASPECT, MAX_SIDE, MIN_SIDE  # noqa: E402
+from ccnet.app.explorer import (  # noqa: E402
     COST_HEADERS, TOPK_HEADERS, Display, Explorer, Exports, compact_json, cost_note, cost_rows, legend_html,
     pixel_text, topk_rows,
 )
-from ccnet.viz import COLORMAPS, SCALES, UPSAMPLING, legend  # noqa: E402
+from ccnet.viz.pictures import COLORMAPS, SCALES, UPSAMPLING, legend  # noqa: E402
 
 log = logging.getLogger("ccnet.app")
 ROOT = Path(__file__).resolve().parent
@@ -43,7 +45,7 @@ INTRO = (
 
 def upload_path(payload: dict | None) -> str | None:
     """The uploaded file's path on the server. Events take the image unprocessed (preprocess=False)
-    so that a broken or odd file reaches ccnet.images and gets its one-line message: Gradio's own
+    so that a broken or odd file reaches ccnet.inference.images and gets its one-line message: Gradio's own
     image decoding would fail first, with a bare "Error". So the path is checked here: only
     Gradio's upload folder and the bundled examples may be read."""
     return checked_upload(payload, (gr.utils.get_upload_folder(), ROOT / "demos"))
@@ -99,7 +101,7 @@ def build_app(explorer: Explorer | None = None, exports: Exports | None = None) 
     def display(view, cmap, clip, scale, upsampling, grid_lines, k, alpha) -> Display:  # noqa: ANN001
         return Display(view or "composed", cmap, float(clip), scale, upsampling, bool(grid_lines), int(k), float(alpha))
 
-    # ---- handlers (thin: each calls ccnet.session) -----------------------------------------------
+    # ---- handlers (thin: each calls ccnet.app.explorer) -----------------------------------------------
     def segment_views(path, model, alpha, view):  # noqa: ANN001, ANN202
         analysis = explorer.segment(path, model)
         loaded = explorer.model(model)[0]

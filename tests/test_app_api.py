@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ccnet.tools.ports import free_port
+
 # gradio 6.31's queue calls pandas APIs that pandas 3 deprecates (not ours to fix)
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated).*")
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demos" / "street_seed1_car.png"
 H, W = 256, 512
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +31,7 @@ def served(tmp_path_factory):
     from gradio_client import Client
 
     from app import MAX_FILE_SIZE, build_app
-    from ccnet.session import Explorer, Exports
+    from ccnet.app.explorer import Explorer, Exports
 
     explorer = Explorer(os.environ.get("CCNET_MODEL", "default"), device="cpu")
     demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")))
@@ -214,7 +209,7 @@ def test_requests_cannot_read_server_files_or_load_arbitrary_checkpoints(served)
     runs = explorer.network_runs
     for path in ("/etc/hostname", str(ROOT / "assets" / "MODEL_CARD.md"), str(ROOT / "app.py")):
         status, message = raw_call(client.src, "segment", [{"path": path, "meta": {"_type": "gradio.FileData"}}, ""])
-        # Gradio refuses first (InvalidPathError); ccnet.uploads would refuse next (test_robustness)
+        # Gradio refuses first (InvalidPathError); ccnet.app.uploads would refuse next (test_robustness)
         assert status == "error", message
         assert str(ROOT) not in message and Path(path).read_text()[:40] not in message
     for model in (str(ROOT / "assets" / "ccnet_default.pt"), "/etc/passwd"):
@@ -258,7 +253,7 @@ def handle_file_(path):  # noqa: ANN001, ANN201
 
 def test_concurrent_visitors_get_their_own_results_within_the_limits(served, tmp_path):
     """The load test in small: four sessions at once, each checked against its own image."""
-    from ccnet.loadtest import make_visitors, run_load
+    from ccnet.tools.loadtest import make_visitors, run_load
 
     client, explorer = served
     visitors = make_visitors(4, 3, tmp_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ccnet.attention import (
+from ccnet.nn.attention import (
     CrissCrossAttention,
     NonLocal2d,
     composed_map,

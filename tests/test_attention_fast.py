@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.func import functional_call
 
-import ccnet.attention as attention
-from ccnet.attention import CrissCrossAttention, NonLocal2d
+import ccnet.nn.attention as attention
+from ccnet.nn.attention import CrissCrossAttention, NonLocal2d
 
 SIZES = [(1, 1), (1, 6), (5, 1), (5, 7)]
 

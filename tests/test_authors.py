@@ -5,7 +5,7 @@ reads THEIR key names with plain functional ops (stem 3->64->64->128, ceil-mode 
 dilation 2/4 on every layer3/layer4 block, InPlace-ABN = BN with scale |w| + eps followed by
 identity/ReLU in the backbone and LeakyReLU(0.01) in the head and dsn, a dense masked
 criss-cross attention, the head's concat [backbone feature, RCCA output]). It shares no code
-with ccnet.model, so a wrong mapping or a wrong architecture flag changes the logits.
+with ccnet.nn.model, so a wrong mapping or a wrong architecture flag changes the logits.
 """
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ccnet.authors import AUTHORS_PROTOCOL, convert, is_authors_layout
-from ccnet.checkpoints import build_model
+from ccnet.weights.authors import AUTHORS_PROTOCOL, convert, is_authors_layout
+from ccnet.weights.checkpoints import build_model
 from ccnet.errors import CheckpointError
-from ccnet.inference import Predictor
-from ccnet.registry import dataset_info, load_model
+from ccnet.inference.predictor import Predictor
+from ccnet.weights.datasets import dataset_info
+from ccnet.weights.load import load_model
 from tests.helpers import tiny_model
 
 R101_BLOCKS = (3, 4, 23, 3)

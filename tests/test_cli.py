@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ccnet.attention import composed_map
+from ccnet.nn.attention import composed_map
 from ccnet.cli import main
-from ccnet.inference import Predictor, Protocol
-from ccnet.registry import load_model
+from ccnet.inference.predictor import Predictor, Protocol
+from ccnet.weights.load import load_model
 from tests.helpers import tiny_checkpoint, tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent

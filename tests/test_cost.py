@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ccnet import cost
+from ccnet.nn import cost
 from ccnet.errors import CCNetError
 
 MIB = 2**20

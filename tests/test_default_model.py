@@ -6,12 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ccnet import scenes
-from ccnet.evaluate import evaluate_synthetic
-from ccnet.explain import attention_at
-from ccnet.images import decode_image
-from ccnet.inference import Predictor
-from ccnet.registry import DEFAULT_CHECKPOINT, load_model
+from ccnet.experiments import scenes
+from ccnet.experiments.evaluate import evaluate_synthetic
+from ccnet.inference.explain import attention_at
+from ccnet.inference.images import decode_image
+from ccnet.inference.predictor import Predictor
+from ccnet.project import DEFAULT_CHECKPOINT
+from ccnet.weights.load import load_model
 
 DEMOS = Path(__file__).resolve().parent.parent / "demos"
 
@@ -89,7 +90,7 @@ def test_two_attention_steps_reach_the_panel_that_one_step_cannot(cue_pairs):
 def test_the_backbone_keeps_the_cue_local_so_the_attention_must_fetch_it(default_model):
     """Flipping the cue changes the backbone's feature at the panel, but hardly five or more cells
     away: the vehicles (at least a quarter of the width aside) get the cue through the head."""
-    from ccnet.cue_probe import cue_spread
+    from ccnet.experiments.cue_probe import cue_spread
 
     profile = cue_spread(default_model, count=4)
     assert profile[0] > 0.3 and profile[5] < 0.06 and profile[8] < 0.02, profile

@@ -13,13 +13,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ccnet import evaluate, scenes
-from ccnet.checkpoints import save_checkpoint
+from ccnet.experiments import evaluate
+
+from ccnet.experiments import scenes
+from ccnet.weights.checkpoints import save_checkpoint
 from ccnet.cli import main
 from ccnet.errors import CCNetError
-from ccnet.inference import Predictor, Protocol
-from ccnet.model import CCNetConfig
-from ccnet.registry import load_file
+from ccnet.inference.predictor import Predictor, Protocol
+from ccnet.nn.model import CCNetConfig
+from ccnet.weights.load import load_file
 from tests.helpers import tiny_model
 
 TINY_SMALL = dict(depth=18, stem_channels=(8, 8, 16), base_channels=8, head_channels=16, aux_channels=8)
@@ -197,7 +199,7 @@ def test_flip_only_is_one_scale_two_views(cityscapes):
 
 @pytest.fixture
 def fake_scenes(monkeypatch):
-    """A stand-in ccnet.scenes whose images encode their labels, recording the seeds asked for."""
+    """A stand-in ccnet.experiments.scenes whose images encode their labels, recording the seeds asked for."""
     seen = []
 
     def generate_scene(seed, height=256, width=512, *, split="train", cue=None, aligned=False):
@@ -208,8 +210,8 @@ def fake_scenes(monkeypatch):
 
     module = types.SimpleNamespace(generate_scene=generate_scene, CLASS_NAMES=("a", "b", "c", "d"),
                                    CONTEXT_CLASSES=(1, 3), IGNORE_INDEX=255, seen=seen)
-    monkeypatch.setattr("ccnet.scenes", module, raising=False)
-    monkeypatch.setitem(sys.modules, "ccnet.scenes", module)
+    monkeypatch.setattr("ccnet.experiments.scenes", module, raising=False)
+    monkeypatch.setitem(sys.modules, "ccnet.experiments.scenes", module)
     return module
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ccnet.losses import IGNORE_INDEX, CategoryConsistentLoss, phi_var, segmentation_loss
+from ccnet.experiments.losses import IGNORE_INDEX, CategoryConsistentLoss, phi_var, segmentation_loss
 
 
 def loss_fn() -> CategoryConsistentLoss:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ccnet.checkpoints import build_model, check_fit, read_checkpoint, save_checkpoint
+from ccnet.weights.checkpoints import build_model, check_fit, read_checkpoint, save_checkpoint
 from ccnet.errors import CheckpointError
-from ccnet.model import CCNet, CCNetConfig, config_from_state_dict
+from ccnet.nn.model import CCNet, CCNetConfig, config_from_state_dict
 
 KEYS_FILE = Path(__file__).parent / "data" / "mmseg_ccnet_r50-d8_cityscapes.keys.tsv"
 

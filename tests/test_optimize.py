@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from ccnet.optimize import fold_batchnorm, optimize_for_inference
+from ccnet.nn.optimize import fold_batchnorm, optimize_for_inference
 from tests.helpers import TINY, tiny_model
 
 

@@ -20,12 +20,12 @@ import pytest
 import torch
 from PIL import Image
 
-from ccnet import download
+from ccnet.weights import download
 from ccnet.errors import CCNetError, ImageError
-from ccnet.images import MAX_ASPECT, MIN_SIDE, decode_image
-from ccnet.inference import predict_or_fall_back
-from ccnet.session import Explorer, Exports
-from ccnet.uploads import checked_upload
+from ccnet.inference.images import MAX_ASPECT, MIN_SIDE, decode_image
+from ccnet.inference.predictor import predict_or_fall_back
+from ccnet.app.explorer import Explorer, Exports
+from ccnet.app.uploads import checked_upload
 from tests.helpers import tiny_checkpoint
 from tests.test_session import checkpoint, explorer  # noqa: F401 - the same tiny-model fixtures
 
@@ -129,7 +129,7 @@ def test_exif_rotated_images_are_segmented_as_displayed(explorer, tmp_path):
 
 
 def test_the_limits_are_consistent():
-    from ccnet.images import MAX_SIDE
+    from ccnet.inference.images import MAX_SIDE
 
     assert MAX_SIDE // MAX_ASPECT >= MIN_SIDE  # a downscaled image that passed the aspect check is never too small
 

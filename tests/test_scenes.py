@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ccnet.registry import dataset_info
+from ccnet.weights.datasets import dataset_info
 import pytest
 
-from ccnet.scenes import (
+from ccnet.experiments.demos import write_demos
+from ccnet.experiments.scenes import (
     CAR, CLASS_NAMES, CITYSCAPES_TRAIN_IDS, CONTEXT_CLASSES, LIGHT, PALETTE, ROAD, SIGN, SKY, TRUCK,
-    Scene, colorize_label, generate_scene, scene_batch, write_demos,
+    Scene, colorize_label, generate_scene, scene_batch,
 )
 
 SMALL = (128, 256)

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ccnet import cost, viz
-from ccnet.attention import step_map
+from ccnet.nn import cost
+
+from ccnet.viz import pictures as viz
+from ccnet.nn.attention import step_map
 from ccnet.errors import CCNetError
-from ccnet.registry import load_file
-from ccnet.session import (
+from ccnet.weights.load import load_file
+from ccnet.app.explorer import (
     METHODS, Display, Explorer, Exports, LRUCache, click_latency, cost_csv_text, cost_note, cost_rows, image_key,
     legend_html, pixel_text,
 )
@@ -239,10 +241,10 @@ def test_exports_write_mask_overlay_npz(explorer, picture, tmp_path):
     assert len(list(tmp_path.glob("*/*.npz"))) == 2
 
 
-# ---- cost, with a stand-in for ccnet.cost so only the caching is tested here ----------------------
+# ---- cost, with a stand-in for ccnet.nn.cost so only the caching is tested here ----------------------
 @pytest.fixture()
 def fake_cost(monkeypatch):
-    """ccnet.cost.measure_cost replaced by a counting stand-in: only the caching is tested here."""
+    """ccnet.nn.cost.measure_cost replaced by a counting stand-in: only the caching is tested here."""
     calls = []
 
     def measure_cost(method, channels, h, w, device="cpu"):
@@ -287,7 +289,7 @@ def test_click_latency_reports_without_running_the_network(explorer, picture):
 
 
 def test_gpu_task_is_a_no_op_off_zerogpu():
-    from ccnet import session
+    from ccnet.app import explorer as session
 
     if "spaces" in sys.modules:
         pytest.skip("the spaces package is installed: its GPU decorator is in use")
@@ -295,7 +297,7 @@ def test_gpu_task_is_a_no_op_off_zerogpu():
 
 
 def test_an_unreachable_preset_is_a_clear_error_and_the_current_model_stays(explorer, picture, monkeypatch, tmp_path):
-    from ccnet import zoo
+    from ccnet.weights import presets as zoo
 
     monkeypatch.setenv("CCNET_CACHE", str(tmp_path))
     monkeypatch.setenv("CCNET_ZOO_URL", "http://127.0.0.1:9")  # loopback, nothing listening: like offline

@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ccnet import scenes
-from ccnet.ablation import ARMS, arm_model, markdown_table, run, summarise, train_arms
-from ccnet.registry import load_file
+from ccnet.experiments import scenes
+from ccnet.experiments.ablation import ARMS, arm_model, markdown_table, run, summarise, train_arms
+from ccnet.weights.load import load_file
 from ccnet.errors import CCNetError
-from ccnet.train import TrainConfig, aligned_share, make_batch, poly_lr, train
+from ccnet.experiments.train import TrainConfig, aligned_share, make_batch, poly_lr, train
 
 TINY = TrainConfig(iters=4, batch=2, height=64, width=128, threads=1, log_every=2, save_every=2, warmup=1)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ccnet import viz
-from ccnet.explain import cell_of
+from ccnet.viz import pictures as viz
+from ccnet.inference.explain import cell_of
 
 
 def test_colormaps_are_256_entry_tables_through_their_anchor_colours():

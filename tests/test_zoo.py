@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import socket
 import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,12 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from ccnet import download, zoo
+from ccnet.weights import download
+
+from ccnet.weights import presets as zoo
 from ccnet.cli import main
 from ccnet.errors import CCNetError
-from ccnet.inference import Protocol
-from ccnet.model import CCNetConfig
-from ccnet.registry import dataset_info, load_model
+from ccnet.inference.predictor import Protocol
+from ccnet.nn.model import CCNetConfig
+from ccnet.tools.ports import free_port
+from ccnet.weights.datasets import dataset_info
+from ccnet.weights.load import load_model
 from tests.helpers import tiny_model
 
 TINY_19 = CCNetConfig(num_classes=19, depth=18, stem_channels=(8, 8, 16), base_channels=8,
@@ -99,12 +102,6 @@ def tiny_file() -> tuple[str, bytes]:
     torch.save({"meta": {}, "state_dict": tiny_model(config=TINY_19).state_dict()}, buffer)
     data = buffer.getvalue()
     return f"tiny_ccnet-{hashlib.sha256(data).hexdigest()[:8]}.pth", data
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -219,17 +219,17 @@ class _CrissCrossFunction(torch.autograd.Function):
             value = _project(rows, weight_v, bias_v, grid)
             d = torch.empty_like(attn)  # d[u, p] = grad_u . v_p
             _for_row_blocks(grad, lambda row0, block: _cross_energy(block, value, d, row0))
-            del value
+            value = None  # freed now (rebinding, not del: the lambda above closes over the name)
             s = (attn * d).sum(-1, keepdim=True, dtype=torch.promote_types(dtype, torch.float32))
             grad_gamma = s.sum().to(gamma.dtype)
             d.sub_(s.to(dtype)).mul_(attn).mul_(gamma)  # softmax backward in place: d becomes dL/d(energy)
             grad_query = _cross_gather(d, key, torch.empty_like(query, memory_format=torch.contiguous_format))
             grad_key = _cross_scatter(d, query, torch.zeros_like(key, memory_format=torch.contiguous_format))
-            del d, qk, query, key
+            d = qk = query = key = None  # freed now
             attn.mul_(gamma)
             grad_value = grad_query.new_zeros(batch, *grid, channels)
             _for_row_blocks(grad, lambda row0, block: _cross_scatter(attn, block, grad_value, row0))
-            del attn, grad
+            attn = grad = None  # freed now
             gq, gk, gv = (t.view(batch, -1, t.shape[-1]) for t in (grad_query, grad_key, grad_value))
             back = torch.empty_like(grad_value)
             back_rows = back.view(batch, -1, channels)
@@ -242,7 +242,7 @@ class _CrissCrossFunction(torch.autograd.Function):
                 torch.cat([gq.sum((0, 1)), gk.sum((0, 1))]),
                 sum(gv[n].t() @ rows[n] for n in range(batch)), gv.sum((0, 1)),
             )
-            del grad_value, grad_query, grad_key, gq, gk, gv
+            grad_value = grad_query = grad_key = gq = gk = gv = None  # freed before the last add
             grad_x = _add_nhwc(grad_out, back).to(x.dtype)
         return (grad_x, *grads, grad_gamma)
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ccnet.attention import CrissCrossAttention, NonLocal2d
+from ccnet.nn.attention import CrissCrossAttention, NonLocal2d
 from ccnet.errors import CCNetError
 
 METHODS = ("rcca1", "rcca2", "nonlocal")

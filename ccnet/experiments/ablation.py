@@ -12,7 +12,6 @@ and truck merged (so it has no reason to carry the cue across the image) or a gi
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -22,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ccnet.evaluate import evaluate_synthetic
-from ccnet.registry import load_file
-from ccnet.train import SMALL_MODEL, TrainConfig
+from ccnet.experiments.evaluate import evaluate_synthetic
+from ccnet.weights.load import load_file
+from ccnet.experiments.train import SMALL_MODEL
 
 ARMS: dict[str, list[str]] = {
     "none": ["--attention", "none"],
@@ -81,7 +80,7 @@ def train_arms(arms: list[str], seeds: list[int], args: argparse.Namespace) -> d
 
 def head_cost(arm: str, height: int, width: int) -> dict:
     """FLOPs and peak memory of one forward of the decode head on this input size's feature."""
-    from ccnet.cost import measure_peak_memory
+    from ccnet.nn.cost import measure_peak_memory
 
     model = arm_model(arm)
     grid = (-(-height // 8), -(-width // 8))
@@ -98,7 +97,7 @@ def arm_model(arm: str):  # noqa: ANN201
     """The arm's network with random weights (cost does not depend on the weights)."""
     from dataclasses import replace
 
-    from ccnet.model import CCNet
+    from ccnet.nn.model import CCNet
 
     flags = ARMS[arm]
     attention = flags[flags.index("--attention") + 1]
@@ -155,42 +154,3 @@ def markdown_table(result: dict) -> str:
             f"{r['head_gflops']:.3f} | {r['head_peak_bytes'] / 2**20:.1f} MiB |"
         )
     return "\n".join(rows)
-
-
-def cmd_ablation(args: argparse.Namespace) -> int:
-    result = run(args)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    print(markdown_table(result))
-    return 0
-
-
-def add_cli(subparsers) -> None:  # noqa: ANN001
-    defaults = TrainConfig()
-    p = subparsers.add_parser("ablation", help="train and score every head variant on the same budget")
-    p.add_argument("--out", default="runs/ablation", help="folder of the arms' runs (resumable)")
-    p.add_argument("--arms", help=f"comma-separated subset of {','.join(ARMS)}")
-    p.add_argument("--seeds", default="0,1")
-    p.add_argument("--iters", type=int, default=defaults.iters)
-    p.add_argument("--batch", type=int, default=defaults.batch)
-    p.add_argument("--height", type=int, default=defaults.height)
-    p.add_argument("--width", type=int, default=defaults.width)
-    p.add_argument("--gamma-init", type=float, default=defaults.gamma_init, help="initial attention scale")
-    p.add_argument("--curriculum", type=float, default=defaults.curriculum,
-                   help="share of the run that mixes in scenes with the cue one step away")
-    frozen = p.add_mutually_exclusive_group()
-    frozen.add_argument("--frozen-backbone", action="store_true",
-                        help="first train one backbone per seed with car and truck merged, then only the heads")
-    frozen.add_argument("--backbone", metavar="CHECKPOINT",
-                        help="train only the heads on this model's frozen backbone; {seed} in the path "
-                             "gives each seed its own")
-    p.add_argument("--backbone-iters", type=int, default=1000, help="iterations of that backbone stage")
-    p.add_argument("--jobs", type=int, default=2, help="arms trained at once")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per arm")
-    p.add_argument("--eval-scenes", type=int, default=64)
-    p.add_argument("--eval-seed", type=int, default=1)
-    p.add_argument("--eval-height", type=int, default=256)
-    p.add_argument("--eval-width", type=int, default=512)
-    p.add_argument("--json", help="write the results here (e.g. assets/ablation.json)")
-    p.set_defaults(func=cmd_ablation)

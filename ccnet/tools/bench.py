@@ -7,18 +7,15 @@ embedded config at 512x1024, eager against ``optimize_for_inference``.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import statistics
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from ccnet.cost import (
+from ccnet.nn.cost import (
     DEFAULT_BUDGET, analytic_attention_bytes, build_block, count_flops, formula_flops, make_input,
     measure_peak_memory, run_steps, time_ms,
 )
@@ -140,8 +137,8 @@ def bench_attention(channels: int, h: int, w: int, device: torch.device, repeats
 
 def bench_model(device: torch.device, repeats: int, size: tuple[int, int] = MODEL_SIZE) -> list[dict]:
     """Eager vs optimized inference of the R50-D8 CCNet and of the embedded config."""
-    from ccnet.model import CCNet, CCNetConfig
-    from ccnet.optimize import optimize_for_inference
+    from ccnet.nn.model import CCNet, CCNetConfig
+    from ccnet.nn.optimize import optimize_for_inference
 
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
     rows = []
@@ -215,7 +212,7 @@ def format_tables(report: dict) -> str:
     return "\n".join(lines).lstrip("\n")
 
 
-def _load_average() -> float | None:
+def load_average() -> float | None:
     """The 1-minute load average: above the thread count, other processes shared the CPU."""
     try:
         return os.getloadavg()[0]
@@ -226,7 +223,7 @@ def _load_average() -> float | None:
 def machine_info(device: torch.device) -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
             "threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "load_average_at_start": _load_average()}
+            "cpu_count": os.cpu_count(), "load_average_at_start": load_average()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     else:
@@ -236,40 +233,3 @@ def machine_info(device: torch.device) -> dict:
         except (OSError, StopIteration):
             pass
     return info
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from ccnet.inference import resolve_device
-
-    device = resolve_device(args.device)
-    if args.channels < 8:
-        raise CCNetError(f"--channels must be at least 8 (query/key have C/8 channels), got {args.channels}")
-    if args.repeats < 1 or args.model_repeats < 1 or args.threads < 1:
-        raise CCNetError("--repeats, --model-repeats and --threads must be at least 1")
-    sizes = parse_sizes(args.sizes)
-    torch.set_num_threads(args.threads)
-    report: dict = {"command": " ".join(["python -m ccnet", *sys.argv[1:]]), "machine": machine_info(device),
-                    "paper": PAPER}
-    if args.part in ("attention", "all"):
-        report["attention"] = [bench_attention(args.channels, h, w, device, args.repeats) for h, w in sizes]
-    if args.part in ("model", "all"):
-        report["model"] = bench_model(device, args.model_repeats)
-    report["machine"]["load_average_at_end"] = _load_average()
-    print(format_tables(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwritten to {args.json}")
-    return 0
-
-
-def add_cli(subparsers) -> None:  # noqa: ANN001
-    p = subparsers.add_parser("bench", help="measure attention and model costs (time, peak memory, FLOPs)")
-    p.add_argument("part", nargs="?", default="all", choices=("attention", "model", "all"))
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--sizes", default="97x97", help="feature sizes HxW for the attention part, comma-separated")
-    p.add_argument("--channels", type=int, default=512, help="feature channels for the attention part")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per attention case")
-    p.add_argument("--model-repeats", type=int, default=2, help="timed runs per whole-model case")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
-    p.add_argument("--json", help="also write the results to this JSON file")
-    p.set_defaults(func=cmd_bench)

@@ -1,6 +1,6 @@
 """Which server files a request may name: only Gradio's uploads and the bundled examples.
 
-Why: the app's events take their image unprocessed (so a broken file reaches ccnet.images and
+Why: the app's events take their image unprocessed (so a broken file reaches ccnet.inference.images and
 gets its one-line message), which means the payload's ``path`` comes straight from the client.
 Without this check, a crafted request could make the server read any file it can see.
 """

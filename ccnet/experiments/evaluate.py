@@ -8,15 +8,12 @@ protocol has none), each optionally with its horizontal mirror; every pass gives
 image's size, their SOFTMAX probabilities are averaged (mmseg 0.x ``aug_test`` and 1.x
 ``SegTTAModel.merge_preds`` both average probabilities, not raw logits), then argmax.
 
-Synthetic mode scores held-out scenes of ccnet.scenes (split "eval"): scene i of ``--seed S``
+Synthetic mode scores held-out scenes of ccnet.experiments.scenes (split "eval"): scene i of ``--seed S``
 uses seed ``S * 100000 + i``, so different S never share a scene for counts up to 100000.
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -27,10 +24,11 @@ import torch
 from PIL import Image
 
 from ccnet.errors import CCNetError
-from ccnet.images import decode_image
-from ccnet.inference import Predictor
-from ccnet.metrics import IGNORE_INDEX, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
-from ccnet.registry import LoadedModel, dataset_info
+from ccnet.inference.images import decode_image
+from ccnet.inference.predictor import Predictor
+from ccnet.experiments.metrics import IGNORE_INDEX, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from ccnet.weights.datasets import dataset_info
+from ccnet.weights.load import LoadedModel
 
 DATASETS = ("cityscapes", "ade20k", "voc")
 MS_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -204,7 +202,7 @@ def synthetic_report(
     vehicle's columns, one criss-cross step away) to tell "cannot reach the cue" from "never
     learned to read it".
     """
-    from ccnet import scenes  # imported late: only this mode needs the generator
+    from ccnet.experiments import scenes  # imported late: only this mode needs the generator
 
     seeds = synthetic_seeds(seed, count)
     samples = (
@@ -245,75 +243,3 @@ def _number(value: float) -> float | None:
 
 
 # ---- command line ----------------------------------------------------------------------------
-
-class StepLine:
-    """'evaluating 12/500, 0.41 s/image' redrawn on stderr."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __call__(self, done: int, total: int | None) -> None:
-        rate = (time.perf_counter() - self.start) / done
-        sys.stderr.write(f"\revaluating {done}/{total or '?'}, {rate:.2f} s/image ")
-        sys.stderr.flush()
-        if done == total:
-            sys.stderr.write("\n")
-
-
-def per_class_table(result: dict) -> str:
-    width = max(len(name) for name in result["per_class"])
-    rows = [
-        f"{name.ljust(width)}  {'-' if iou is None else f'{100 * iou:6.2f}'}"
-        for name, iou in result["per_class"].items()
-    ]
-    miou = "-" if result["miou"] is None else f"{100 * result['miou']:.2f}"
-    return "\n".join(rows + [f"{'mIoU'.ljust(width)}  {miou}  ({result['images']} images)"])
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ccnet.cli import make_predictor
-
-    if args.data is not None and args.dataset is None:
-        raise CCNetError(f"--data needs --dataset ({'|'.join(DATASETS)})")
-    if args.limit is not None and args.limit < 1:
-        raise CCNetError("--limit must be at least 1")
-    loaded, predictor = make_predictor(args)
-    if args.synthetic is not None:
-        result = synthetic_report(
-            predictor, args.synthetic, args.seed, args.height, args.width, StepLine(),
-            multiscale=args.multiscale, flip=args.flip, aligned=args.aligned,
-        )
-    else:
-        result = evaluate_dataset(
-            predictor, args.data, args.dataset, multiscale=args.multiscale, flip=args.flip,
-            limit=args.limit, progress=StepLine(),
-        )
-    result = {"model": loaded.name, **result}
-    print(per_class_table(result), file=sys.stderr)
-    text = json.dumps(result)
-    if args.json_out:
-        Path(args.json_out).write_text(text + "\n")
-    print(text)
-    return 0
-
-
-def add_cli(subparsers) -> None:  # noqa: ANN001
-    """Registers `evaluate`."""
-    from ccnet.cli import add_model_args
-
-    p = subparsers.add_parser("evaluate", help="mIoU on a dataset folder or on synthetic scenes")
-    add_model_args(p)
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", metavar="DIR", help="dataset root in its standard layout")
-    source.add_argument("--synthetic", type=int, metavar="N", help="score N held-out synthetic scenes")
-    p.add_argument("--dataset", choices=DATASETS, help="layout and classes of --data")
-    p.add_argument("--multiscale", action="store_true", help="ratios 0.5..1.75 of the test scale, averaged")
-    p.add_argument("--flip", action="store_true", help="average with the horizontal mirror")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N images (sorted)")
-    p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the result to this file")
-    p.add_argument("--seed", type=int, default=0, help="synthetic: scene i uses seed*100000+i")
-    p.add_argument("--aligned", action="store_true",
-                   help="synthetic: the curriculum's layout, the panel one criss-cross step from the vehicles")
-    p.add_argument("--height", type=int, default=256, help="synthetic scene height")
-    p.add_argument("--width", type=int, default=512, help="synthetic scene width")
-    p.set_defaults(func=cmd_evaluate)

@@ -26,15 +26,13 @@ The cue
 
 Scenes are keyed by (split, seed) through ``SeedSequence([SPLIT_CODES[split], seed])``, so
 held-out ("eval") and "demo" scenes never coincide with training scenes.  Run
-``python -m ccnet.scenes --demos demos/`` to write example PNGs.
+``python -m ccnet.experiments.scenes --demos demos/`` to write example PNGs.
 """
 
 from __future__ import annotations
 
-import argparse
 import colorsys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -517,43 +515,3 @@ def colorize_label(label: np.ndarray) -> np.ndarray:
     lut = np.zeros((256, 3), np.uint8)
     lut[: len(PALETTE)] = PALETTE
     return lut[label]
-
-
-DEMO_SEEDS = tuple(range(1, 9))
-
-
-def write_demos(out: Path) -> list[Path]:
-    """Demo PNGs (image + coloured label) at 256x512, odd seeds car, even seeds truck."""
-    out.mkdir(parents=True, exist_ok=True)
-    rows, written = [], []
-    for seed in DEMO_SEEDS:
-        scene = generate_scene(seed, split="demo", cue="car" if seed % 2 else "truck")
-        name = f"street_seed{seed}_{scene.cue}"
-        Image.fromarray(scene.image).save(out / f"{name}.png")
-        Image.fromarray(colorize_label(scene.label)).save(out / f"{name}_label.png")
-        written += [out / f"{name}.png", out / f"{name}_label.png"]
-        rows.append(f"| `{name}.png` | `{name}_label.png` | {seed} | demo | {scene.cue} |")
-    readme = "\n".join([
-        "# Demo scenes", "",
-        "Written by `python -m ccnet.scenes --demos demos/` (256x512, split `demo`). The cue "
-        "is set with `generate_scene(seed, split=\"demo\", cue=...)`: odd seeds car, even "
-        "seeds truck; the `_label` files use the Cityscapes palette.", "",
-        "| image | label (Cityscapes colours) | seed | split | cue |",
-        "|---|---|---|---|---|", *rows, "",
-        "Every vehicle in a scene is drawn by the same class-agnostic process; whether all of "
-        "them are labelled `car` or `truck` is decided only by the one big traffic sign high "
-        "in the scene: a blue panel means car, a red/orange panel means truck. The panel "
-        "shares no row and no column with any vehicle (margin >= 2 feature cells at stride 8) "
-        "and is at least a quarter of the image width away, so from a vehicle pixel one "
-        "criss-cross attention step (own row and column) cannot see the sign, while two steps "
-        "can. Re-rendering a scene with the other cue changes only the panel's inner pixels "
-        "and flips car <-> truck (and the panel's traffic sign <-> traffic light) in the label.", ""])
-    (out / "README.md").write_text(readme)
-    return written
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Synthetic street scenes with a long-range cue.")
-    parser.add_argument("--demos", type=Path, required=True, help="folder for demo PNGs")
-    for path in write_demos(parser.parse_args().demos):
-        print(path)

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ccnet import authors
+from ccnet.weights import authors
 from ccnet.errors import CheckpointError
-from ccnet.model import CCNet, CCNetConfig, config_from_state_dict
+from ccnet.nn.model import CCNet, CCNetConfig, config_from_state_dict
 
 LEGACY_GAMMA = "decode_head.cca.gamma"
 

@@ -36,14 +36,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ccnet import charts, cost, viz
-from ccnet.download import ProgressFn
+from ccnet.viz import charts
+
+from ccnet.nn import cost
+
+from ccnet.viz import pictures as viz
+from ccnet.weights.download import ProgressFn
 from ccnet.errors import CCNetError, ImageError
-from ccnet.explain import PixelAttention, attention_at
-from ccnet.images import MAX_SIDE, check_size, decode_image, limit_size
-from ccnet.inference import Predictor, predict_or_fall_back, resolve_device
-from ccnet.model import CCNet
-from ccnet.registry import LoadedModel, load_model
+from ccnet.inference.explain import PixelAttention, attention_at
+from ccnet.inference.images import MAX_SIDE, check_size, decode_image, limit_size
+from ccnet.inference.predictor import Predictor, predict_or_fall_back, resolve_device
+from ccnet.nn.model import CCNet
+from ccnet.weights.load import LoadedModel, load_model
 
 METHODS = ("rcca1", "rcca2", "nonlocal")
 METHOD_LABELS = {"rcca1": "RCCA R=1", "rcca2": "RCCA R=2", "nonlocal": "non-local"}

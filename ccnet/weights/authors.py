@@ -23,9 +23,9 @@ import re
 import torch
 from torch import Tensor
 
-from ccnet.backbone import BLOCKS_PER_DEPTH
-from ccnet.inference import Protocol
-from ccnet.model import CCNetConfig
+from ccnet.nn.backbone import BLOCKS_PER_DEPTH
+from ccnet.inference.predictor import Protocol
+from ccnet.nn.model import CCNetConfig
 
 ABN_EPS = 1e-5
 SOURCE = "speedinghzl/CCNet"

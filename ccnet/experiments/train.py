@@ -6,9 +6,7 @@ atomically; `--resume` continues from the last one.
 """
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -16,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ccnet import scenes
-from ccnet.checkpoints import read_checkpoint, save_checkpoint
+from ccnet.experiments import scenes
+from ccnet.weights.checkpoints import read_checkpoint, save_checkpoint
 from ccnet.errors import CCNetError
-from ccnet.inference import IMAGENET_MEAN, IMAGENET_STD, Protocol
-from ccnet.losses import CategoryConsistentLoss, segmentation_loss
-from ccnet.model import CCNet, CCNetConfig
+from ccnet.inference.predictor import IMAGENET_MEAN, IMAGENET_STD, Protocol
+from ccnet.experiments.losses import CategoryConsistentLoss, segmentation_loss
+from ccnet.nn.model import CCNet, CCNetConfig
 
 # The embedded model: the same CCNet code as the released models, a narrow ResNetV1c-18-D8.
 SMALL_MODEL = CCNetConfig(
@@ -217,32 +215,3 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:  # noqa: A
     save_checkpoint(final, {"meta": model_meta(cfg, net_config, cfg.iters, elapsed), "state_dict": net.state_dict()})
     log(f"wrote {final} ({elapsed / 60:.1f} min of training)")
     return final
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__})
-    train(cfg, resume=args.resume, log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    return 0
-
-
-FLAG_HELP = {
-    "ccl": "add the category consistent loss",
-    "merge_context": "label car and truck as one class (car), e.g. to train a backbone for --backbone",
-}
-
-
-def add_cli(subparsers) -> None:  # noqa: ANN001
-    p = subparsers.add_parser("train", help="train a small CCNet on synthetic street scenes (CPU)")
-    defaults = TrainConfig()
-    for name, value in asdict(defaults).items():
-        if isinstance(value, bool):
-            p.add_argument(f"--{name.replace('_', '-')}", dest=name, action="store_true", help=FLAG_HELP[name])
-        elif name == "backbone":
-            p.add_argument("--backbone", default="", metavar="CHECKPOINT",
-                           help="train only the head, on this model's frozen backbone")
-        elif name == "attention":
-            p.add_argument("--attention", choices=("cca", "nonlocal", "none"), default=value)
-        else:
-            p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(value), default=value)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.set_defaults(func=cmd_train)

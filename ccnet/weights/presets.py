@@ -6,16 +6,15 @@ align_corners). ``python -m ccnet zoo`` lists them, ``python -m ccnet fetch NAME
 """
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ccnet import download
+from ccnet.weights import download
 from ccnet.errors import CCNetError
-from ccnet.inference import Protocol
-from ccnet.registry import dataset_info
+from ccnet.inference.predictor import Protocol
+from ccnet.weights.datasets import dataset_info
 
 
 @dataclass(frozen=True)
@@ -92,37 +91,3 @@ def protocol_for(name: str) -> Protocol:
 def fetch(name: str, progress: download.ProgressFn | None = None) -> Path:
     """The preset's checkpoint file, downloaded and verified on first use."""
     return download.fetch(get(name).url, progress)
-
-
-def table() -> str:
-    """The presets as an aligned text table (what `python -m ccnet zoo` prints)."""
-    header = ("name", "dataset", "backbone", "crop", "protocol", "mIoU", "ms+flip", "cached")
-    rows = [header] + [
-        (
-            p.name, p.dataset, p.backbone, f"{p.crop_size[0]}x{p.crop_size[1]}", p.describe_protocol(),
-            f"{p.miou_single_scale:.2f}", f"{p.miou_multiscale_flip:.2f}", "yes" if p.path.is_file() else "no",
-        )
-        for p in presets().values()
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
-
-
-def cmd_zoo(args: argparse.Namespace) -> int:
-    print(table())
-    print(f"\nmIoU: published on the validation set (%); ac: align_corners=True. Cache: {download.cache_dir()}")
-    return 0
-
-
-def cmd_fetch(args: argparse.Namespace) -> int:
-    print(fetch(args.name))
-    return 0
-
-
-def add_cli(subparsers) -> None:  # noqa: ANN001
-    """Registers `zoo` (list the presets) and `fetch NAME` (download one, print its path)."""
-    p = subparsers.add_parser("zoo", help="list the released CCNet checkpoints (presets)")
-    p.set_defaults(func=cmd_zoo)
-    p = subparsers.add_parser("fetch", help="download a preset's checkpoint into the cache")
-    p.add_argument("name", help="a preset name (see `python -m ccnet zoo`)")
-    p.set_defaults(func=cmd_fetch)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ccnet.attention import CrissCrossAttention, NonLocal2d
+from ccnet.nn.attention import CrissCrossAttention, NonLocal2d
 
 ATTENTION_KINDS = ("cca", "nonlocal", "none")
 

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, fields
 
 from torch import Tensor, nn
 
-from ccnet.backbone import BLOCKS_PER_DEPTH, ResNetV1c
-from ccnet.heads import CCHead, FCNAuxHead
+from ccnet.nn.backbone import BLOCKS_PER_DEPTH, ResNetV1c
+from ccnet.nn.heads import CCHead, FCNAuxHead
 
 
 @dataclass(frozen=True)

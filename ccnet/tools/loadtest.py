@@ -8,14 +8,10 @@ and time; it never talks to anything but 127.0.0.1.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -26,11 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ccnet import scenes
+from ccnet.experiments import scenes
 from ccnet.errors import CCNetError
-from ccnet.explain import cell_of
-from ccnet.inference import Predictor
-from ccnet.registry import load_model
+from ccnet.inference.explain import cell_of
+from ccnet.inference.predictor import Predictor
+from ccnet.weights.load import load_model
 
 MAX_USERS, MAX_CLICKS = 32, 20
 SCENE_SIZE = (256, 512)
@@ -134,13 +130,7 @@ def run_load(url: str, visitors: list[Visitor], class_names: tuple[str, ...], ti
     return summary
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _peak_rss_mib(pid: int) -> float | None:
+def peak_rss_mib(pid: int) -> float | None:
     """The process's high-water resident memory (Linux VmHWM), in MiB."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -168,49 +158,3 @@ def serve_app(app_py: Path, port: int, timeout_s: float = 120) -> subprocess.Pop
             time.sleep(0.5)
     server.kill()
     raise CCNetError(f"the app did not answer on port {port} within {timeout_s:.0f} s")
-
-
-def cmd_loadtest(args: argparse.Namespace) -> int:
-    if not 1 <= args.users <= MAX_USERS or not 1 <= args.clicks <= MAX_CLICKS:
-        raise CCNetError(f"--users must be 1..{MAX_USERS} and --clicks 1..{MAX_CLICKS}")
-    torch.set_num_threads(1)  # the server gets the rest of the machine
-    with tempfile.TemporaryDirectory(prefix="ccnet-load-") as folder:
-        visitors = make_visitors(args.users, args.clicks, Path(folder))
-        classes = load_model("default").classes
-        port = _free_port()
-        server = serve_app(Path(args.app).resolve(), port)
-        try:
-            result = run_load(f"http://127.0.0.1:{port}/", visitors, classes, args.timeout)
-            result["server_peak_rss_mib"] = _peak_rss_mib(server.pid)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    result.update({"clicks_per_visitor": args.clicks, "machine": f"{os.cpu_count()} CPUs, {sys.platform}",
-                   "server": "python app.py (default model, CPU, queue concurrency 1 for the views, max 64 queued)"})
-    print_table(result)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    return 1 if result["errors"] else 0
-
-
-def print_table(result: dict) -> None:
-    print(f"{result['visitors']} visitors at once, {result['requests']} requests in {result['wall_s']} s "
-          f"({result['requests_per_s']}/s), errors {result['errors']}, "
-          f"server peak RSS {result.get('server_peak_rss_mib') or float('nan'):.0f} MiB")
-    print(f"{'endpoint':<12}{'count':>7}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
-    for name in ("segment", "attention", "all"):
-        if name in result:
-            row = result[name]
-            print(f"{name:<12}{row['count']:>7}{row['p50_ms']:>10.1f}{row['p95_ms']:>10.1f}{row['max_ms']:>10.1f}")
-    for example in result["error_examples"]:
-        print(f"error: {example}")
-
-
-def add_cli(subparsers) -> None:  # noqa: ANN001
-    p = subparsers.add_parser("loadtest", help="concurrent visitors against `python app.py` on loopback")
-    p.add_argument("--users", type=int, default=8, help=f"simultaneous visitors (1..{MAX_USERS})")
-    p.add_argument("--clicks", type=int, default=5, help=f"clicks per visitor after the upload (1..{MAX_CLICKS})")
-    p.add_argument("--timeout", type=float, default=300, help="give up after this many seconds")
-    p.add_argument("--app", default="app.py", help="the app to serve")
-    p.add_argument("--json", help="also write the figures to this JSON file")
-    p.set_defaults(func=cmd_loadtest)

@@ -1,0 +1,38 @@
+"""The command line, `python -m ccnet COMMAND`: every command is listed here, each defined in
+the module of its group; every user error is one line on stderr and exit code 2.
+
+    predict, attention      segment an image; export one pixel's attention maps   (cli/run.py)
+    zoo, fetch              the released checkpoints; download one                (cli/models.py)
+    train, evaluate,        the synthetic-scene experiments: training, mIoU,      (cli/experiments.py)
+    ablation, probe, demos  the ablation, the cue probe, the demo scenes
+    bench, loadtest         speed and memory; concurrent visitors of the app      (cli/tools.py)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ccnet.cli import experiments, models, run, tools
+from ccnet.errors import CCNetError
+
+COMMAND_GROUPS = (run, models, experiments, tools)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ccnet", description="CCNet Explorer command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in COMMAND_GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CCNetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. an output folder that does not exist
+        print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2

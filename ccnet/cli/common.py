@@ -1,0 +1,43 @@
+"""Argument types and the model options that several commands share."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from ccnet.inference.predictor import Predictor
+from ccnet.weights.load import LoadedModel, load_model
+
+
+def pair(text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two integers 'A,B', got {text!r}") from None
+    return a, b
+
+
+def positive_pair(text: str) -> tuple[int, int]:
+    a, b = pair(text)
+    if a <= 0 or b <= 0:
+        raise argparse.ArgumentTypeError(f"expected two positive integers, got {text!r}")
+    return a, b
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="default", help="'default', a preset name or a checkpoint file")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--amp", choices=("fp16", "bf16"), help="autocast dtype (mainly for CUDA)")
+    parser.add_argument("--resize", type=positive_pair, metavar="LONG,SHORT", help="keep-ratio test resize")
+    parser.add_argument("--slide", type=positive_pair, metavar="CROP,STRIDE", help="sliding-window inference")
+
+
+def make_predictor(args: argparse.Namespace) -> tuple[LoadedModel, Predictor]:
+    """Load the model named on the command line, with --resize/--slide overriding its protocol."""
+    loaded = load_model(args.model)
+    protocol = loaded.protocol
+    if args.resize:
+        protocol = replace(protocol, test_resize=args.resize)
+    if args.slide:
+        crop, stride = args.slide
+        protocol = replace(protocol, mode="slide", crop=(crop, crop), stride=(stride, stride))
+    return loaded, Predictor(loaded.net, protocol, device=args.device, amp=args.amp)

@@ -1,0 +1,67 @@
+"""`predict` (segment an image) and `attention` (one pixel's maps as .npz)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ccnet.cli.common import add_model_args, make_predictor, pair
+from ccnet.inference.explain import pixel_attention
+from ccnet.inference.images import check_size, decode_image
+from ccnet.viz.pictures import colorize, overlay
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    image = decode_image(args.image)
+    check_size(image)
+    loaded, predictor = make_predictor(args)
+    pred = predictor.predict(image, with_attention=False)
+    mask = pred.mask
+    if args.out_mask:
+        Image.fromarray(mask.astype(np.uint8)).save(args.out_mask)
+    if args.out_color:
+        Image.fromarray(colorize(mask, loaded.palette)).save(args.out_color)
+    if args.out_overlay:
+        Image.fromarray(overlay(image, mask, loaded.palette, args.alpha)).save(args.out_overlay)
+    if args.out_logits:
+        np.save(args.out_logits, pred.logits.numpy().astype(np.float32))
+    counts = np.bincount(mask.ravel(), minlength=len(loaded.classes))
+    shares = ", ".join(
+        f"{loaded.classes[i]} {100 * counts[i] / mask.size:.1f}%" for i in np.argsort(-counts)[:6] if counts[i]
+    )
+    print(f"{Path(args.image).name}: {image.shape[1]}x{image.shape[0]}, model {loaded.name}, "
+          f"{predictor.device.type}, {pred.seconds * 1000:.0f} ms; {shares}")
+    return 0
+
+
+def cmd_attention(args: argparse.Namespace) -> int:
+    image = decode_image(args.image)
+    check_size(image)
+    _, predictor = make_predictor(args)
+    pred = predictor.predict(image, with_attention=True)
+    maps = pixel_attention(pred, *args.pixel)
+    np.savez(args.out, **maps.to_npz_dict())
+    print(f"pixel {args.pixel} -> cell {list(maps.cell)} of grid {list(maps.grid)}; "
+          f"{len(maps.steps)} steps + composed written to {args.out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="segment an image")
+    p.add_argument("image")
+    add_model_args(p)
+    p.add_argument("--out-mask", help="class-index PNG")
+    p.add_argument("--out-color", help="colour-coded mask PNG")
+    p.add_argument("--out-overlay", help="mask blended over the image, PNG")
+    p.add_argument("--out-logits", help="float32 (num_classes, H, W) .npy at the image's size")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("attention", help="export one pixel's criss-cross attention maps")
+    p.add_argument("image")
+    add_model_args(p)
+    p.add_argument("--pixel", type=pair, required=True, metavar="X,Y", help="pixel column,row in the image")
+    p.add_argument("--out", required=True, help="output .npz")
+    p.set_defaults(func=cmd_attention)

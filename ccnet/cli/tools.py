@@ -1,0 +1,104 @@
+"""`bench` (time, peak memory and FLOPs side by side) and `loadtest` (visitors of the served app)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ccnet.errors import CCNetError
+from ccnet.inference.predictor import resolve_device
+from ccnet.tools.bench import PAPER, bench_attention, bench_model, format_tables, load_average, machine_info, parse_sizes
+from ccnet.tools.loadtest import MAX_CLICKS, MAX_USERS, make_visitors, peak_rss_mib, run_load, serve_app
+from ccnet.tools.ports import free_port
+from ccnet.weights.load import load_model
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    if args.channels < 8:
+        raise CCNetError(f"--channels must be at least 8 (query/key have C/8 channels), got {args.channels}")
+    if args.repeats < 1 or args.model_repeats < 1 or args.threads < 1:
+        raise CCNetError("--repeats, --model-repeats and --threads must be at least 1")
+    sizes = parse_sizes(args.sizes)
+    torch.set_num_threads(args.threads)
+    report: dict = {"command": " ".join(["python -m ccnet", *sys.argv[1:]]), "machine": machine_info(device),
+                    "paper": PAPER}
+    if args.part in ("attention", "all"):
+        report["attention"] = [bench_attention(args.channels, h, w, device, args.repeats) for h, w in sizes]
+    if args.part in ("model", "all"):
+        report["model"] = bench_model(device, args.model_repeats)
+    report["machine"]["load_average_at_end"] = load_average()
+    print(format_tables(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwritten to {args.json}")
+    return 0
+
+
+def _register_bench(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="measure attention and model costs (time, peak memory, FLOPs)")
+    p.add_argument("part", nargs="?", default="all", choices=("attention", "model", "all"))
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--sizes", default="97x97", help="feature sizes HxW for the attention part, comma-separated")
+    p.add_argument("--channels", type=int, default=512, help="feature channels for the attention part")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per attention case")
+    p.add_argument("--model-repeats", type=int, default=2, help="timed runs per whole-model case")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    if not 1 <= args.users <= MAX_USERS or not 1 <= args.clicks <= MAX_CLICKS:
+        raise CCNetError(f"--users must be 1..{MAX_USERS} and --clicks 1..{MAX_CLICKS}")
+    torch.set_num_threads(1)  # the server gets the rest of the machine
+    with tempfile.TemporaryDirectory(prefix="ccnet-load-") as folder:
+        visitors = make_visitors(args.users, args.clicks, Path(folder))
+        classes = load_model("default").classes
+        port = free_port()
+        server = serve_app(Path(args.app).resolve(), port)
+        try:
+            result = run_load(f"http://127.0.0.1:{port}/", visitors, classes, args.timeout)
+            result["server_peak_rss_mib"] = peak_rss_mib(server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    result.update({"clicks_per_visitor": args.clicks, "machine": f"{os.cpu_count()} CPUs, {sys.platform}",
+                   "server": "python app.py (default model, CPU, queue concurrency 1 for the views, max 64 queued)"})
+    print_table(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 1 if result["errors"] else 0
+
+
+def print_table(result: dict) -> None:
+    print(f"{result['visitors']} visitors at once, {result['requests']} requests in {result['wall_s']} s "
+          f"({result['requests_per_s']}/s), errors {result['errors']}, "
+          f"server peak RSS {result.get('server_peak_rss_mib') or float('nan'):.0f} MiB")
+    print(f"{'endpoint':<12}{'count':>7}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
+    for name in ("segment", "attention", "all"):
+        if name in result:
+            row = result[name]
+            print(f"{name:<12}{row['count']:>7}{row['p50_ms']:>10.1f}{row['p95_ms']:>10.1f}{row['max_ms']:>10.1f}")
+    for example in result["error_examples"]:
+        print(f"error: {example}")
+
+
+def _register_loadtest(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("loadtest", help="concurrent visitors against `python app.py` on loopback")
+    p.add_argument("--users", type=int, default=8, help=f"simultaneous visitors (1..{MAX_USERS})")
+    p.add_argument("--clicks", type=int, default=5, help=f"clicks per visitor after the upload (1..{MAX_CLICKS})")
+    p.add_argument("--timeout", type=float, default=300, help="give up after this many seconds")
+    p.add_argument("--app", default="app.py", help="the app to serve")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.set_defaults(func=cmd_loadtest)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_bench(subparsers)
+    _register_loadtest(subparsers)
