@@ -31,7 +31,8 @@ def served(tmp_path_factory):
     from gradio_client import Client
 
     from app import MAX_FILE_SIZE, build_app
-    from ccnet.app.explorer import Explorer, Exports
+    from ccnet.app.explorer import Explorer
+    from ccnet.app.exports import Exports
 
     explorer = Explorer(os.environ.get("CCNET_MODEL", "default"), device="cpu")
     demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")))

@@ -49,7 +49,8 @@ def _importable(name: str) -> bool:
 def app_url(tmp_path_factory):
     _require_browser()
     from app import build_app
-    from ccnet.app.explorer import Explorer, Exports
+    from ccnet.app.explorer import Explorer
+    from ccnet.app.exports import Exports
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

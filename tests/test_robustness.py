@@ -24,7 +24,8 @@ from ccnet.weights import download
 from ccnet.errors import CCNetError, ImageError
 from ccnet.inference.images import MAX_ASPECT, MIN_SIDE, decode_image
 from ccnet.inference.predictor import predict_or_fall_back
-from ccnet.app.explorer import Explorer, Exports
+from ccnet.app.explorer import Explorer
+from ccnet.app.exports import Exports
 from ccnet.app.uploads import checked_upload
 from tests.helpers import tiny_checkpoint
 from tests.test_session import checkpoint, explorer  # noqa: F401 - the same tiny-model fixtures

@@ -17,10 +17,12 @@ from ccnet.viz import pictures as viz
 from ccnet.nn.attention import step_map
 from ccnet.errors import CCNetError
 from ccnet.weights.load import load_file
-from ccnet.app.explorer import (
-    METHODS, Display, Explorer, Exports, LRUCache, click_latency, cost_csv_text, cost_note, cost_rows, image_key,
-    legend_html, pixel_text,
-)
+from ccnet.app.cache import LRUCache
+from ccnet.app.explorer import Display, Explorer, image_key
+from ccnet.app.exports import Exports, cost_csv_text
+from ccnet.app.present import cost_note, cost_rows, legend_html, pixel_text
+from ccnet.nn.cost import METHODS
+from ccnet.tools.latency import click_latency
 from tests.helpers import tiny_checkpoint
 
 
@@ -289,11 +291,11 @@ def test_click_latency_reports_without_running_the_network(explorer, picture):
 
 
 def test_gpu_task_is_a_no_op_off_zerogpu():
-    from ccnet.app import explorer as session
+    from ccnet.app import zerogpu
 
     if "spaces" in sys.modules:
         pytest.skip("the spaces package is installed: its GPU decorator is in use")
-    assert session.gpu_task(len) is len
+    assert zerogpu.gpu_task(len) is len
 
 
 def test_an_unreachable_preset_is_a_clear_error_and_the_current_model_stays(explorer, picture, monkeypatch, tmp_path):

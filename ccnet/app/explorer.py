@@ -1,118 +1,41 @@
-"""The web app's logic without Gradio: run the network once per (model, image), answer clicks from a cache.
+"""The app's state without Gradio: models loaded once, one network run per (model, image) kept
+in a bounded cache, and a click answered from it (maps, top-k, pictures, cost).
 
-Why a separate module: every handler in app.py is a thin wrapper around a method here, so the
-behaviour (caching, bad input, rendering choices, cost measurement) is unit-tested without a
-server, and the named API endpoints and the browser share one implementation.
+Every handler of ccnet/app/ui.py is a thin wrapper around a method here, so the behaviour
+(caching, bad input, rendering choices, cost measurement) is unit-tested without a server, and
+the named API endpoints and the browser share one implementation.
 """
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
-import html
-import io
-import json
-import shutil
-import statistics
-import tempfile
 import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-try:  # Hugging Face ZeroGPU: GPU work has to run inside spaces.GPU; elsewhere a no-op
-    import spaces
-
-    gpu_task = spaces.GPU
-except ImportError:  # pragma: no cover - the common case off Spaces
-
-    def gpu_task(fn: Callable) -> Callable:
-        return fn
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ccnet.viz import charts
-
-from ccnet.nn import cost
-
-from ccnet.viz import pictures as viz
-from ccnet.weights.download import ProgressFn
+from ccnet.app.cache import LRUCache
+from ccnet.app.zerogpu import gpu_task
 from ccnet.errors import CCNetError, ImageError
 from ccnet.inference.explain import PixelAttention, attention_at
 from ccnet.inference.images import MAX_SIDE, check_size, decode_image, limit_size
 from ccnet.inference.predictor import Predictor, predict_or_fall_back, resolve_device
+from ccnet.nn import cost
+from ccnet.nn.cost import METHODS
 from ccnet.nn.model import CCNet
+from ccnet.viz import charts
+from ccnet.viz import pictures as viz
+from ccnet.weights.download import ProgressFn
 from ccnet.weights.load import LoadedModel, load_model
 
-METHODS = ("rcca1", "rcca2", "nonlocal")
-METHOD_LABELS = {"rcca1": "RCCA R=1", "rcca2": "RCCA R=2", "nonlocal": "non-local"}
 THUMB_WIDTH = 360  # the side-by-side maps of a click are drawn this wide
 PAPER_GRID = (97, 97)  # the paper's cost setting: a 769x769 input at output stride 8
 ImageSource = str | Path | bytes | np.ndarray
-
-
-class LRUCache:
-    """Thread-safe least-recently-used cache bounded both in entries and in bytes.
-
-    ``get_or_create`` computes a missing value once even when two requests ask at the same time
-    (an upload and a click racing), so the network never runs twice for one key.
-    """
-
-    def __init__(self, max_entries: int, max_bytes: int) -> None:
-        self.max_entries, self.max_bytes = max_entries, max_bytes
-        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._pending: dict[Hashable, threading.Lock] = {}
-        self.nbytes = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._items
-
-    def get(self, key: Hashable) -> Any | None:
-        with self._lock:
-            if key not in self._items:
-                return None
-            self._items.move_to_end(key)
-            return self._items[key][0]
-
-    def put(self, key: Hashable, value: Any, nbytes: int) -> None:
-        """Store, then evict the oldest entries until both bounds hold; a value larger than
-        ``max_bytes`` on its own is not stored at all."""
-        with self._lock:
-            if key in self._items:
-                self.nbytes -= self._items.pop(key)[1]
-            if nbytes > self.max_bytes:
-                return
-            self._items[key] = (value, nbytes)
-            self.nbytes += nbytes
-            while len(self._items) > self.max_entries or self.nbytes > self.max_bytes:
-                self.nbytes -= self._items.popitem(last=False)[1][1]
-
-    def get_or_create(self, key: Hashable, create: Callable[[], tuple[Any, int]]) -> Any:
-        """The cached value, or ``create()`` -> (value, nbytes) run once per key at a time."""
-        value = self.get(key)
-        if value is not None:
-            return value
-        with self._lock:
-            key_lock = self._pending.setdefault(key, threading.Lock())
-        try:
-            with key_lock:
-                value = self.get(key)
-                if value is None:
-                    value, nbytes = create()
-                    self.put(key, value, nbytes)
-        finally:
-            with self._lock:
-                self._pending.pop(key, None)
-        return value
 
 
 @dataclass(frozen=True)
@@ -449,153 +372,6 @@ def _pixel(x: Any, y: Any) -> tuple[int, int]:
 
 
 # -- presentation helpers (plain strings and rows; app.py only places them) --------------------
-def legend_html(analysis: Analysis, classes: tuple[str, ...], palette: tuple[tuple[int, int, int], ...]) -> str:
-    """Coloured swatches, class names and pixel shares (inline styles: no app CSS needed);
-    classes absent from the image are dimmed."""
-    items = []
-    for row in viz.legend(analysis.mask, classes, palette):
-        opacity = 1.0 if row["share"] else 0.45
-        items.append(
-            f"<span style='display:inline-flex;align-items:center;gap:4px;margin:2px 12px 2px 0;"
-            f"opacity:{opacity}'><span style='display:inline-block;width:14px;height:14px;border-radius:3px;"
-            f"border:1px solid #0004;background:{row['color']}'></span>{html.escape(row['name'])}"
-            f"&nbsp;<b>{100 * row['share']:.1f}%</b></span>"
-        )
-    return "<div style='display:flex;flex-wrap:wrap;font-size:0.9em'>" + "".join(items) + "</div>"
-
-
-def pixel_text(explanation: Explanation, classes: tuple[str, ...]) -> str:
-    """One line about the clicked pixel: its class, confidence and feature cell."""
-    label = explanation.pixel_class
-    name = classes[label] if label < len(classes) else str(label)
-    (row, col), (h, w) = explanation.maps.cell, explanation.maps.grid
-    return (f"pixel ({explanation.x}, {explanation.y}) → **{name}** ({100 * explanation.confidence:.1f}% confident)"
-            f" · feature cell ({row}, {col}) of {h}×{w}")
-
-
-def compact_json(data: dict) -> str:
-    """JSON with one key per line and each top-k entry on its own line: readable in a small box."""
-    lines = []
-    for key, value in data.items():
-        if key == "topk" and value:
-            items = ",\n".join(f"    {json.dumps(item)}" for item in value)
-            lines.append(f'  "topk": [\n{items}\n  ]')
-        else:
-            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}")
-    return "{\n" + ",\n".join(lines) + "\n}"
-
-
-def topk_rows(explanation: Explanation) -> list[list]:
-    return [[t["rank"], f"({t['cell'][0]}, {t['cell'][1]})", f"({t['pixel'][0]}, {t['pixel'][1]})",
-             round(t["weight"], 5), t["class"]] for t in explanation.topk]
-
-
-TOPK_HEADERS = ["rank", "cell (row, col)", "pixel (x, y)", "weight", "class there"]
-COST_HEADERS = ["method", "attention maps (analytic)", "measured peak", "GFLOPs", "time (ms)", "note"]
-
-
-def cost_rows(measured: dict) -> list[list]:
-    """The cost table as displayed: sizes in MiB, FLOPs in G, estimates flagged."""
-    rows = []
-    for method in METHODS:
-        item = measured[method]
-        note = f"estimated: {item.get('reason', 'not measured')}" if item.get("estimated") else "measured"
-        rows.append([
-            METHOD_LABELS[method], _mib(item.get("analytic_bytes")), _mib(item.get("memory_bytes")),
-            round(item["flops"] / 1e9, 3), None if item.get("time_ms") is None else round(item["time_ms"], 2), note,
-        ])
-    return rows
-
-
-def cost_note(measured: dict) -> str:
-    """What the cost table measured, where and how; says so when rows are estimates."""
-    height, width = measured["feature_size"]
-    peak = "`torch.cuda.max_memory_allocated`" if measured["device"] == "cuda" else "the profiler's memory timeline"
-    note = (f"Feature grid **{height}×{width}**, {measured['channels']} channels, on **{measured['device']}**. "
-            f"Attention maps: the analytic size of the weights the block stores; measured peak: {peak}; "
-            "FLOPs: `torch.utils.flop_counter`; time: median of 3 runs.")
-    if any(measured[m].get("estimated") for m in METHODS):
-        note += " ⚠️ Rows marked *estimated* were not run: they would not fit in memory here."
-    return note
-
-
-def _mib(nbytes: float | None) -> str:
-    return "n/a" if nbytes is None else f"{nbytes / 2**20:.2f} MiB"
 
 
 # -- downloads ---------------------------------------------------------------------------------
-class Exports:
-    """Writes the downloadable files, each in a fresh sub-folder so that two visitors working on
-    the same image never overwrite each other's file before Gradio has copied it; only the newest
-    ``max_files`` are kept (Gradio's copies are deleted after an hour by ``delete_cache``)."""
-
-    def __init__(self, folder: str | Path | None = None, max_files: int = 256) -> None:
-        self.folder = Path(folder or tempfile.mkdtemp(prefix="ccnet-app-"))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.max_files = max_files
-        self._lock = threading.Lock()
-
-    def _write(self, analysis: Analysis, suffix: str, write: Callable[[Path], None]) -> Path:
-        """Write one file as <key>_<model>_<suffix> in its own folder, then prune the oldest."""
-        try:
-            path = Path(tempfile.mkdtemp(dir=self.folder)) / f"{analysis.key[:10]}_{Path(analysis.model).stem}_{suffix}"
-            write(path)
-        except OSError as err:
-            raise CCNetError(f"could not write the {suffix} file on the server ({err.strerror or err})") from None
-        self._prune()
-        return path
-
-    def _prune(self) -> None:
-        with self._lock:
-            folders = sorted((p for p in self.folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime_ns)
-            for old in folders[: max(0, len(folders) - self.max_files)]:
-                shutil.rmtree(old, ignore_errors=True)
-
-    def mask_png(self, analysis: Analysis) -> Path:
-        """Class indices as an 8-bit PNG (the value of each pixel is its class index)."""
-        return self._write(analysis, "mask.png", lambda p: Image.fromarray(analysis.mask.astype(np.uint8)).save(p))
-
-    def picture(self, analysis: Analysis, name: str, picture: np.ndarray) -> Path:
-        """A picture for the page (and its download) as a PNG at compression level 1: about three
-        times quicker to write than the default, which matters for a click's latency."""
-        return self._write(analysis, f"{name}.png", lambda p: Image.fromarray(picture).save(p, compress_level=1))
-
-    def attention_npz(self, explanation: Explanation) -> Path:
-        """The clicked cell's maps, with the pixel."""
-        maps = explanation.maps.to_npz_dict()
-        return self._write(explanation.analysis, f"attention_x{explanation.x}_y{explanation.y}.npz",
-                           lambda p: np.savez_compressed(p, pixel=np.asarray([explanation.x, explanation.y]), **maps))
-
-    def cost_csv(self, analysis: Analysis, measured: dict) -> Path:
-        return self._write(analysis, "cost.csv", lambda p: p.write_text(cost_csv_text(measured)))
-
-
-def cost_csv_text(measured: dict) -> str:
-    """Raw numbers (bytes, FLOPs, ms) per method, one row each."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["method", "feature_h", "feature_w", "channels", "device", "analytic_bytes",
-                     "memory_bytes", "flops", "time_ms", "estimated", "reason"])
-    height, width = measured["feature_size"]
-    for method in METHODS:
-        item = measured[method]
-        writer.writerow([method, height, width, measured["channels"], measured["device"],
-                         item.get("analytic_bytes"), item.get("memory_bytes"), item.get("flops"),
-                         item.get("time_ms"), bool(item.get("estimated", False)), item.get("reason", "")])
-    return out.getvalue()
-
-
-def click_latency(explorer: Explorer, source: ImageSource, clicks: int = 20, display: Display = Display()) -> dict:
-    """Median and spread of one click's work (maps, pictures, chart) on an already analysed image."""
-    analysis = explorer.analyse(source)
-    height, width = analysis.size
-    rng = np.random.default_rng(0)
-    runs_before = explorer.network_runs
-    times = []
-    for _ in range(clicks):
-        x, y = int(rng.integers(width)), int(rng.integers(height))
-        start = time.perf_counter()
-        explorer.render(explorer.explain(source, x, y, display=display), display)
-        times.append((time.perf_counter() - start) * 1000)
-    return {"clicks": clicks, "median_ms": statistics.median(times), "max_ms": max(times),
-            "min_ms": min(times), "network_runs": explorer.network_runs - runs_before}

@@ -12,8 +12,23 @@ import torch
 
 from ccnet.errors import CCNetError
 from ccnet.inference.predictor import resolve_device
-from ccnet.tools.bench import PAPER, bench_attention, bench_model, format_tables, load_average, machine_info, parse_sizes
-from ccnet.tools.loadtest import MAX_CLICKS, MAX_USERS, make_visitors, peak_rss_mib, run_load, serve_app
+from ccnet.tools.bench import (
+    PAPER,
+    bench_attention,
+    bench_model,
+    format_tables,
+    load_average,
+    machine_info,
+    parse_sizes,
+)
+from ccnet.tools.loadtest import (
+    MAX_CLICKS,
+    MAX_USERS,
+    make_visitors,
+    peak_rss_mib,
+    run_load,
+    serve_app,
+)
 from ccnet.tools.ports import free_port
 from ccnet.weights.load import load_model
 

@@ -22,8 +22,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ccnet.experiments.evaluate import evaluate_synthetic
-from ccnet.weights.load import load_file
 from ccnet.experiments.train import SMALL_MODEL
+from ccnet.weights.load import load_file
 
 ARMS: dict[str, list[str]] = {
     "none": ["--attention", "none"],

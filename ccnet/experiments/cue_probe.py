@@ -8,7 +8,6 @@ near zero far from the panel means the backbone keeps the cue local and the head
 """
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 

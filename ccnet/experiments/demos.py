@@ -7,7 +7,6 @@ from PIL import Image
 
 from ccnet.experiments.scenes import colorize_label, generate_scene
 
-
 DEMO_SEEDS = tuple(range(1, 9))
 
 

@@ -24,9 +24,15 @@ import torch
 from PIL import Image
 
 from ccnet.errors import CCNetError
+from ccnet.experiments.metrics import (
+    IGNORE_INDEX,
+    confusion_matrix,
+    iou_per_class,
+    mean_iou,
+    pixel_accuracy,
+)
 from ccnet.inference.images import decode_image
 from ccnet.inference.predictor import Predictor
-from ccnet.experiments.metrics import IGNORE_INDEX, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from ccnet.weights.datasets import dataset_info
 from ccnet.weights.load import LoadedModel
 
@@ -202,7 +208,9 @@ def synthetic_report(
     vehicle's columns, one criss-cross step away) to tell "cannot reach the cue" from "never
     learned to read it".
     """
-    from ccnet.experiments import scenes  # imported late: only this mode needs the generator
+    from ccnet.experiments import (
+        scenes,  # imported late: only this mode needs the generator
+    )
 
     seeds = synthetic_seeds(seed, count)
     samples = (

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ccnet.experiments import scenes
-from ccnet.weights.checkpoints import read_checkpoint, save_checkpoint
 from ccnet.errors import CCNetError
-from ccnet.inference.predictor import IMAGENET_MEAN, IMAGENET_STD, Protocol
+from ccnet.experiments import scenes
 from ccnet.experiments.losses import CategoryConsistentLoss, segmentation_loss
+from ccnet.inference.predictor import IMAGENET_MEAN, IMAGENET_STD, Protocol
 from ccnet.nn.model import CCNet, CCNetConfig
+from ccnet.weights.checkpoints import read_checkpoint, save_checkpoint
 
 # The embedded model: the same CCNet code as the released models, a narrow ResNetV1c-18-D8.
 SMALL_MODEL = CCNetConfig(

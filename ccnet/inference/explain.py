@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ccnet.nn.attention import composed_map, step_map
 from ccnet.errors import CCNetError
 from ccnet.inference.predictor import Prediction
+from ccnet.nn.attention import composed_map, step_map
 
 
 @dataclass

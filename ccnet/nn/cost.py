@@ -15,10 +15,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ccnet.nn.attention import CrissCrossAttention, NonLocal2d
 from ccnet.errors import CCNetError
+from ccnet.nn.attention import CrissCrossAttention, NonLocal2d
 
 METHODS = ("rcca1", "rcca2", "nonlocal")
+METHOD_LABELS = {"rcca1": "RCCA R=1", "rcca2": "RCCA R=2", "nonlocal": "non-local"}
 DEFAULT_BUDGET = 2 << 30  # bytes one non-local map may take before it is only estimated
 SEED = 0
 GAMMA = 0.5

@@ -15,11 +15,18 @@ from pathlib import Path
 
 import torch
 
-from ccnet.nn.cost import (
-    DEFAULT_BUDGET, analytic_attention_bytes, build_block, count_flops, formula_flops, make_input,
-    measure_peak_memory, run_steps, time_ms,
-)
 from ccnet.errors import CCNetError
+from ccnet.nn.cost import (
+    DEFAULT_BUDGET,
+    analytic_attention_bytes,
+    build_block,
+    count_flops,
+    formula_flops,
+    make_input,
+    measure_peak_memory,
+    run_steps,
+    time_ms,
+)
 
 MODEL_SIZE = (512, 1024)
 EMBEDDED = dict(num_classes=10, depth=18, stem_channels=(16, 16, 32), base_channels=16, head_channels=64,

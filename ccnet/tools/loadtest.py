@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ccnet.experiments import scenes
 from ccnet.errors import CCNetError
+from ccnet.experiments import scenes
 from ccnet.inference.explain import cell_of
 from ccnet.inference.predictor import Predictor
 from ccnet.weights.load import load_model

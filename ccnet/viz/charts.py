@@ -13,9 +13,10 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from ccnet.inference.explain import PixelAttention
+from ccnet.nn.cost import METHOD_LABELS
 
 COLORS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")
-NAMES = {"rcca1": "RCCA R=1", "rcca2": "RCCA R=2", "nonlocal": "non-local"}
+
 METHOD_COLORS = {"rcca1": "#00a08a", "rcca2": "#3b5bdb", "nonlocal": "#e8590c"}
 
 
@@ -72,7 +73,7 @@ def cost_growth(growth: dict) -> go.Figure:
     here = current["feature_size"][0] * current["feature_size"][1]
     traces = []
     for method, curve in curves.items():
-        name, line = NAMES.get(method, method), dict(color=METHOD_COLORS.get(method))
+        name, line = METHOD_LABELS.get(method, method), dict(color=METHOD_COLORS.get(method))
         item = current[method]
         marker = dict(color=line["color"], size=10, symbol="diamond")
         label = f"{name}, this image" + (" (estimated)" if item.get("estimated") else "")

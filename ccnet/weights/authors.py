@@ -23,8 +23,8 @@ import re
 import torch
 from torch import Tensor
 
-from ccnet.nn.backbone import BLOCKS_PER_DEPTH
 from ccnet.inference.predictor import Protocol
+from ccnet.nn.backbone import BLOCKS_PER_DEPTH
 from ccnet.nn.model import CCNetConfig
 
 ABN_EPS = 1e-5

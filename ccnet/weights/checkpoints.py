@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ccnet.weights import authors
 from ccnet.errors import CheckpointError
 from ccnet.nn.model import CCNet, CCNetConfig, config_from_state_dict
+from ccnet.weights import authors
 
 LEGACY_GAMMA = "decode_head.cca.gamma"
 

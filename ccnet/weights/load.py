@@ -15,7 +15,6 @@ from ccnet.weights.datasets import class_info
 from ccnet.weights.download import ProgressFn
 
 
-
 @dataclass
 class LoadedModel:
     """A network with everything needed to run and show it."""

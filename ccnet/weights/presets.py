@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ccnet.weights import download
 from ccnet.errors import CCNetError
 from ccnet.inference.predictor import Protocol
+from ccnet.weights import download
 from ccnet.weights.datasets import dataset_info
 
 
