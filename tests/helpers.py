@@ -5,9 +5,9 @@ from pathlib import Path
 
 import torch
 
-from ccnet.weights.checkpoints import save_checkpoint
 from ccnet.inference.predictor import Protocol
 from ccnet.nn.model import CCNet, CCNetConfig
+from ccnet.weights.checkpoints import save_checkpoint
 
 TINY = CCNetConfig(num_classes=4, depth=18, stem_channels=(8, 8, 16), base_channels=8,
                    head_channels=16, aux_channels=8)

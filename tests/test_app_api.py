@@ -51,7 +51,7 @@ def test_segment_returns_the_overlay_at_the_image_size_first(served):
     client, explorer = served
     overlay, info = client.predict(handle_file(str(DEMO)), api_name="/segment")
     assert Image.open(overlay).size == (W, H)
-    assert info["image_size"] == [H, W] and info["grid"] == list(explorer.segment(DEMO).grid)
+    assert info["image_size"] == [H, W] and info["grid"] == list(explorer.analyse(DEMO).grid)
     assert abs(sum(row["share"] for row in info["legend"]) - 1.0) < 1e-6
     assert {row["name"] for row in info["legend"]} >= {"road", "sky", "car"}
 
@@ -90,7 +90,7 @@ def test_cost_compares_rcca_with_the_non_local_block(served):
 
     client, explorer = served
     data = client.predict(handle_file(str(DEMO)), api_name="/cost")
-    assert data["feature_size"] == list(explorer.segment(DEMO).grid)
+    assert data["feature_size"] == list(explorer.analyse(DEMO).grid)
     for method in ("rcca1", "rcca2", "nonlocal"):
         assert data[method]["memory_bytes"] > 0 and data[method]["flops"] > 0 and data[method]["time_ms"] > 0
     assert data["nonlocal"]["memory_bytes"] > data["rcca2"]["memory_bytes"]

@@ -1,6 +1,7 @@
 """The CCNet authors' checkpoint layout: converted logits match an independent rendering of their net.
 
-The reference below is written from ccnet-facts §5 and their published architecture only: it
+The reference below is written from the authors' release (speedinghzl/CCNet) and their published
+architecture only: it
 reads THEIR key names with plain functional ops (stem 3->64->64->128, ceil-mode max-pool,
 dilation 2/4 on every layer3/layer4 block, InPlace-ABN = BN with scale |w| + eps followed by
 identity/ReLU in the backbone and LeakyReLU(0.01) in the head and dsn, a dense masked
@@ -14,10 +15,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ccnet.weights.authors import AUTHORS_PROTOCOL, convert, is_authors_layout
-from ccnet.weights.checkpoints import build_model
 from ccnet.errors import CheckpointError
 from ccnet.inference.predictor import Predictor
+from ccnet.weights.authors import AUTHORS_PROTOCOL, convert, is_authors_layout
+from ccnet.weights.checkpoints import build_model
 from ccnet.weights.datasets import dataset_info
 from ccnet.weights.load import load_model
 from tests.helpers import tiny_model

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ccnet.viz import charts
 from ccnet.inference.explain import PixelAttention
+from ccnet.viz import charts
 
 
 def test_cross_weights_plots_each_views_row_and_column():

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ccnet.nn.attention import composed_map
 from ccnet.cli import main
 from ccnet.inference.predictor import Predictor, Protocol
+from ccnet.nn.attention import composed_map
 from ccnet.weights.load import load_model
 from tests.helpers import tiny_checkpoint, tiny_model
 

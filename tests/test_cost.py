@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ccnet.nn import cost
 from ccnet.errors import CCNetError
+from ccnet.nn import cost
 
 MIB = 2**20
 

@@ -9,6 +9,7 @@ import pytest
 from ccnet.experiments import scenes
 from ccnet.experiments.evaluate import evaluate_synthetic
 from ccnet.inference.explain import attention_at
+from ccnet.inference.geometry import box_cells
 from ccnet.inference.images import decode_image
 from ccnet.inference.predictor import Predictor
 from ccnet.project import DEFAULT_CHECKPOINT
@@ -77,7 +78,7 @@ def test_two_attention_steps_reach_the_panel_that_one_step_cannot(cue_pairs):
     ratios = []
     for scene, prediction in cue_pairs:
         (h, w), (height, width) = prediction.grid, scene.label.shape
-        top, bottom, left, right = scenes.box_cells(scene.sign_box, (height, width), (h, w))
+        top, bottom, left, right = box_cells(scene.sign_box, (height, width), (h, w))
         panel = np.zeros((h, w), bool)
         panel[top:bottom + 1, left:right + 1] = True
         vx0, vy0, vx1, vy1 = scene.vehicle_boxes[0]

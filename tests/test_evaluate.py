@@ -13,14 +13,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ccnet.experiments import evaluate
-
-from ccnet.experiments import scenes
-from ccnet.weights.checkpoints import save_checkpoint
 from ccnet.cli import main
 from ccnet.errors import CCNetError
+from ccnet.experiments import evaluate, scenes
 from ccnet.inference.predictor import Predictor, Protocol
 from ccnet.nn.model import CCNetConfig
+from ccnet.weights.checkpoints import save_checkpoint
 from ccnet.weights.load import load_file
 from tests.helpers import tiny_model
 
@@ -209,7 +207,7 @@ def fake_scenes(monkeypatch):
         return types.SimpleNamespace(image=np.asarray(grey(label % 255)), label=label)
 
     module = types.SimpleNamespace(generate_scene=generate_scene, CLASS_NAMES=("a", "b", "c", "d"),
-                                   CONTEXT_CLASSES=(1, 3), IGNORE_INDEX=255, seen=seen)
+                                   CONTEXT_CLASSES=(1, 3), seen=seen)
     monkeypatch.setattr("ccnet.experiments.scenes", module, raising=False)
     monkeypatch.setitem(sys.modules, "ccnet.experiments.scenes", module)
     return module

@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from ccnet.inference.predictor import Predictor, Protocol, preprocess, rescale_size, slide_windows
+from ccnet.inference.predictor import (
+    Predictor,
+    Protocol,
+    preprocess,
+    rescale_size,
+    slide_windows,
+)
 from tests.helpers import tiny_model
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ccnet.experiments.losses import IGNORE_INDEX, CategoryConsistentLoss, phi_var, segmentation_loss
+from ccnet.experiments.losses import (
+    CategoryConsistentLoss,
+    phi_var,
+    segmentation_loss,
+)
+from ccnet.weights.datasets import IGNORE_INDEX
 
 
 def loss_fn() -> CategoryConsistentLoss:

@@ -6,7 +6,12 @@ import math
 import numpy as np
 import pytest
 
-from ccnet.experiments.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from ccnet.experiments.metrics import (
+    confusion_matrix,
+    iou_per_class,
+    mean_iou,
+    pixel_accuracy,
+)
 
 
 def test_confusion_matrix_counts_rows_gt_columns_pred_and_skips_ignore():

@@ -8,9 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from ccnet.weights.checkpoints import build_model, check_fit, read_checkpoint, save_checkpoint
 from ccnet.errors import CheckpointError
 from ccnet.nn.model import CCNet, CCNetConfig, config_from_state_dict
+from ccnet.weights.checkpoints import (
+    build_model,
+    check_fit,
+    read_checkpoint,
+    save_checkpoint,
+)
+from tests.helpers import tiny_model
 
 KEYS_FILE = Path(__file__).parent / "data" / "mmseg_ccnet_r50-d8_cityscapes.keys.tsv"
 
@@ -95,6 +101,17 @@ def test_contract_dilation_matches_mmseg():
     assert layer3[0].conv2.dilation == (1, 1) and layer3[1].conv2.dilation == (2, 2)
     assert layer4[0].conv2.dilation == (2, 2) and layer4[2].conv2.dilation == (4, 4)
     assert model.backbone.layer2[0].conv2.stride == (2, 2)
+
+
+def test_a_checkpoint_with_no_inferable_architecture_names_its_keys():
+    """Regression: a state dict whose layer3 is renamed said only 'cannot infer the ResNet depth'."""
+    state = {k.replace("backbone.layer3.", "backbone.stage3."): v for k, v in tiny_model().state_dict().items()}
+    with pytest.raises(CheckpointError) as err:
+        build_model(state)
+    message = str(err.value)
+    assert "\n" not in message and "cannot infer the ResNet depth" in message
+    assert "missing modules (1): backbone.layer3;" in message
+    assert re.search(r"unexpected keys \(\d+\): .*backbone\.stage3\.", message)
 
 
 def test_misfit_checkpoint_names_keys():

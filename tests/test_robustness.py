@@ -20,13 +20,13 @@ import pytest
 import torch
 from PIL import Image
 
-from ccnet.weights import download
-from ccnet.errors import CCNetError, ImageError
-from ccnet.inference.images import MAX_ASPECT, MIN_SIDE, decode_image
-from ccnet.inference.predictor import predict_or_fall_back
 from ccnet.app.explorer import Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.uploads import checked_upload
+from ccnet.errors import CCNetError, ImageError
+from ccnet.inference.images import MAX_ASPECT, MIN_SIDE, decode_image
+from ccnet.inference.predictor import predict_or_fall_back
+from ccnet.weights import download
 from tests.helpers import tiny_checkpoint
 from tests.test_session import checkpoint, explorer  # noqa: F401 - the same tiny-model fixtures
 
@@ -105,7 +105,7 @@ def test_bad_images_are_refused_with_a_specific_line(explorer, tmp_path, name):
     path = tmp_path / name
     path.write_bytes(data)
     with pytest.raises(ImageError, match=message) as info:
-        explorer.segment(path)
+        explorer.analyse(path)
     assert "\n" not in str(info.value) and len(str(info.value)) < 160
     assert explorer.network_runs == 0 and len(explorer.cache) == 0
 
@@ -119,14 +119,14 @@ def test_odd_but_valid_images_decode_to_the_expected_rgb_and_segment(explorer, t
     tolerance = 6 if name.endswith(".jpg") else 0  # JPEG is lossy
     assert rgb.dtype == np.uint8 and rgb.shape == expected.shape
     assert np.abs(rgb.astype(int) - expected.astype(int)).max() <= tolerance
-    analysis = explorer.segment(path)
+    analysis = explorer.analyse(path)
     assert analysis.size == expected.shape[:2] and analysis.mask.shape == expected.shape[:2]
 
 
 def test_exif_rotated_images_are_segmented_as_displayed(explorer, tmp_path):
     path = tmp_path / "turned.jpg"
     path.write_bytes(exif_rotated())
-    assert explorer.segment(path).size == (64, 48)  # 64 wide x 48 high on disk, shown turned
+    assert explorer.analyse(path).size == (64, 48)  # 64 wide x 48 high on disk, shown turned
 
 
 def test_the_limits_are_consistent():
@@ -188,14 +188,14 @@ def test_a_click_after_switching_model_uses_the_new_model(explorer, scene, tmp_p
 
 def test_a_click_on_a_cached_example_does_not_rerun_the_network(explorer):
     demo = ROOT / "demos" / "street_seed1_car.png"
-    explorer.segment(demo)
+    explorer.analyse(demo)
     for x, y in [(0, 0), (511, 255), (200, 100)]:
         explorer.explain(demo, x, y)
     assert explorer.network_runs == 1
 
 
 def test_a_click_on_an_expired_upload_says_to_upload_again(explorer, scene):
-    explorer.segment(scene)
+    explorer.analyse(scene)
     scene.unlink()  # Gradio's delete_cache removed the upload
     with pytest.raises(ImageError, match="no longer on the server.*upload it again"):
         explorer.explain(scene, 5, 5)
@@ -211,14 +211,14 @@ def test_concurrent_users_get_their_own_results(checkpoint, tmp_path):
         Image.fromarray(np.random.default_rng(100 + i).integers(0, 256, (48 + 8 * i, 80, 3), dtype=np.uint8)).save(path)
         images.append(path)
     reference = Explorer(str(checkpoint), device="cpu")
-    expected = {p: (reference.segment(p).mask.copy(), reference.explain(p, 40, 20).maps.composed.copy()) for p in images}
+    expected = {p: (reference.analyse(p).mask.copy(), reference.explain(p, 40, 20).maps.composed.copy()) for p in images}
     shared = Explorer(str(checkpoint), device="cpu", max_entries=3, max_bytes=1 << 20)  # evictions on purpose
     failures, barrier = [], threading.Barrier(len(images))
 
     def user(path: Path) -> None:
         barrier.wait()
         for _ in range(3):
-            mask = shared.segment(path).mask
+            mask = shared.analyse(path).mask
             composed = shared.explain(path, 40, 20).maps.composed
             if not (np.array_equal(mask, expected[path][0]) and np.allclose(composed, expected[path][1], atol=1e-6)):
                 failures.append(path.name)
@@ -235,7 +235,7 @@ def test_concurrent_users_get_their_own_results(checkpoint, tmp_path):
 
 def test_exports_of_two_users_never_share_a_file_and_the_folder_is_bounded(explorer, scene, tmp_path):
     exports = Exports(tmp_path / "exports", max_files=4)
-    analysis = explorer.segment(scene)
+    analysis = explorer.analyse(scene)
     first = exports.picture(analysis, "overlay", explorer.overlay(analysis, 0.2))
     second = exports.picture(analysis, "overlay", explorer.overlay(analysis, 0.9))
     assert first != second and first.name == second.name  # same download name, separate files
@@ -269,8 +269,8 @@ def test_model_names_outside_the_menu_are_refused(explorer, checkpoint, scene):
     explorer.restrict_models(["default"])
     for name in ["/etc/passwd", str(ROOT / "assets" / "ccnet_default.pt"), "../x.pt"]:
         with pytest.raises(CCNetError, match="unknown model"):
-            explorer.segment(scene, name)
-    assert explorer.segment(scene).model == str(checkpoint)  # the start-up model stays allowed
+            explorer.analyse(scene, name)
+    assert explorer.analyse(scene).model == str(checkpoint)  # the start-up model stays allowed
 
 
 # ---- faults ---------------------------------------------------------------------------------------
@@ -284,10 +284,10 @@ class _OutOfMemoryOnce:
 
 
 def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_note(explorer, scene):
-    expected = Explorer(explorer.default_model, device="cpu").segment(scene).mask
+    expected = Explorer(explorer.default_model, device="cpu").analyse(scene).mask
     loaded, _ = explorer.model()
     explorer._models[explorer.default_model] = (loaded, _OutOfMemoryOnce())
-    analysis = explorer.segment(scene)
+    analysis = explorer.analyse(scene)
     assert analysis.device == "cpu" and "GPU ran out of memory" in analysis.note
     np.testing.assert_array_equal(analysis.mask, expected)
     assert "GPU ran out of memory" in explorer.status(analysis)
@@ -306,7 +306,7 @@ def test_cpu_out_of_memory_is_a_clear_error():
 
 def test_a_full_disk_while_exporting_is_a_clear_error(explorer, scene, tmp_path, monkeypatch):
     exports = Exports(tmp_path / "exports")
-    analysis = explorer.segment(scene)
+    analysis = explorer.analyse(scene)
 
     def full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise OSError(errno.ENOSPC, "No space left on device")

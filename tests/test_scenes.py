@@ -2,15 +2,26 @@
 from __future__ import annotations
 
 import numpy as np
-
-from ccnet.weights.datasets import dataset_info
 import pytest
 
 from ccnet.experiments.demos import write_demos
 from ccnet.experiments.scenes import (
-    CAR, CLASS_NAMES, CITYSCAPES_TRAIN_IDS, CONTEXT_CLASSES, LIGHT, PALETTE, ROAD, SIGN, SKY, TRUCK,
-    Scene, colorize_label, generate_scene, scene_batch,
+    CAR,
+    CITYSCAPES_TRAIN_ID_OF_CLASS,
+    CLASS_NAMES,
+    CONTEXT_CLASSES,
+    LIGHT,
+    PALETTE,
+    ROAD,
+    SIGN,
+    SKY,
+    TRUCK,
+    Scene,
+    colorize_label,
+    generate_scene,
+    scene_batch,
 )
+from ccnet.weights.datasets import dataset_info
 
 SMALL = (128, 256)
 
@@ -32,12 +43,12 @@ def _box_mask(shape: tuple[int, int], box) -> np.ndarray:
 
 
 def test_constants_are_consistent():
-    assert len(CLASS_NAMES) == len(PALETTE) == len(CITYSCAPES_TRAIN_IDS) == 11
+    assert len(CLASS_NAMES) == len(PALETTE) == len(CITYSCAPES_TRAIN_ID_OF_CLASS) == 11
     assert [CLASS_NAMES[c] for c in CONTEXT_CLASSES] == ["car", "truck"]
     cityscapes = dataset_info()["cityscapes"]
-    assert CLASS_NAMES == tuple(cityscapes["classes"][i] for i in CITYSCAPES_TRAIN_IDS)
-    assert PALETTE == tuple(tuple(cityscapes["palette"][i]) for i in CITYSCAPES_TRAIN_IDS)
-    assert PALETTE[CAR] == (0, 0, 142) and CITYSCAPES_TRAIN_IDS[TRUCK] == 14
+    assert CLASS_NAMES == tuple(cityscapes["classes"][i] for i in CITYSCAPES_TRAIN_ID_OF_CLASS)
+    assert PALETTE == tuple(tuple(cityscapes["palette"][i]) for i in CITYSCAPES_TRAIN_ID_OF_CLASS)
+    assert PALETTE[CAR] == (0, 0, 142) and CITYSCAPES_TRAIN_ID_OF_CLASS[TRUCK] == 14
 
 
 def test_same_arguments_give_identical_scenes():

@@ -11,18 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ccnet.nn import cost
-
-from ccnet.viz import pictures as viz
-from ccnet.nn.attention import step_map
-from ccnet.errors import CCNetError
-from ccnet.weights.load import load_file
 from ccnet.app.cache import LRUCache
 from ccnet.app.explorer import Display, Explorer, image_key
 from ccnet.app.exports import Exports, cost_csv_text
 from ccnet.app.present import cost_note, cost_rows, legend_html, pixel_text
+from ccnet.errors import CCNetError
+from ccnet.nn import cost
+from ccnet.nn.attention import step_map
 from ccnet.nn.cost import METHODS
 from ccnet.tools.latency import click_latency
+from ccnet.viz import pictures as viz
+from ccnet.weights.load import load_file
 from tests.helpers import tiny_checkpoint
 
 
@@ -108,23 +107,23 @@ def count_forwards(explorer: Explorer) -> list[int]:
 
 def test_clicks_never_rerun_the_network(explorer, picture):
     calls = count_forwards(explorer)
-    analysis = explorer.segment(picture)
+    analysis = explorer.analyse(picture)
     for x, y in [(0, 0), (95, 63), (40, 20), (10, 50)]:
         for view in analysis.views:
             shown = Display(view=view, scale="log", clip=0.3)
             explorer.render(explorer.explain(picture, x, y, display=shown), shown)
-    explorer.overlay(explorer.segment(picture), 0.8, (3, 4))
+    explorer.overlay(explorer.analyse(picture), 0.8, (3, 4))
     assert len(calls) == 1 and explorer.network_runs == 1
 
 
 def test_the_same_image_as_another_file_or_model_is_a_new_entry(explorer, picture, tmp_path, checkpoint):
-    explorer.segment(picture)
+    explorer.analyse(picture)
     copy = tmp_path / "copy.png"
     copy.write_bytes(picture.read_bytes())
-    explorer.segment(copy)
+    explorer.analyse(copy)
     assert explorer.network_runs == 1 and image_key(copy) == image_key(picture)
     other = tiny_checkpoint(tmp_path / "other.pt", seed=1)
-    explorer.segment(picture, model=str(other))
+    explorer.analyse(picture, model=str(other))
     assert explorer.network_runs == 2 and len(explorer.cache) == 2
 
 
@@ -154,7 +153,7 @@ def test_explain_gives_the_clicked_cell_and_distributions(explorer, picture):
         for grid_map in [*explanation.maps.steps, explanation.maps.composed]:
             assert grid_map.shape == (h, w)
             assert abs(float(grid_map.sum()) - 1.0) < 1e-4
-    analysis = explorer.segment(picture)
+    analysis = explorer.analyse(picture)
     row, col = explanation.maps.cell
     for attn, grid_map in zip(analysis.attention, explanation.maps.steps):
         np.testing.assert_allclose(grid_map, step_map(attn, row, col).numpy())
@@ -200,7 +199,7 @@ def test_bad_inputs_are_one_line_errors(explorer, tmp_path):
     for source, message in [(broken, "broken.png"), (tiny, "too small: 20x200"), (None, "no image yet"),
                             (tmp_path / "missing.png", "no longer on the server")]:
         with pytest.raises(CCNetError, match=message) as info:
-            explorer.segment(source)
+            explorer.analyse(source)
         assert "\n" not in str(info.value)
     with pytest.raises(CCNetError, match="integers"):
         explorer.explain(np.zeros((40, 40, 3), np.uint8), "a", 3)
@@ -209,19 +208,19 @@ def test_bad_inputs_are_one_line_errors(explorer, tmp_path):
 
 def test_large_images_are_downscaled_with_a_note(explorer):
     wide = np.zeros((200, 2100, 3), np.uint8)
-    analysis = explorer.segment(wide)
+    analysis = explorer.analyse(wide)
     assert analysis.size == (195, 2048) and "downscaled from 2100x200" in analysis.note
     assert "downscaled" in explorer.status(analysis)
 
 
 def test_status_line_names_device_model_and_time(explorer, picture):
     assert "cpu" in explorer.status(None) and "tiny.pt" in explorer.status(None)
-    text = explorer.status(explorer.segment(picture))
+    text = explorer.status(explorer.analyse(picture))
     assert "last inference" in text and "96×64" in text
 
 
 def test_legend_html_lists_classes_with_shares(explorer, picture):
-    analysis = explorer.segment(picture)
+    analysis = explorer.analyse(picture)
     loaded = explorer.model()[0]
     text = legend_html(analysis, loaded.classes, loaded.palette)
     assert all(name in text for name in loaded.classes) and "%" in text
@@ -229,7 +228,7 @@ def test_legend_html_lists_classes_with_shares(explorer, picture):
 
 def test_exports_write_mask_overlay_npz(explorer, picture, tmp_path):
     exports = Exports(tmp_path)
-    analysis = explorer.segment(picture)
+    analysis = explorer.analyse(picture)
     mask = np.asarray(Image.open(exports.mask_png(analysis)))
     np.testing.assert_array_equal(mask, analysis.mask)
     overlay = explorer.overlay(analysis, 0.4)
@@ -265,7 +264,7 @@ def test_cost_is_measured_once_per_feature_size(explorer, picture, fake_cost):
     again = explorer.cost(picture)
     same_size = explorer.cost(np.zeros((64, 96, 3), np.uint8))
     assert first is again is same_size and len(fake_cost) == len(METHODS)
-    assert first["feature_size"] == list(explorer.segment(picture).grid) and first["channels"] == 16
+    assert first["feature_size"] == list(explorer.analyse(picture).grid) and first["channels"] == 16
     assert first["nonlocal"]["memory_bytes"] > first["rcca2"]["memory_bytes"]
     growth = explorer.cost_growth(first)
     assert 97 in growth["sides"] and set(growth["curves"]) == set(METHODS)
@@ -285,7 +284,7 @@ def test_cost_table_and_csv_flag_estimates():
 
 
 def test_click_latency_reports_without_running_the_network(explorer, picture):
-    explorer.segment(picture)
+    explorer.analyse(picture)
     result = click_latency(explorer, picture, clicks=3)
     assert result["network_runs"] == 0 and result["clicks"] == 3 and result["median_ms"] > 0
 
@@ -304,11 +303,11 @@ def test_an_unreachable_preset_is_a_clear_error_and_the_current_model_stays(expl
     monkeypatch.setenv("CCNET_CACHE", str(tmp_path))
     monkeypatch.setenv("CCNET_ZOO_URL", "http://127.0.0.1:9")  # loopback, nothing listening: like offline
     name = next(iter(zoo.presets()))
-    explorer.segment(picture)
+    explorer.analyse(picture)
     with pytest.raises(CCNetError, match="cannot download") as info:
         explorer.model(name, progress=lambda done, total: None)
     assert "\n" not in str(info.value)
-    assert explorer.segment(picture).model == explorer.default_model and explorer.network_runs == 1
+    assert explorer.analyse(picture).model == explorer.default_model and explorer.network_runs == 1
 
 
 def test_exif_orientation_and_the_first_gif_frame_are_honoured(explorer, tmp_path):
@@ -316,8 +315,8 @@ def test_exif_orientation_and_the_first_gif_frame_are_honoured(explorer, tmp_pat
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
     photo.save(tmp_path / "turned.jpg", exif=exif)
-    assert explorer.segment(tmp_path / "turned.jpg").size == (72, 40)
+    assert explorer.analyse(tmp_path / "turned.jpg").size == (72, 40)
     frames = [Image.new("RGB", (48, 40), colour) for colour in ("red", "blue")]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
-    first = explorer.segment(tmp_path / "anim.gif").image
+    first = explorer.analyse(tmp_path / "anim.gif").image
     assert first.shape == (40, 48, 3) and first[..., 0].mean() > 200 and first[..., 2].mean() < 50

@@ -7,11 +7,24 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ccnet.experiments import scenes
-from ccnet.experiments.ablation import ARMS, arm_model, markdown_table, run, summarise, train_arms
-from ccnet.weights.load import load_file
 from ccnet.errors import CCNetError
-from ccnet.experiments.train import TrainConfig, aligned_share, make_batch, poly_lr, train
+from ccnet.experiments import scenes
+from ccnet.experiments.ablation import (
+    ARMS,
+    arm_model,
+    markdown_table,
+    run,
+    summarise,
+    train_arms,
+)
+from ccnet.experiments.train import (
+    TrainConfig,
+    aligned_share,
+    make_batch,
+    poly_lr,
+    train,
+)
+from ccnet.weights.load import load_file
 
 TINY = TrainConfig(iters=4, batch=2, height=64, width=128, threads=1, log_every=2, save_every=2, warmup=1)
 

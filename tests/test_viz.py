@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ccnet.inference.geometry import cell_centre, cell_of
 from ccnet.viz import pictures as viz
-from ccnet.inference.explain import cell_of
 
 
 def test_colormaps_are_256_entry_tables_through_their_anchor_colours():
@@ -64,7 +64,7 @@ def test_heatmap_colours_are_the_attention_values_through_the_colormap():
     expected = np.rint(weights / weights.max() * 255)
     for row in range(4):
         for col in range(8):
-            x, y = viz.cell_centre(row, col, (4, 8), (32, 64))
+            x, y = cell_centre(row, col, (4, 8), (32, 64))
             assert abs(int(picture[y, x, 0]) - expected[row, col]) <= 1
     assert picture.shape == image.shape and picture.dtype == np.uint8
 
@@ -80,7 +80,7 @@ def test_cell_centre_lies_in_its_cell_for_uneven_grids():
     for grid, size in [((3, 5), (20, 33)), ((32, 64), (256, 512)), ((13, 17), (97, 129))]:
         for row in range(grid[0]):
             for col in range(grid[1]):
-                x, y = viz.cell_centre(row, col, grid, size)
+                x, y = cell_centre(row, col, grid, size)
                 assert cell_of(x, y, size, grid) == (row, col)
 
 

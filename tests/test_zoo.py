@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from ccnet.weights import download
-
-from ccnet.weights import presets as zoo
 from ccnet.cli import main
 from ccnet.errors import CCNetError
 from ccnet.inference.predictor import Protocol
 from ccnet.nn.model import CCNetConfig
 from ccnet.tools.ports import free_port
+from ccnet.weights import download
+from ccnet.weights import presets as zoo
 from ccnet.weights.datasets import dataset_info
 from ccnet.weights.load import load_model
 from tests.helpers import tiny_model
@@ -130,8 +129,8 @@ def test_sixteen_presets_with_the_published_data():
     ("ccnet_r50-d8_512x512_160k_ade20k", (2048, 512), "whole", False, (512, 512)),
     ("ccnet_r101-d8_512x512_20k_voc12aug", (2048, 512), "whole", False, (512, 512)),
 ])
-def test_protocol_for(name, resize, mode, align, crop):
-    protocol = zoo.protocol_for(name)
+def test_preset_protocols(name, resize, mode, align, crop):
+    protocol = zoo.get(name).protocol
     assert isinstance(protocol, Protocol)
     assert (protocol.test_resize, protocol.mode, protocol.align_corners) == (resize, mode, align)
     assert zoo.get(name).crop_size == crop

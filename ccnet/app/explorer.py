@@ -23,6 +23,7 @@ from ccnet.app.cache import LRUCache
 from ccnet.app.zerogpu import gpu_task
 from ccnet.errors import CCNetError, ImageError
 from ccnet.inference.explain import PixelAttention, attention_at
+from ccnet.inference.geometry import cell_centre
 from ccnet.inference.images import MAX_SIDE, check_size, decode_image, limit_size
 from ccnet.inference.predictor import Predictor, predict_or_fall_back, resolve_device
 from ccnet.nn import cost
@@ -257,10 +258,6 @@ class Explorer:
         return analysis, analysis.nbytes
 
     # -- what the views show ------------------------------------------------------------------
-    def segment(self, source: ImageSource, model: str | None = None) -> Analysis:
-        """Segmentation of an image (cached); ``overlay`` draws it."""
-        return self.analyse(source, model)
-
     def overlay(self, analysis: Analysis, alpha: float = 0.5, click: tuple[int, int] | None = None) -> np.ndarray:
         """The class colours over the image, with the clicked pixel marked when there is one."""
         picture = viz.overlay(analysis.image, analysis.mask, self.model(analysis.model)[0].palette, alpha)
@@ -282,7 +279,7 @@ class Explorer:
         analysis, classes = explanation.analysis, self.classes(explanation.analysis.model)
         rows = []
         for rank, (row, col, weight) in enumerate(viz.topk(explanation.view_map, k), start=1):
-            cx, cy = viz.cell_centre(row, col, analysis.grid, analysis.size)
+            cx, cy = cell_centre(row, col, analysis.grid, analysis.size)
             label = int(analysis.mask[cy, cx])
             rows.append({"rank": rank, "cell": [row, col], "pixel": [cx, cy], "weight": round(weight, 6),
                          "class": classes[label] if label < len(classes) else str(label)})

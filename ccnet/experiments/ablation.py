@@ -22,7 +22,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ccnet.experiments.evaluate import evaluate_synthetic
-from ccnet.experiments.train import SMALL_MODEL
+from ccnet.inference.geometry import grid_size
+from ccnet.nn.model import EMBEDDED_CONFIG
 from ccnet.weights.load import load_file
 
 ARMS: dict[str, list[str]] = {
@@ -83,7 +84,7 @@ def head_cost(arm: str, height: int, width: int) -> dict:
     from ccnet.nn.cost import measure_peak_memory
 
     model = arm_model(arm)
-    grid = (-(-height // 8), -(-width // 8))
+    grid = grid_size(height, width)
     feature = torch.randn(1, model.backbone.out_channels[3], *grid)
     head = model.decode_head.eval()
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
@@ -102,7 +103,7 @@ def arm_model(arm: str):  # noqa: ANN201
     flags = ARMS[arm]
     attention = flags[flags.index("--attention") + 1]
     recurrence = int(flags[flags.index("--recurrence") + 1]) if "--recurrence" in flags else 2
-    return CCNet(replace(SMALL_MODEL, attention=attention, recurrence=recurrence))
+    return CCNet(replace(EMBEDDED_CONFIG, attention=attention, recurrence=recurrence))
 
 
 def summarise(values: list[float]) -> dict:

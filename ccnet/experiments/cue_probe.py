@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ccnet.experiments import scenes
+from ccnet.inference.geometry import box_cells
 from ccnet.inference.predictor import preprocess
 from ccnet.weights.load import LoadedModel
 
@@ -26,7 +27,7 @@ def cue_spread(model: LoadedModel, count: int = 6, seed: int = 0, max_distance: 
         with torch.inference_mode():
             car, truck = (net.backbone(preprocess(s.image, model.protocol))[3][0] for s in pair)
         change = ((car - truck).norm(dim=0) / car.norm(dim=0).clamp_min(1e-6)).numpy()
-        top, bottom, left, right = scenes.box_cells(pair[0].sign_box, size, change.shape)
+        top, bottom, left, right = box_cells(pair[0].sign_box, size, change.shape)
         rows, cols = np.mgrid[0:change.shape[0], 0:change.shape[1]]
         distance = np.maximum(np.maximum(top - rows, rows - bottom), np.maximum(left - cols, cols - right)).clip(0)
         for d in range(max_distance + 1):

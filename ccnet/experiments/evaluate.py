@@ -25,7 +25,6 @@ from PIL import Image
 
 from ccnet.errors import CCNetError
 from ccnet.experiments.metrics import (
-    IGNORE_INDEX,
     confusion_matrix,
     iou_per_class,
     mean_iou,
@@ -33,7 +32,11 @@ from ccnet.experiments.metrics import (
 )
 from ccnet.inference.images import decode_image
 from ccnet.inference.predictor import Predictor
-from ccnet.weights.datasets import dataset_info
+from ccnet.weights.datasets import (
+    CITYSCAPES_LABEL_TO_TRAIN_ID,
+    IGNORE_INDEX,
+    dataset_info,
+)
 from ccnet.weights.load import LoadedModel
 
 DATASETS = ("cityscapes", "ade20k", "voc")
@@ -41,13 +44,8 @@ MS_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 SEED_STRIDE = 100_000
 StepFn = Callable[[int, int | None], None]  # (images done, total or None)
 
-# Cityscapes labelIds -> trainIds (cityscapesScripts' table); every other id is ignored.
-CITYSCAPES_TRAIN_IDS = {
-    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
-    23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
-}
 CITYSCAPES_LUT = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-CITYSCAPES_LUT[list(CITYSCAPES_TRAIN_IDS)] = list(CITYSCAPES_TRAIN_IDS.values())
+CITYSCAPES_LUT[list(CITYSCAPES_LABEL_TO_TRAIN_ID)] = list(CITYSCAPES_LABEL_TO_TRAIN_ID.values())
 
 LAYOUTS = {
     "cityscapes": "leftImg8bit/val/<city>/*_leftImg8bit.png with gtFine/val/<city>/*_gtFine_labelIds.png",
@@ -219,7 +217,7 @@ def synthetic_report(
     )
     result = evaluate_samples(
         predictor, samples, len(scenes.CLASS_NAMES), scenes.CLASS_NAMES,
-        multiscale=multiscale, flip=flip, ignore_index=scenes.IGNORE_INDEX, total=count, progress=progress,
+        multiscale=multiscale, flip=flip, ignore_index=IGNORE_INDEX, total=count, progress=progress,
     )
     context = [c if isinstance(c, str) else scenes.CLASS_NAMES[c] for c in scenes.CONTEXT_CLASSES]
     values = [result["per_class"][name] for name in context if result["per_class"][name] is not None]

@@ -1,6 +1,6 @@
 """Training losses: cross-entropy (decode + 0.4 x auxiliary) and the category consistent loss.
 
-The category consistent loss (CCNet TPAMI, ccnet-facts §8) pulls each pixel's reduced head
+The category consistent loss (added in the TPAMI 2020 version of the CCNet paper) pulls each pixel's reduced head
 feature towards its class mean (variance term), pushes class means apart (distance term) and
 keeps the means small (regularisation). The authors published no code; this follows the paper.
 """
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-IGNORE_INDEX = 255
+from ccnet.weights.datasets import IGNORE_INDEX
 
 
 def segmentation_loss(logits: Tensor, labels: Tensor, align_corners: bool = False) -> Tensor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from ccnet.weights.datasets import IGNORE_INDEX
 
 
 def confusion_matrix(

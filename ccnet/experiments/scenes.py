@@ -46,9 +46,8 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (128, 64, 128), (244, 35, 232), (70, 70, 70), (153, 153, 153), (250, 170, 30), (220, 220, 0),
     (107, 142, 35), (70, 130, 180), (220, 20, 60), (0, 0, 142), (0, 0, 70),
 )
-CITYSCAPES_TRAIN_IDS: tuple[int, ...] = (0, 1, 2, 5, 6, 7, 8, 10, 11, 13, 14)
+CITYSCAPES_TRAIN_ID_OF_CLASS: tuple[int, ...] = (0, 1, 2, 5, 6, 7, 8, 10, 11, 13, 14)  # each class's Cityscapes trainId
 CONTEXT_CLASSES: tuple[int, ...] = (9, 10)
-IGNORE_INDEX = 255
 SPLIT_CODES: dict[str, int] = {"train": 1, "eval": 2, "demo": 3}
 CUES: tuple[str, ...] = ("car", "truck")
 
@@ -58,11 +57,13 @@ ROAD_METRES = 13.0  # real-world road width that sets the pixels-per-metre scale
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), half-open pixel box
 
 # Luminance texture per class (std of fine / mid / coarse noise, 0..255 units): gives a small
-# CNN local texture cues, since colours alone overlap across classes.
-#                     road side bldg pole sign veg  sky  pers car  truck
-_TEXTURE = np.array([[5.0, 4.0, 3.0, 2.0, 1.0, 12., 1.0, 3.0, 2.0, 2.0],
-                     [3.0, 6.0, 3.0, 1.0, 0.0, 16., 0.0, 2.0, 1.0, 1.0],
-                     [8.0, 6.0, 10., 2.0, 1.0, 8.0, 6.0, 2.0, 2.0, 2.0]], np.float32)
+# CNN local texture cues, since colours alone overlap across classes. Keyed by class so that a new
+# class cannot shift the columns (it did once: the panel got vegetation's texture, see docs/ablation.md).
+_TEXTURE_BY_CLASS = {
+    ROAD: (5, 3, 8), SIDEWALK: (4, 6, 6), BUILDING: (3, 3, 10), POLE: (2, 1, 2), LIGHT: (1, 0, 1),
+    SIGN: (1, 0, 1), VEGETATION: (12, 16, 8), SKY: (1, 0, 6), PERSON: (3, 2, 2), CAR: (2, 1, 2), TRUCK: (2, 1, 2),
+}
+_TEXTURE = np.array([_TEXTURE_BY_CLASS[c] for c in range(len(CLASS_NAMES))], np.float32).T  # (3, classes)
 
 
 @dataclass
@@ -70,7 +71,7 @@ class Scene:
     """One rendered scene; boxes are half-open pixel boxes (x0, y0, x1, y1)."""
 
     image: np.ndarray  # uint8 H x W x 3, RGB
-    label: np.ndarray  # uint8 H x W, class indices 0..9
+    label: np.ndarray  # uint8 H x W, class indices 0..10 (CLASS_NAMES)
     cue: str  # "car" or "truck"
     sign_box: Box
     vehicle_boxes: list[Box]
@@ -502,12 +503,6 @@ def scene_batch(seeds: Iterable[int], height: int, width: int, split: str,
     scenes = [generate_scene(s, height, width, split=split, aligned=a) for s, a in zip(seeds, flags)]
     return (np.stack([s.image for s in scenes]),
             np.stack([s.label for s in scenes]).astype(np.int64))
-
-
-def box_cells(box: Box, image_shape: tuple[int, int], grid: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The feature cells a pixel box covers: inclusive (top, bottom, left, right) on an (h, w) grid."""
-    (x0, y0, x1, y1), (height, width), (h, w) = box, image_shape, grid
-    return y0 * h // height, (y1 - 1) * h // height, x0 * w // width, (x1 - 1) * w // width
 
 
 def colorize_label(label: np.ndarray) -> np.ndarray:

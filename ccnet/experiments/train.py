@@ -17,15 +17,10 @@ import torch
 from ccnet.errors import CCNetError
 from ccnet.experiments import scenes
 from ccnet.experiments.losses import CategoryConsistentLoss, segmentation_loss
-from ccnet.inference.predictor import IMAGENET_MEAN, IMAGENET_STD, Protocol
-from ccnet.nn.model import CCNet, CCNetConfig
+from ccnet.inference.predictor import Protocol, normalise
+from ccnet.nn.model import EMBEDDED_CONFIG, CCNet, CCNetConfig
 from ccnet.weights.checkpoints import read_checkpoint, save_checkpoint
 
-# The embedded model: the same CCNet code as the released models, a narrow ResNetV1c-18-D8.
-SMALL_MODEL = CCNetConfig(
-    num_classes=len(scenes.CLASS_NAMES), depth=18, stem_channels=(16, 16, 32), base_channels=16,
-    head_channels=64, aux_channels=32, recurrence=2,
-)
 FROZEN_PREFIXES = ("backbone.", "auxiliary_head.")  # what --backbone loads and freezes
 SEED_STRIDE = 10_000_000  # training scene seeds: seed * SEED_STRIDE + sample index
 
@@ -55,7 +50,7 @@ class TrainConfig:
 
 
 def model_config(cfg: TrainConfig) -> CCNetConfig:
-    return replace(SMALL_MODEL, attention=cfg.attention, recurrence=cfg.recurrence)
+    return replace(EMBEDDED_CONFIG, attention=cfg.attention, recurrence=cfg.recurrence)
 
 
 def poly_lr(cfg: TrainConfig, iteration: int) -> float:
@@ -93,8 +88,7 @@ def make_batch(cfg: TrainConfig, iteration: int) -> tuple[torch.Tensor, torch.Te
     offset = rng.uniform(-20, 20, (cfg.batch, 1, 1, 1))
     images = np.clip(images * gain + offset, 0, 255)
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-    x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return x.float(), torch.from_numpy(np.ascontiguousarray(labels)).long()
+    return normalise(x, Protocol()).float(), torch.from_numpy(np.ascontiguousarray(labels)).long()
 
 
 def context_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -108,7 +102,7 @@ def model_meta(cfg: TrainConfig, net_config: CCNetConfig, iteration: int, second
     return {
         "classes": list(scenes.CLASS_NAMES),
         "palette": [list(rgb) for rgb in scenes.PALETTE],
-        "cityscapes_train_ids": list(scenes.CITYSCAPES_TRAIN_IDS),
+        "cityscapes_train_ids": list(scenes.CITYSCAPES_TRAIN_ID_OF_CLASS),
         "context_classes": list(scenes.CONTEXT_CLASSES),
         "ccnet_config": net_config.to_dict(),
         # The network runs at the scale it was trained at: inputs are fitted inside (width, height).

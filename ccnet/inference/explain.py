@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ccnet.errors import CCNetError
+from ccnet.inference.geometry import cell_of
 from ccnet.inference.predictor import Prediction
 from ccnet.nn.attention import composed_map, step_map
 
@@ -24,14 +25,6 @@ class PixelAttention:
         out.update({f"step{i + 1}": m for i, m in enumerate(self.steps)})
         out["composed"] = self.composed
         return out
-
-
-def cell_of(x: int, y: int, image_size: tuple[int, int], grid: tuple[int, int]) -> tuple[int, int]:
-    """The (row, col) feature cell holding pixel (x, y) of an H x W image: [y*h//H, x*w//W]."""
-    height, width = image_size
-    if not (0 <= x < width and 0 <= y < height):
-        raise CCNetError(f"pixel ({x}, {y}) is outside the {width}x{height} image")
-    return y * grid[0] // height, x * grid[1] // width
 
 
 def attention_at(attention: list, grid: tuple[int, int], image_size: tuple[int, int],

@@ -1,7 +1,7 @@
 """mmsegmentation's test protocol in plain PyTorch, and the Predictor shared by the CLI and the app.
 
-Protocol (ccnet-facts §4): optional keep-ratio resize, RGB mean/std normalisation, whole-image
-or sliding-window inference, logits resized bilinearly straight to the network input's size and
+Protocol (mmsegmentation's test pipeline and EncoderDecoder inference): optional keep-ratio
+resize, RGB mean/std normalisation, whole-image or sliding-window inference, logits resized bilinearly straight to the network input's size and
 then to the original image size.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ccnet.errors import CCNetError
+from ccnet.inference.geometry import grid_size
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -58,6 +59,11 @@ def preprocess(image: np.ndarray, protocol: Protocol) -> Tensor:
         if size != tuple(x.shape[2:]):
             # OpenCV's INTER_LINEAR on uint8 (what mmseg uses): half-pixel bilinear, rounded.
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False).round().clamp(0, 255)
+    return normalise(x, protocol)
+
+
+def normalise(x: Tensor, protocol: Protocol) -> Tensor:
+    """(B, 3, H, W) RGB in 0-255 -> the network's input: channel order, mean and std of the protocol."""
     if protocol.bgr:
         x = x.flip(1)
     mean = torch.tensor(protocol.mean).view(1, 3, 1, 1)
@@ -84,7 +90,6 @@ class Prediction:
     grid: tuple[int, int]  # (h, w) of the attention's feature grid
     input_size: tuple[int, int]  # (H', W') the network saw after the test resize
     seconds: float = 0.0
-    extras: dict = field(default_factory=dict)
 
     @property
     def mask(self) -> np.ndarray:
@@ -158,7 +163,7 @@ class Predictor:
                                    align_corners=self.protocol.align_corners)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        grid = tuple(attention[0].shape[:2]) if attention else (-(-x.shape[2] // 8), -(-x.shape[3] // 8))
+        grid = tuple(attention[0].shape[:2]) if attention else grid_size(x.shape[2], x.shape[3])
         return Prediction(logits[0].cpu(), attention, grid, tuple(x.shape[2:]), time.perf_counter() - start)
 
 

@@ -247,6 +247,14 @@ class _CrissCrossFunction(torch.autograd.Function):
         return (grad_x, *grads, grad_gamma)
 
 
+def upgrade_legacy_gamma(state_dict: dict[str, Tensor], prefix: str) -> None:
+    """In place: the scale that checkpoints released in 2020 store as ``<prefix>gamma`` with shape
+    [1] becomes ``<prefix>gamma.scale`` with shape [] (a Scale module, as mmseg has it now)."""
+    legacy = prefix + "gamma"
+    if legacy in state_dict:
+        state_dict[legacy + ".scale"] = state_dict.pop(legacy).reshape(())
+
+
 class AttentionProjections(nn.Module):
     """Query/key (C -> C/8) and value (C -> C) 1x1 convs and the gamma scale (init 0), as both the
     criss-cross and the non-local block define them (same names as mmseg's, so keys match)."""
@@ -302,11 +310,8 @@ class CrissCrossAttention(AttentionProjections):
         with _autocast_off(device):
             return _CrissCrossFunction.apply(x, *(a.to(dtype) for a in args))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
-        # Checkpoints released in 2020 store the scale as `gamma` with shape [1].
-        legacy = prefix + "gamma"
-        if legacy in state_dict:
-            state_dict[prefix + "gamma.scale"] = state_dict.pop(legacy).reshape(())
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        upgrade_legacy_gamma(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 

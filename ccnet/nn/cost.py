@@ -2,7 +2,7 @@
 
 Pure functions for the web app and ``python -m ccnet bench``. Methods: ``rcca1`` and ``rcca2``
 (criss-cross attention applied R = 1 or 2 times with shared weights, as in CCHead) and
-``nonlocal`` (the paper's comparison, §6 of the facts). Inputs and weights come from a fixed seed,
+``nonlocal`` (the paper's comparison). Inputs and weights come from a fixed seed,
 with gamma non-zero so that the attention is really computed.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ def analytic_attention_bytes(method: str, h: int, w: int, dtype_bytes: int = 4, 
 
 
 def formula_flops(method: str, channels: int, h: int, w: int) -> int:
-    """Closed-form FLOPs of one forward (facts §7, two per multiply-add, bias adds not counted).
+    """Closed-form FLOPs of one forward (the paper's cost analysis, two per multiply-add, bias adds not counted).
 
     Per step: the three 1x1 convs 2N * C * (C/8 + C/8 + C), affinity 2N * S * C/8 and aggregation
     2N * S * C, where S = H + W - 1 for criss-cross and S = N for non-local.

@@ -43,6 +43,13 @@ class CCNetConfig:
         return cls(**values)
 
 
+# The embedded default model (assets/ccnet_default.pt): the same CCNet code as the released models
+# with a narrow ResNetV1c-18-D8, for the 11 classes of the synthetic street scenes.
+EMBEDDED_CONFIG = CCNetConfig(
+    num_classes=11, depth=18, stem_channels=(16, 16, 32), base_channels=16, head_channels=64, aux_channels=32,
+)
+
+
 class CCNet(nn.Module):
     """Segmentation network; ``forward`` returns logits at 1/8 of the input size."""
 

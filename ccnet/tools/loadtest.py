@@ -24,7 +24,7 @@ from PIL import Image
 
 from ccnet.errors import CCNetError
 from ccnet.experiments import scenes
-from ccnet.inference.explain import cell_of
+from ccnet.inference.geometry import cell_of
 from ccnet.inference.predictor import Predictor
 from ccnet.weights.load import load_model
 

@@ -11,6 +11,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ccnet.inference.geometry import cell_bounds
+
 # Anchor colours at evenly spaced positions in [0, 1] (viridis/magma/inferno sampled at ninths of
 # matplotlib's tables, jet at its piecewise-linear break points).
 _ANCHORS: dict[str, tuple[tuple[int, int, int], ...]] = {
@@ -146,11 +148,6 @@ def heatmap(
     return draw_grid(picture, grid_map.shape) if grid_lines else picture
 
 
-def cell_bounds(count: int, size: int) -> np.ndarray:
-    """First pixel of each cell along one axis (plus the end): cell r holds pixels p with p*count//size == r."""
-    return -(-np.arange(count + 1) * size // count)
-
-
 def draw_grid(image: np.ndarray, grid: tuple[int, int], colour: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
     """Thin lines on the feature cells' borders, blended at half strength."""
     out = image.copy()
@@ -160,12 +157,6 @@ def draw_grid(image: np.ndarray, grid: tuple[int, int], colour: tuple[int, int, 
     out[ys] = blend(out[ys], np.broadcast_to(line, out[ys].shape), 0.5)
     out[:, xs] = blend(out[:, xs], np.broadcast_to(line, out[:, xs].shape), 0.5)
     return out
-
-
-def cell_centre(row: int, col: int, grid: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
-    """(x, y) pixel at the middle of a feature cell, so a click there selects that very cell."""
-    ys, xs = cell_bounds(grid[0], size[0]), cell_bounds(grid[1], size[1])
-    return int((xs[col] + xs[col + 1] - 1) // 2), int((ys[row] + ys[row + 1] - 1) // 2)
 
 
 def topk(grid_map: np.ndarray, k: int) -> list[tuple[int, int, float]]:

@@ -1,6 +1,6 @@
 """The CCNet authors' own checkpoints (speedinghzl/CCNet) converted to this project's CCNet.
 
-Their network (ccnet-facts §5) is a ResNet-101 with a 3->64->64->128 stem and a ceil-mode
+Their network (speedinghzl/CCNet, the authors' release) is a ResNet-101 with a 3->64->64->128 stem and a ceil-mode
 max-pool, dilation 2 / 4 on EVERY block of layer3 / layer4, an RCCA head and a 'dsn' auxiliary
 head. Every norm is InPlace-ABN, which scales by |weight| + eps even at inference: the weights
 are rewritten so a plain BatchNorm computes the same. Head and dsn norms are followed by
@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ccnet.inference.predictor import Protocol
+from ccnet.nn.attention import upgrade_legacy_gamma
 from ccnet.nn.backbone import BLOCKS_PER_DEPTH
 from ccnet.nn.model import CCNetConfig
 
@@ -104,8 +105,7 @@ def convert(state_dict: dict[str, Tensor], recurrence: int = 2) -> tuple[dict[st
         # InPlace-ABN normalises with scale |w| + eps: store that as a plain BatchNorm weight.
         out[prefix + ".weight"] = out[prefix + ".weight"].abs() + ABN_EPS
         out.setdefault(prefix + ".num_batches_tracked", torch.tensor(0, dtype=torch.long))
-    if "decode_head.cca.gamma" in out:
-        out["decode_head.cca.gamma.scale"] = out.pop("decode_head.cca.gamma").reshape(())
+    upgrade_legacy_gamma(out, "decode_head.cca.")
     aux_bias = out.pop("auxiliary_head.convs.0.conv.bias", None)
     if aux_bias is not None:
         # Our auxiliary ConvModule has no conv bias. BN(conv(x) + b) with running statistics equals

@@ -10,10 +10,11 @@ import torch
 from torch import Tensor
 
 from ccnet.errors import CheckpointError
+from ccnet.nn.attention import upgrade_legacy_gamma
 from ccnet.nn.model import CCNet, CCNetConfig, config_from_state_dict
 from ccnet.weights import authors
 
-LEGACY_GAMMA = "decode_head.cca.gamma"
+CCA_PREFIX = "decode_head.cca."
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
@@ -53,28 +54,52 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
 def normalise_keys(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """Drop a DataParallel ``module.`` prefix and map the legacy ``gamma`` [1] to ``gamma.scale`` []."""
     out = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    if LEGACY_GAMMA in out:
-        out[LEGACY_GAMMA + ".scale"] = out.pop(LEGACY_GAMMA).reshape(())
+    upgrade_legacy_gamma(out, CCA_PREFIX)
     return out
+
+
+def key_problems(expected: dict[str, Tensor], state_dict: dict[str, Tensor], shapes: bool = True) -> list[str]:
+    """'missing keys (n): a, b ...', 'unexpected keys ...' and 'wrong shapes ...', the empty ones left out."""
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong = [
+        f"{k} {tuple(state_dict[k].shape)}!={tuple(v.shape)}"
+        for k, v in expected.items()
+        if shapes and k in state_dict and state_dict[k].shape != v.shape
+    ]
+    return [
+        f"{label} ({len(keys)}): {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong))
+        if keys
+    ]
 
 
 def check_fit(model: torch.nn.Module, state_dict: dict[str, Tensor]) -> None:
     """Raise a one-line CheckpointError naming missing, unexpected and mis-shaped keys."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    shapes = [
-        f"{k} {tuple(state_dict[k].shape)}!={tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and state_dict[k].shape != v.shape
-    ]
-    problems = [
-        f"{label} ({len(keys)}): {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", shapes))
-        if keys
-    ]
+    problems = key_problems(model.state_dict(), state_dict)
     if problems:
         raise CheckpointError("checkpoint does not fit the CCNet architecture: " + "; ".join(problems))
+
+
+def misfit_error(state_dict: dict[str, Tensor], reason: str) -> CheckpointError:
+    """When no architecture can be inferred at all, name what differs from mmseg's CCNet layout
+    by module (``backbone.layer3``, ``decode_head.cca``, ...), which every depth shares: the
+    modules missing, and the unexpected keys themselves."""
+    with torch.device("meta"):  # no memory, no time
+        reference = {_module(k) for k in CCNet(CCNetConfig()).state_dict()}
+    present = {_module(k) for k in state_dict}
+    missing = sorted(reference - present)
+    unexpected = [k for k in state_dict if _module(k) not in reference]
+    problems = [
+        f"{label} ({len(items)}): {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
+        for label, items in (("missing modules", missing), ("unexpected keys", unexpected)) if items
+    ]
+    return CheckpointError(f"checkpoint does not fit the CCNet architecture ({reason}): "
+                           + ("; ".join(problems) or "its keys have mmseg's names but not its shapes"))
+
+
+def _module(key: str) -> str:
+    return ".".join(key.split(".")[:2])
 
 
 def build_model(state_dict: dict[str, Tensor], meta: dict | None = None) -> CCNet:
@@ -87,7 +112,7 @@ def build_model(state_dict: dict[str, Tensor], meta: dict | None = None) -> CCNe
             config = config_from_state_dict(state_dict, recurrence=int(meta.get("recurrence", 2)))
         model = CCNet(config)
     except (ValueError, TypeError) as err:
-        raise CheckpointError(str(err)) from None
+        raise misfit_error(state_dict, str(err)) from None
     check_fit(model, state_dict)
     model.load_state_dict(state_dict, strict=True)
     return model.eval()

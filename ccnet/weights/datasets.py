@@ -7,6 +7,12 @@ from functools import lru_cache
 from pathlib import Path
 
 DATASET_BY_CLASSES = {19: "cityscapes", 150: "ade20k", 21: "voc"}
+IGNORE_INDEX = 255  # label value that no loss or metric counts (mmsegmentation's ignore_index)
+# Cityscapes labelIds -> trainIds (cityscapesScripts' table); every other id is ignored.
+CITYSCAPES_LABEL_TO_TRAIN_ID = {
+    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
+    23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
+}
 Palette = tuple[tuple[int, int, int], ...]
 
 

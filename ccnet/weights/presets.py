@@ -83,11 +83,6 @@ def get(name: str) -> Preset:
         raise CCNetError(f"unknown preset {name!r}: list them with `python -m ccnet zoo`") from None
 
 
-def protocol_for(name: str) -> Protocol:
-    """The test protocol the preset's published single-scale mIoU was measured with."""
-    return get(name).protocol
-
-
 def fetch(name: str, progress: download.ProgressFn | None = None) -> Path:
     """The preset's checkpoint file, downloaded and verified on first use."""
     return download.fetch(get(name).url, progress)
