@@ -1,3 +1,15 @@
-"""CCNet Explorer: criss-cross attention (CCNet) in plain PyTorch, with its attention exposed."""
+"""CCNet Explorer: criss-cross attention (CCNet) in plain PyTorch, with its attention exposed.
+
+    import ccnet
+    loaded = ccnet.load_model("default")             # or a preset name, or a checkpoint file
+    prediction = ccnet.Predictor(loaded.net, loaded.protocol).predict(image)  # RGB uint8 H x W x 3
+    maps = ccnet.explain_pixel(prediction, x, y)     # per-step and composed attention of a pixel
+"""
+from ccnet.inference.explain import explain_pixel
+from ccnet.inference.predictor import Predictor
+from ccnet.nn.attention import CrissCrossAttention, NonLocal2d
+from ccnet.nn.model import CCNet
+from ccnet.weights.load import load_model
 
 __version__ = "0.1.0"
+__all__ = ["CCNet", "CrissCrossAttention", "NonLocal2d", "Predictor", "explain_pixel", "load_model"]

@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+from ccnet.app.explorer import Explorer
+from tests.helpers import tiny_checkpoint
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -47,6 +50,18 @@ def _network_guard(event: str, args: tuple) -> None:
 
 
 sys.addaudithook(_network_guard)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny random CCNet saved with classes, palette, config and protocol in its meta."""
+    return tiny_checkpoint(tmp_path_factory.mktemp("models") / "tiny.pt")
+
+
+@pytest.fixture()
+def explorer(checkpoint):
+    """A fresh app Explorer on the tiny checkpoint, on the CPU."""
+    return Explorer(str(checkpoint), device="cpu")
 
 
 @pytest.fixture(autouse=True)

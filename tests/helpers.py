@@ -9,6 +9,7 @@ from ccnet.inference.predictor import Protocol
 from ccnet.nn.model import CCNet, CCNetConfig
 from ccnet.weights.checkpoints import save_checkpoint
 
+KEYS_FILE = Path(__file__).parent / "data" / "mmseg_ccnet_r50-d8_cityscapes.keys.tsv"  # mmseg R50-D8
 TINY = CCNetConfig(num_classes=4, depth=18, stem_channels=(8, 8, 16), base_channels=8,
                    head_channels=16, aux_channels=8)
 

@@ -67,7 +67,7 @@ def ui_guard(fn: Callable[..., Updates]) -> Callable[..., Updates]:
             return fn(*args, **kwargs)
         except CCNetError as err:
             gr.Warning(str(err))
-        except Exception:  # noqa: BLE001 - the server must keep serving
+        except Exception:
             log.exception("handler %s failed", fn.__name__)
             gr.Warning("Something went wrong on the server (details in its log); try another image.")
         return {}
@@ -84,7 +84,7 @@ def api_guard(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except CCNetError as err:
             raise gr.Error(str(err), print_exception=False) from None
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("endpoint %s failed", fn.__name__)
             raise gr.Error("internal error (details in the server log)", print_exception=False) from None
 

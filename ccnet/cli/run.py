@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from ccnet.cli.common import add_model_args, make_predictor, pair
-from ccnet.inference.explain import pixel_attention
+from ccnet.inference.explain import explain_pixel
 from ccnet.inference.images import check_size, decode_image
 from ccnet.viz.pictures import colorize, overlay
 
@@ -41,7 +41,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
     check_size(image)
     _, predictor = make_predictor(args)
     pred = predictor.predict(image, with_attention=True)
-    maps = pixel_attention(pred, *args.pixel)
+    maps = explain_pixel(pred, *args.pixel)
     np.savez(args.out, **maps.to_npz_dict())
     print(f"pixel {args.pixel} -> cell {list(maps.cell)} of grid {list(maps.grid)}; "
           f"{len(maps.steps)} steps + composed written to {args.out}")

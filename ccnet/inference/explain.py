@@ -38,6 +38,6 @@ def attention_at(attention: list, grid: tuple[int, int], image_size: tuple[int, 
     return PixelAttention(grid, (row, col), steps, composed)
 
 
-def pixel_attention(prediction: Prediction, x: int, y: int) -> PixelAttention:
+def explain_pixel(prediction: Prediction, x: int, y: int) -> PixelAttention:
     """Per-step and composed attention maps of the cell under pixel (x, y) of a prediction."""
     return attention_at(prediction.attention, prediction.grid, prediction.image_size, x, y)

@@ -1,14 +1,14 @@
 """mmsegmentation's test protocol in plain PyTorch, and the Predictor shared by the CLI and the app.
 
 Protocol (mmsegmentation's test pipeline and EncoderDecoder inference): optional keep-ratio
-resize, RGB mean/std normalisation, whole-image or sliding-window inference, logits resized bilinearly straight to the network input's size and
-then to the original image size.
+resize, RGB mean/std normalisation, whole-image or sliding-window inference, logits resized
+bilinearly straight to the network input's size and then to the original image size.
 """
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +41,7 @@ class Protocol:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Protocol":
+    def from_dict(cls, data: dict) -> Protocol:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
@@ -53,7 +53,7 @@ def rescale_size(height: int, width: int, long: int, short: int) -> tuple[int, i
 
 def preprocess(image: np.ndarray, protocol: Protocol) -> Tensor:
     """(H, W, 3) uint8 RGB -> (1, 3, h, w) float32 normalised network input."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    x = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)[None].float()
     if protocol.test_resize is not None:
         size = rescale_size(x.shape[2], x.shape[3], *protocol.test_resize)
         if size != tuple(x.shape[2:]):
@@ -71,7 +71,8 @@ def normalise(x: Tensor, protocol: Protocol) -> Tensor:
     return (x - mean) / std
 
 
-def slide_windows(height: int, width: int, crop: tuple[int, int], stride: tuple[int, int]):
+def slide_windows(height: int, width: int, crop: tuple[int, int],
+                  stride: tuple[int, int]) -> Iterator[tuple[int, int, int, int]]:
     """The (y1, y2, x1, x2) crops of mmseg's slide_inference, the last ones flush with the border."""
     rows = max(height - crop[0] + stride[0] - 1, 0) // stride[0] + 1
     cols = max(width - crop[1] + stride[1] - 1, 0) // stride[1] + 1
@@ -114,7 +115,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 class Predictor:
     """Holds one model on one device and segments images with its preset's protocol."""
 
-    def __init__(self, net: torch.nn.Module, protocol: Protocol, device: str = "auto", amp: str | None = None):
+    def __init__(self, net: torch.nn.Module, protocol: Protocol, device: str = "auto", amp: str | None = None) -> None:
         if amp is not None and amp not in AMP_DTYPES:
             raise CCNetError(f"unknown autocast dtype {amp!r}: use fp16 or bf16")
         self.device = resolve_device(device)

@@ -9,7 +9,7 @@ both halves but its column entry is always exactly 0, so it is counted once and 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +89,7 @@ ROW_BLOCK_BYTES = 8 << 20
 COLUMN_BLOCK_BYTES = 4 << 20
 
 
-def _row_blocks(x: Tensor, budget: int):
+def _row_blocks(x: Tensor, budget: int) -> Iterator[tuple[int, Tensor]]:
     """Yield (first row, block): a (B, C, H, W) tensor as channels-last (B, rows, W, C) blocks.
 
     A channels-last tensor is one view; otherwise each block is a copy of about ``budget``
@@ -115,7 +115,7 @@ def _for_row_blocks(x: Tensor, fn: Callable[[int, Tensor], object]) -> None:
         fn(row0, block)
 
 
-def _column_slices(t: Tensor, budget: int):
+def _column_slices(t: Tensor, budget: int) -> Iterator[slice]:
     """Slices of dim 2 of a (B, H, W, c) tensor whose (H, cols, c) part takes about ``budget`` bytes."""
     height, width, channels = t.shape[1:]
     cols = max(1, budget // max(1, height * channels * t.element_size()))

@@ -23,7 +23,7 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_ch: int, planes: int, stride: int, dilation: int, downsample: nn.Module | None):
+    def __init__(self, in_ch: int, planes: int, stride: int, dilation: int, downsample: nn.Module | None) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_ch, planes, stride, dilation)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -44,7 +44,7 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_ch: int, planes: int, stride: int, dilation: int, downsample: nn.Module | None):
+    def __init__(self, in_ch: int, planes: int, stride: int, dilation: int, downsample: nn.Module | None) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_ch, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)

@@ -73,7 +73,8 @@ class CCHead(nn.Module):
 class FCNAuxHead(nn.Module):
     """The auxiliary head on layer3: one ConvModule, dropout, conv_seg (loss weight 0.4)."""
 
-    def __init__(self, in_channels: int, channels: int, num_classes: int, dropout: float = 0.1, leaky: bool = False):
+    def __init__(self, in_channels: int, channels: int, num_classes: int, dropout: float = 0.1,
+                 leaky: bool = False) -> None:
         super().__init__()
         self.convs = nn.Sequential(ConvModule(in_channels, channels, leaky))
         self.dropout = nn.Dropout2d(dropout)

@@ -35,7 +35,7 @@ class CCNetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CCNetConfig":
+    def from_dict(cls, data: dict) -> CCNetConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         if "stem_channels" in values:
@@ -80,7 +80,7 @@ class CCNet(nn.Module):
         return logits, aux, features
 
 
-def config_from_state_dict(state_dict: dict[str, Tensor], **overrides) -> CCNetConfig:
+def config_from_state_dict(state_dict: dict[str, Tensor], **overrides: object) -> CCNetConfig:
     """Infer depth, widths, classes and attention kind from an mmseg-layout state dict."""
     layer3 = {int(m.group(1)) for k in state_dict if (m := re.match(r"backbone\.layer3\.(\d+)\.", k))}
     bottleneck = any(k.startswith("backbone.layer1.0.conv3.") for k in state_dict)

@@ -18,6 +18,7 @@ import torch
 from ccnet.errors import CCNetError
 from ccnet.nn.cost import (
     DEFAULT_BUDGET,
+    METHODS,
     analytic_attention_bytes,
     build_block,
     count_flops,
@@ -47,7 +48,7 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     return sizes
 
 
-def _row(name: str, impl: str, times: list[float], peak: int, **extra) -> dict:
+def _row(name: str, impl: str, times: list[float], peak: int, **extra: object) -> dict:
     return {
         "case": name, "impl": impl, "median_ms": statistics.median(times), "min_ms": min(times),
         "max_ms": max(times), "runs": len(times), "peak_bytes": peak, **extra,
@@ -63,6 +64,26 @@ def _measure(cases: dict[str, Callable[[], object]], repeats: int, device: torch
     peaks = {name: measure_peak_memory(fn, device) for name, fn in cases.items()}
     times = time_ms(cases, repeats, device, warmup=False)
     return {name: (times[name], peaks[name]) for name in cases}
+
+
+def _ratio_rows(measured: dict[str, tuple]) -> list[dict]:
+    """One row per (mode, implementation) with time and memory against the reference, and
+    non-local's memory against the fast path."""
+    rows = []
+    for mode in ("inference", "training"):
+        ref_times, ref_peak = measured[f"{mode}/reference"]
+        for impl in ("reference", "fast", "nonlocal"):
+            if f"{mode}/{impl}" not in measured:
+                continue
+            times, peak = measured[f"{mode}/{impl}"]
+            rows.append(_row(
+                mode, impl, times, peak,
+                time_vs_reference=statistics.median(times) / statistics.median(ref_times),
+                memory_vs_reference=peak / ref_peak,
+            ))
+        if f"{mode}/nonlocal" in measured:
+            rows[-1]["memory_vs_fast"] = measured[f"{mode}/nonlocal"][1] / measured[f"{mode}/fast"][1]
+    return rows
 
 
 def bench_attention(channels: int, h: int, w: int, device: torch.device, repeats: int,
@@ -115,27 +136,13 @@ def bench_attention(channels: int, h: int, w: int, device: torch.device, repeats
         _rel_error(a, b) for name, a, b in zip(names, cases["training/fast"](), cases["training/reference"]())
         if name != "key_conv.bias"
     )
-    rows = []
-    for mode in ("inference", "training"):
-        ref_times, ref_peak = measured[f"{mode}/reference"]
-        for impl in ("reference", "fast", "nonlocal"):
-            if f"{mode}/{impl}" not in measured:
-                continue
-            times, peak = measured[f"{mode}/{impl}"]
-            rows.append(_row(
-                mode, impl, times, peak,
-                time_vs_reference=statistics.median(times) / statistics.median(ref_times),
-                memory_vs_reference=peak / ref_peak,
-            ))
-        if f"{mode}/nonlocal" in measured:
-            rows[-1]["memory_vs_fast"] = measured[f"{mode}/nonlocal"][1] / measured[f"{mode}/fast"][1]
-    flops = {m: count_flops(m, channels, h, w) for m in ("rcca1", "rcca2", "nonlocal")}
+    flops = {m: count_flops(m, channels, h, w) for m in METHODS}
     return {
-        "size": [h, w], "channels": channels, "recurrence": steps, "rows": rows,
+        "size": [h, w], "channels": channels, "recurrence": steps, "rows": _ratio_rows(measured),
         "fast_output_rel_error": out_error, "fast_grad_rel_error": grad_error,
         "flops": flops, "flops_formula": {m: formula_flops(m, channels, h, w) for m in flops},
         "rcca2_fewer_flops_than_nonlocal": 1 - flops["rcca2"] / flops["nonlocal"],
-        "analytic_bytes": {m: analytic_attention_bytes(m, h, w) for m in ("rcca1", "rcca2", "nonlocal")},
+        "analytic_bytes": {m: analytic_attention_bytes(m, h, w) for m in METHODS},
         "nonlocal_skipped": nonlocal_skipped,
     }
 

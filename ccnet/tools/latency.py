@@ -9,8 +9,9 @@ import numpy as np
 from ccnet.app.explorer import Display, Explorer, ImageSource
 
 
-def click_latency(explorer: Explorer, source: ImageSource, clicks: int = 20, display: Display = Display()) -> dict:
+def click_latency(explorer: Explorer, source: ImageSource, clicks: int = 20, display: Display | None = None) -> dict:
     """Median and spread of one click's work (maps, pictures, chart) on an already analysed image."""
+    display = display or Display()
     analysis = explorer.analyse(source)
     height, width = analysis.size
     rng = np.random.default_rng(0)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,7 @@ def _visit(url: str, visitor: Visitor, class_names: tuple[str, ...]) -> list[dic
 
     records = []
 
-    def timed(endpoint: str, check, *args) -> None:  # noqa: ANN001
+    def timed(endpoint: str, check: Callable, *args: object) -> None:
         start = time.perf_counter()
         try:
             result = client.predict(*args, api_name=endpoint)

@@ -37,12 +37,12 @@ def _figure(traces: list[dict], left: dict, right: dict, title: str, shapes: lis
     return go.Figure(data=traces, layout=layout, _validate=False)
 
 
-def _vline(x: float, axis: str, **line) -> dict:
+def _vline(x: float, axis: str, **line: object) -> dict:
     """A vertical line across one panel (axis "x" or "x2") at data position x."""
     return dict(type="line", x0=x, x1=x, y0=0, y1=1, xref=axis, yref=f"y{axis[1:]} domain", line=line)
 
 
-def _line(y: np.ndarray | list, name: str, line: dict, right: bool = False, **extra) -> dict:
+def _line(y: np.ndarray | list, name: str, line: dict, right: bool = False, **extra: object) -> dict:
     trace = dict(type="scatter", y=np.asarray(y, dtype=float).tolist(), mode="lines", name=name, line=line,
                  legendgroup=name, **extra)
     return dict(trace, xaxis="x2", yaxis="y2", showlegend=False) if right else trace

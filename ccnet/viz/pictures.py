@@ -6,7 +6,7 @@ from a few anchor colours of the published maps.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -41,7 +41,8 @@ def colorize(mask: np.ndarray, palette: tuple[tuple[int, int, int], ...]) -> np.
     return table[mask]
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, palette: tuple[tuple[int, int, int], ...], alpha: float = 0.5) -> np.ndarray:
+def overlay(image: np.ndarray, mask: np.ndarray, palette: tuple[tuple[int, int, int], ...],
+            alpha: float = 0.5) -> np.ndarray:
     """Blend the colour mask over the image; alpha 0 shows the image, 1 the mask."""
     return blend(image, colorize(mask, palette), alpha)
 
@@ -57,13 +58,13 @@ def legend(mask: np.ndarray, classes: tuple[str, ...], palette: tuple[tuple[int,
     counts = np.bincount(mask.ravel(), minlength=len(classes))[: len(classes)]
     order = sorted(range(len(classes)), key=lambda i: (-counts[i], i))
     return [
-        {"index": i, "name": classes[i], "color": "#%02x%02x%02x" % tuple(palette[i]),
+        {"index": i, "name": classes[i], "color": "#{:02x}{:02x}{:02x}".format(*palette[i]),
          "share": float(counts[i] / max(mask.size, 1))}
         for i in order
     ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def colormap(name: str) -> np.ndarray:
     """(256, 3) uint8 lookup table of a named colormap, linear between its anchor colours."""
     if name not in _ANCHORS:
@@ -189,8 +190,8 @@ def side_by_side(pictures: list[np.ndarray], captions: list[str], width: int = 3
     tiles = [Image.fromarray(p).resize((max(1, round(p.shape[1] * scale)), max(1, round(p.shape[0] * scale))),
                                        Image.BILINEAR) for p in pictures]
     bar = 20
-    canvas = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) - 1), bar + max(t.height for t in tiles)),
-                       (255, 255, 255))
+    size = (sum(t.width for t in tiles) + gap * (len(tiles) - 1), bar + max(t.height for t in tiles))
+    canvas = Image.new("RGB", size, (255, 255, 255))
     draw, left = ImageDraw.Draw(canvas), 0
     for tile, caption in zip(tiles, captions):
         canvas.paste(tile, (left, 0))

@@ -37,7 +37,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
         lines = [ln.strip() for ln in str(err).splitlines() if "Unsupported" in ln or "global" in ln.lower()]
         reason = (lines[0] if lines else "arbitrary objects")[:120]
         raise CheckpointError(f"{path.name}: refused, it holds more than tensors (weights_only): {reason}") from None
-    except Exception as err:  # torch raises several types for a file that is not a checkpoint
+    except Exception as err:  # noqa: BLE001 - torch raises several types for a file that is not a checkpoint
         raise CheckpointError(f"{path.name} is not a PyTorch checkpoint ({type(err).__name__})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         state_dict, meta = obj["state_dict"], obj.get("meta") or {}

@@ -169,8 +169,8 @@ def _check_space(dest: Path, total: int | None) -> None:
         return
     free = shutil.disk_usage(dest.parent).free
     if free < total:
-        raise CCNetError(f"{dest.name} needs {total / 2**20:.1f} MiB but {dest.parent} has {free / 2**20:.1f} MiB free; "
-                         "free some space or set CCNET_CACHE to another disk")
+        raise CCNetError(f"{dest.name} needs {total / 2**20:.1f} MiB but {dest.parent} has "
+                         f"{free / 2**20:.1f} MiB free; free some space or set CCNET_CACHE to another disk")
 
 
 def _reason(err: object) -> str:

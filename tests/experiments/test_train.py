@@ -126,7 +126,7 @@ def test_ablation_run_scores_both_layouts_on_a_frozen_backbone(tmp_path):
     assert "| rcca_r1 |" in markdown_table(result)
 
 
-class Interrupted(Exception):
+class Interrupted(Exception):  # noqa: N818 - a signal in the test, not an error
     pass
 
 

@@ -75,16 +75,6 @@ def test_lru_get_or_create_lets_a_failure_through_and_retries_later():
 
 # ---- an Explorer on a tiny model ---------------------------------------------------------------
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("models") / "tiny.pt")
-
-
-@pytest.fixture()
-def explorer(checkpoint):
-    return Explorer(str(checkpoint), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def picture(tmp_path_factory):
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("images") / "scene.png"

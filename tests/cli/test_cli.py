@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +12,9 @@ from PIL import Image
 from ccnet.cli import main
 from ccnet.inference.predictor import Predictor, Protocol
 from ccnet.nn.attention import composed_map
+from ccnet.project import ROOT
 from ccnet.weights.load import load_model
 from tests.helpers import tiny_checkpoint, tiny_model
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()

@@ -11,6 +11,7 @@ from ccnet.nn.attention import (
     dense_matrix,
     step_map,
 )
+from tests.helpers import KEYS_FILE
 
 SIZES = [(1, 1), (1, 6), (5, 1), (3, 4), (7, 5)]
 
@@ -80,7 +81,7 @@ def test_low_precision_close_to_fp64(dtype):
 
 
 def test_state_dict_is_mmseg_cca_subdict():
-    keys_file = __import__("pathlib").Path(__file__).parent / "data" / "mmseg_ccnet_r50-d8_cityscapes.keys.tsv"
+    keys_file = KEYS_FILE
     expected = {}
     for line in keys_file.read_text().splitlines():
         if line.startswith("decode_head.cca."):

@@ -29,8 +29,8 @@ class FakePredictor:
     """Predicts the class written into the image as grey level 10 * class (robust to JPEG),
     with one-hot logits scaled by ``gain(protocol)``; records the protocol of every call."""
 
-    def __init__(self, num_classes, protocol=Protocol(), gain=lambda protocol: 1.0):
-        self.num_classes, self.protocol, self.gain = num_classes, protocol, gain
+    def __init__(self, num_classes, protocol=None, gain=lambda protocol: 1.0):
+        self.num_classes, self.protocol, self.gain = num_classes, protocol or Protocol(), gain
         self.calls = []
 
     def predict(self, image, with_attention=False):

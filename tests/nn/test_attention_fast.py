@@ -19,7 +19,7 @@ def make_cca(channels: int = 16, dtype: torch.dtype = torch.float64, gamma: floa
     return module
 
 
-def run(module: CrissCrossAttention, impl: str, x: torch.Tensor, **kwargs):  # noqa: ANN201
+def run(module: CrissCrossAttention, impl: str, x: torch.Tensor, **kwargs):
     module.impl = impl
     return module(x, **kwargs)
 

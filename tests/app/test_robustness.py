@@ -6,13 +6,10 @@ lists what the user sees for each.
 from __future__ import annotations
 
 import errno
-import io
 import os
-import struct
 import subprocess
 import sys
 import threading
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,76 +23,10 @@ from ccnet.app.uploads import checked_upload
 from ccnet.errors import CCNetError, ImageError
 from ccnet.inference.images import MAX_ASPECT, MIN_SIDE, decode_image
 from ccnet.inference.predictor import predict_or_fall_back
+from ccnet.project import ROOT
 from ccnet.weights import download
+from tests.files import BAD_FILES, exif_rotated, odd_files
 from tests.helpers import tiny_checkpoint
-from tests.test_session import checkpoint, explorer  # noqa: F401 - the same tiny-model fixtures
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-# ---- files: one builder per case ------------------------------------------------------------------
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def bomb_png(width: int = 40000, height: int = 40000) -> bytes:
-    """A tiny PNG whose header claims width x height RGB pixels."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
-
-
-def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **kwargs)
-    return buffer.getvalue()
-
-
-RNG = np.random.default_rng(7)
-PHOTO = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-
-
-def palette_with_transparency() -> bytes:
-    image = Image.fromarray(PHOTO).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
-    return encoded(image, "PNG", transparency=0)
-
-
-BAD_FILES = {  # name -> (bytes, the one-line message's key words)
-    "empty.png": (b"", "is empty"),
-    "truncated.png": (encoded(Image.fromarray(PHOTO), "PNG")[:300], "damaged or truncated"),
-    "page.png": (b"<!doctype html><html><body>not an image</body></html>", "not an image file"),
-    "bomb.png": (bomb_png(), "too large"),
-    "one.png": (encoded(Image.new("RGB", (1, 1)), "PNG"), "too small: 1x1"),
-    "stride.png": (encoded(Image.new("RGB", (7, 7)), "PNG"), "too small: 7x7"),
-    "sliver.png": (encoded(Image.new("RGB", (2000, 40)), "PNG"), "too elongated: 2000x40"),
-}
-
-
-def odd_files() -> dict[str, tuple[bytes, np.ndarray]]:
-    """Valid but unusual files -> (bytes, the RGB array we expect to segment)."""
-    gray16 = (np.arange(48 * 64, dtype=np.uint32).reshape(48, 64) * 21).astype(np.uint16)
-    gray16_rgb = np.repeat(np.rint(gray16 / 65535 * 255).astype(np.uint8)[..., None], 3, axis=2)
-    rgba = np.dstack([PHOTO, RNG.integers(0, 256, (48, 64), dtype=np.uint8)])
-    pal = Image.open(io.BytesIO(palette_with_transparency()))
-    cmyk = Image.new("CMYK", (64, 48), (255, 0, 0, 0))  # pure cyan ink
-    frames = [Image.new("RGB", (64, 48), c) for c in ("red", "blue")]
-    return {
-        "gray16.png": (encoded(Image.fromarray(gray16), "PNG"), gray16_rgb),
-        "gray8.png": (encoded(Image.fromarray(PHOTO[..., 1]), "PNG"), np.repeat(PHOTO[..., 1:2], 3, axis=2)),
-        "palette.png": (palette_with_transparency(), np.asarray(pal.convert("RGB"))),
-        "rgba.png": (encoded(Image.fromarray(rgba), "PNG"), PHOTO),
-        "cmyk.jpg": (encoded(cmyk, "JPEG", quality=95), np.broadcast_to(np.uint8([0, 255, 255]), (48, 64, 3))),
-        "anim.webp": (encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True),
-                      np.broadcast_to(np.uint8([255, 0, 0]), (48, 64, 3))),
-        "anim.gif": (encoded(frames[0], "GIF", save_all=True, append_images=frames[1:]),
-                     np.broadcast_to(np.uint8([255, 0, 0]), (48, 64, 3))),
-    }
-
-
-def exif_rotated() -> bytes:
-    exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
-    return encoded(Image.fromarray(PHOTO), "JPEG", exif=exif)
 
 
 # ---- bad and odd images ---------------------------------------------------------------------------
@@ -211,7 +142,8 @@ def test_concurrent_users_get_their_own_results(checkpoint, tmp_path):
         Image.fromarray(np.random.default_rng(100 + i).integers(0, 256, (48 + 8 * i, 80, 3), dtype=np.uint8)).save(path)
         images.append(path)
     reference = Explorer(str(checkpoint), device="cpu")
-    expected = {p: (reference.analyse(p).mask.copy(), reference.explain(p, 40, 20).maps.composed.copy()) for p in images}
+    expected = {p: (reference.analyse(p).mask.copy(), reference.explain(p, 40, 20).maps.composed.copy())
+                for p in images}
     shared = Explorer(str(checkpoint), device="cpu", max_entries=3, max_bytes=1 << 20)  # evictions on purpose
     failures, barrier = [], threading.Barrier(len(images))
 
@@ -279,7 +211,7 @@ class _OutOfMemoryOnce:
 
     device = torch.device("cuda")
 
-    def predict(self, image, with_attention=True):  # noqa: ANN001, ANN201
+    def predict(self, image, with_attention=True):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
 
@@ -297,7 +229,7 @@ def test_cpu_out_of_memory_is_a_clear_error():
     class CpuFull:
         device = torch.device("cpu")
 
-        def predict(self, image, with_attention=True):  # noqa: ANN001, ANN201
+        def predict(self, image, with_attention=True):
             raise torch.OutOfMemoryError("out of memory")
 
     with pytest.raises(CCNetError, match="out of memory segmenting a 5x4 image"):
@@ -308,7 +240,7 @@ def test_a_full_disk_while_exporting_is_a_clear_error(explorer, scene, tmp_path,
     exports = Exports(tmp_path / "exports")
     analysis = explorer.analyse(scene)
 
-    def full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", full)
@@ -342,19 +274,19 @@ def test_a_disk_that_fills_up_during_a_download_leaves_nothing_behind(served_fil
     real_fdopen = os.fdopen
 
     class FillsUp:
-        def __init__(self, f):  # noqa: ANN001
+        def __init__(self, f):
             self.f, self.written = f, 0
 
-        def write(self, chunk):  # noqa: ANN001, ANN201
+        def write(self, chunk):
             if self.written + len(chunk) > 1000:  # the disk holds the first KB only
                 raise OSError(errno.ENOSPC, "No space left on device")
             self.written += len(chunk)
             return self.f.write(chunk)
 
-        def __enter__(self):  # noqa: ANN204
+        def __enter__(self):
             return self
 
-        def __exit__(self, *exc):  # noqa: ANN002, ANN204
+        def __exit__(self, *exc):
             self.f.close()
 
     monkeypatch.setattr(download.os, "fdopen", lambda fd, mode: FillsUp(real_fdopen(fd, mode)))

@@ -12,6 +12,7 @@ import torch
 
 from ccnet.errors import CCNetError
 from ccnet.nn import cost
+from ccnet.project import ROOT
 
 MIB = 2**20
 
@@ -77,7 +78,7 @@ def test_bench_cli_writes_json(tmp_path: Path):
     proc = subprocess.run(
         [sys.executable, "-m", "ccnet", "bench", "attention", "--sizes", "9x11", "--channels", "16",
          "--repeats", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     assert "reference" in proc.stdout and "non-local" in proc.stdout

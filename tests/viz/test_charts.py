@@ -46,7 +46,8 @@ def test_unvalidated_figures_pass_plotly_validation():
 
     rng = np.random.default_rng(1)
     maps = [rng.random((3, 5)) for _ in range(3)]
-    figures = [charts.cross_weights(PixelAttention((3, 5), (0, 4), maps[:2], maps[2]), ["step 1", "step 2", "composed"])]
+    views = ["step 1", "step 2", "composed"]
+    figures = [charts.cross_weights(PixelAttention((3, 5), (0, 4), maps[:2], maps[2]), views)]
     curves = {m: {"memory_bytes": [1, 2], "flops": [3, 4]} for m in ("rcca1", "rcca2", "nonlocal")}
     figures.append(charts.cost_growth({"sides": [8, 16], "curves": curves, "current": _measured(), "paper": [97, 97]}))
     for fig in figures:

@@ -46,8 +46,8 @@ def test_constants_are_consistent():
     assert len(CLASS_NAMES) == len(PALETTE) == len(CITYSCAPES_TRAIN_ID_OF_CLASS) == 11
     assert [CLASS_NAMES[c] for c in CONTEXT_CLASSES] == ["car", "truck"]
     cityscapes = dataset_info()["cityscapes"]
-    assert CLASS_NAMES == tuple(cityscapes["classes"][i] for i in CITYSCAPES_TRAIN_ID_OF_CLASS)
-    assert PALETTE == tuple(tuple(cityscapes["palette"][i]) for i in CITYSCAPES_TRAIN_ID_OF_CLASS)
+    assert tuple(cityscapes["classes"][i] for i in CITYSCAPES_TRAIN_ID_OF_CLASS) == CLASS_NAMES
+    assert tuple(tuple(cityscapes["palette"][i]) for i in CITYSCAPES_TRAIN_ID_OF_CLASS) == PALETTE
     assert PALETTE[CAR] == (0, 0, 142) and CITYSCAPES_TRAIN_ID_OF_CLASS[TRUCK] == 14
 
 

@@ -55,7 +55,7 @@ class Server:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.requests.append(self.path)
                 status, body, length = server.routes.get(self.path, (404, b"", None))
                 if status != 200:
@@ -66,7 +66,7 @@ class Server:
                 self.end_headers()
                 self.wfile.write(body)  # HTTP/1.0: the connection closes after, short or not
 
-            def log_message(self, *args) -> None:  # noqa: ANN002
+            def log_message(self, *args) -> None:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

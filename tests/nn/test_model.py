@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,9 +15,7 @@ from ccnet.weights.checkpoints import (
     read_checkpoint,
     save_checkpoint,
 )
-from tests.helpers import tiny_model
-
-KEYS_FILE = Path(__file__).parent / "data" / "mmseg_ccnet_r50-d8_cityscapes.keys.tsv"
+from tests.helpers import KEYS_FILE, tiny_model
 
 
 def mmseg_layout(depth: int, num_classes: int) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -29,7 +26,7 @@ def mmseg_layout(depth: int, num_classes: int) -> dict[str, tuple[tuple[int, ...
             continue
         name, shape, dtype = line.split("\t")
         shape = tuple(json.loads(shape))
-        if name.endswith("conv_seg.weight") or name.endswith("conv_seg.bias"):
+        if name.endswith(("conv_seg.weight", "conv_seg.bias")):
             shape = (num_classes,) + shape[1:]
         rows[name] = (shape, dtype)
     if depth == 101:  # layer3 has 23 blocks; blocks 1.. are identical to block 1 of R50

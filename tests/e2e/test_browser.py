@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from ccnet.project import ROOT
+
 DEMO = ROOT / "demos" / "street_seed2_truck.png"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -162,7 +163,7 @@ def test_upload_click_opacity_and_step_in_chromium(app_url):
 def test_a_broken_upload_shows_its_one_line_message_and_the_page_keeps_working(app_url, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from tests.test_robustness import BAD_FILES
+    from tests.files import BAD_FILES
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ccnet.project import ROOT
 from ccnet.tools.ports import free_port
 
 # gradio 6.31's queue calls pandas APIs that pandas 3 deprecates (not ours to fix)
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated).*")
-ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demos" / "street_seed1_car.png"
 H, W = 256, 512
 
@@ -40,7 +40,8 @@ def served(tmp_path_factory):
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 max_file_size=MAX_FILE_SIZE)
     try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path_factory.mktemp("dl"))), explorer
+        downloads = str(tmp_path_factory.mktemp("dl"))
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=downloads), explorer
     finally:
         demo.close()
 
@@ -171,7 +172,7 @@ def test_python_app_py_honours_the_server_env_and_reaches_no_other_host(tmp_path
 
 
 # ---- robustness through the server (the same cases without it: test_robustness.py) ---------------
-def _file(tmp_path, name, data):  # noqa: ANN001, ANN202
+def _file(tmp_path, name, data):
     from gradio_client import handle_file
 
     path = tmp_path / name
@@ -182,7 +183,7 @@ def _file(tmp_path, name, data):  # noqa: ANN001, ANN202
 def test_odd_images_are_segmented_at_their_size_and_bad_ones_refused(served, tmp_path):
     from gradio_client.exceptions import AppError
 
-    from tests.test_robustness import BAD_FILES, odd_files
+    from tests.files import BAD_FILES, odd_files
 
     client, _ = served
     for name in ("gray16.png", "cmyk.jpg", "palette.png", "anim.webp"):
@@ -197,7 +198,7 @@ def test_odd_images_are_segmented_at_their_size_and_bad_ones_refused(served, tmp
     assert Image.open(overlay).size == (W, H)
 
 
-def handle_demo():  # noqa: ANN201
+def handle_demo():
     from gradio_client import handle_file
 
     return handle_file(str(DEMO))
@@ -223,7 +224,8 @@ def raw_call(base: str, endpoint: str, data: list) -> tuple[str, str]:
     """POST to /gradio_api/call/<endpoint> as any HTTP client could (gradio_client would upload a
     local path itself), then read the event stream: ("complete"|"error", its data)."""
     request = urllib.request.Request(f"{base.rstrip('/')}/gradio_api/call/{endpoint}", method="POST",
-                                     data=json.dumps({"data": data}).encode(), headers={"Content-Type": "application/json"})
+                                     data=json.dumps({"data": data}).encode(),
+                                     headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         event_id = json.loads(response.read())["event_id"]
     with urllib.request.urlopen(f"{base.rstrip('/')}/gradio_api/call/{endpoint}/{event_id}", timeout=60) as response:
@@ -246,7 +248,7 @@ def test_uploads_above_the_size_limit_are_refused(served, tmp_path):
     assert Image.open(overlay).size == (W, H)
 
 
-def handle_file_(path):  # noqa: ANN001, ANN201
+def handle_file_(path):
     from gradio_client import handle_file
 
     return handle_file(str(path))

@@ -1,8 +1,6 @@
 """The shipped default model: loads offline with weights_only and really segments street scenes."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,10 +10,8 @@ from ccnet.inference.explain import attention_at
 from ccnet.inference.geometry import box_cells
 from ccnet.inference.images import decode_image
 from ccnet.inference.predictor import Predictor
-from ccnet.project import DEFAULT_CHECKPOINT
+from ccnet.project import DEFAULT_CHECKPOINT, DEMOS
 from ccnet.weights.load import load_model
-
-DEMOS = Path(__file__).resolve().parent.parent / "demos"
 
 
 @pytest.fixture(scope="module")

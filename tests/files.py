@@ -1,0 +1,74 @@
+"""Image files for the robustness tests, one builder per case: broken files with the words of their
+one-line message, and odd but valid files with the RGB array they must decode to."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def bomb_png(width: int = 40000, height: int = 40000) -> bytes:
+    """A tiny PNG whose header claims width x height RGB pixels."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
+
+
+def encoded(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+RNG = np.random.default_rng(7)
+PHOTO = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+
+
+def palette_with_transparency() -> bytes:
+    image = Image.fromarray(PHOTO).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    return encoded(image, "PNG", transparency=0)
+
+
+BAD_FILES = {  # name -> (bytes, the one-line message's key words)
+    "empty.png": (b"", "is empty"),
+    "truncated.png": (encoded(Image.fromarray(PHOTO), "PNG")[:300], "damaged or truncated"),
+    "page.png": (b"<!doctype html><html><body>not an image</body></html>", "not an image file"),
+    "bomb.png": (bomb_png(), "too large"),
+    "one.png": (encoded(Image.new("RGB", (1, 1)), "PNG"), "too small: 1x1"),
+    "stride.png": (encoded(Image.new("RGB", (7, 7)), "PNG"), "too small: 7x7"),
+    "sliver.png": (encoded(Image.new("RGB", (2000, 40)), "PNG"), "too elongated: 2000x40"),
+}
+
+
+def odd_files() -> dict[str, tuple[bytes, np.ndarray]]:
+    """Valid but unusual files -> (bytes, the RGB array we expect to segment)."""
+    gray16 = (np.arange(48 * 64, dtype=np.uint32).reshape(48, 64) * 21).astype(np.uint16)
+    gray16_rgb = np.repeat(np.rint(gray16 / 65535 * 255).astype(np.uint8)[..., None], 3, axis=2)
+    rgba = np.dstack([PHOTO, RNG.integers(0, 256, (48, 64), dtype=np.uint8)])
+    pal = Image.open(io.BytesIO(palette_with_transparency()))
+    cmyk = Image.new("CMYK", (64, 48), (255, 0, 0, 0))  # pure cyan ink
+    frames = [Image.new("RGB", (64, 48), c) for c in ("red", "blue")]
+    return {
+        "gray16.png": (encoded(Image.fromarray(gray16), "PNG"), gray16_rgb),
+        "gray8.png": (encoded(Image.fromarray(PHOTO[..., 1]), "PNG"), np.repeat(PHOTO[..., 1:2], 3, axis=2)),
+        "palette.png": (palette_with_transparency(), np.asarray(pal.convert("RGB"))),
+        "rgba.png": (encoded(Image.fromarray(rgba), "PNG"), PHOTO),
+        "cmyk.jpg": (encoded(cmyk, "JPEG", quality=95), np.broadcast_to(np.uint8([0, 255, 255]), (48, 64, 3))),
+        "anim.webp": (encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True),
+                      np.broadcast_to(np.uint8([255, 0, 0]), (48, 64, 3))),
+        "anim.gif": (encoded(frames[0], "GIF", save_all=True, append_images=frames[1:]),
+                     np.broadcast_to(np.uint8([255, 0, 0]), (48, 64, 3))),
+    }
+
+
+def exif_rotated() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    return encoded(Image.fromarray(PHOTO), "JPEG", exif=exif)

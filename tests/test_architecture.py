@@ -1,0 +1,115 @@
+"""The package's design, checked: imports run one way between folders, no module imports in a
+cycle, only the UI imports Gradio, the public API is what the README says, and its example runs."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+import ccnet
+from ccnet.project import ROOT
+
+PACKAGE = ROOT / "ccnet"
+# A folder may import its own modules and those of lower layers; app and experiments share a layer
+# and may not import each other. __init__ (the public API) and __main__ sit outside the layers.
+LAYERS = {"errors": 0, "project": 0, "nn": 1, "inference": 2, "weights": 3, "viz": 4,
+          "app": 5, "experiments": 5, "tools": 6, "cli": 7}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every ccnet module a file imports, at any depth (function-level imports included), and
+    every 'ccnet.x' string handed to importlib."""
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"ccnet(\.\w+)+",
+                                                                                            node.value):
+            found.add(node.value)
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    return {name for name in found if name in modules and name.startswith("ccnet.")}
+
+
+def layer_of(module: str) -> str:
+    return module.split(".")[1]
+
+
+SOURCES = sorted(p for p in PACKAGE.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")
+                 or p.parent.name != "ccnet")
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_run_one_way_between_folders(path):
+    own = layer_of(module_name(path))
+    for target in imported_modules(path):
+        other = layer_of(target)
+        if other == own:
+            continue
+        assert LAYERS[other] < LAYERS[own], f"{module_name(path)} imports {target}: {own} may not import {other}"
+
+
+def test_no_import_cycles():
+    graph = {module_name(p): imported_modules(p) - {module_name(p)} for p in SOURCES}
+    graph = {name: {t for t in targets if t in graph} for name, targets in graph.items()}
+    done, stack = set(), []
+
+    def visit(node: str) -> None:
+        if node in stack:
+            raise AssertionError("import cycle: " + " -> ".join([*stack[stack.index(node):], node]))
+        if node in done:
+            return
+        stack.append(node)
+        for target in sorted(graph[node]):
+            visit(target)
+        stack.pop()
+        done.add(node)
+
+    for name in sorted(graph):
+        visit(name)
+
+
+def test_only_the_ui_imports_gradio():
+    importers = sorted(str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py")
+                       if re.search(r"^\s*(import|from) gradio[\s.]", p.read_text(), re.M))
+    assert importers == ["ccnet/app/ui.py"]
+
+
+def test_modules_and_functions_stay_small():
+    """~400 lines a module, ~60 a function: a place in the tree says what a file does."""
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        assert text.count("\n") <= 420, f"{path} has {text.count(chr(10))} lines"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 60, f"{path}:{node.lineno} {node.name} has {length} lines"
+
+
+def test_the_public_api():
+    assert sorted(ccnet.__all__) == sorted(
+        ["load_model", "Predictor", "CrissCrossAttention", "NonLocal2d", "CCNet", "explain_pixel"])
+    for name in ccnet.__all__:
+        assert getattr(ccnet, name).__module__.startswith("ccnet.")
+
+
+def test_the_readme_python_example_runs_with_the_public_api_only(monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    code = "\n".join(line.removeprefix("  ") for line in block.splitlines())
+    assert not re.search(r"^\s*(from|import) ccnet\.", code, re.M), "the example reaches past the public API"
+    monkeypatch.chdir(ROOT)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    maps = scope["maps"]
+    assert len(maps.steps) == 2 and abs(float(maps.composed.sum()) - 1) < 1e-4
