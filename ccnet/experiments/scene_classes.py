@@ -16,6 +16,14 @@ CONTEXT_CLASSES: tuple[int, ...] = (9, 10)
 
 ROAD, SIDEWALK, BUILDING, POLE, LIGHT, SIGN, VEGETATION, SKY, PERSON, CAR, TRUCK = range(11)
 
+# Luminance texture per class (std of fine / mid / coarse noise, 0..255 units): gives a small
+# CNN local texture cues, since colours alone overlap across classes. Keyed by class so that a new class cannot
+# shift the columns (it did once: the panel got vegetation's texture; see assets/MODEL_CARD.md).
+TEXTURE_BY_CLASS: dict[int, tuple[int, int, int]] = {
+    ROAD: (5, 3, 8), SIDEWALK: (4, 6, 6), BUILDING: (3, 3, 10), POLE: (2, 1, 2), LIGHT: (1, 0, 1),
+    SIGN: (1, 0, 1), VEGETATION: (12, 16, 8), SKY: (1, 0, 6), PERSON: (3, 2, 2), CAR: (2, 1, 2), TRUCK: (2, 1, 2),
+}
+
 
 def colorize_label(label: np.ndarray) -> np.ndarray:
     """Label map -> Cityscapes-coloured RGB uint8 (ignore pixels black)."""

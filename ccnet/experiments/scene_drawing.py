@@ -10,20 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ccnet.experiments.scene_classes import (
-    BUILDING,
-    CAR,
-    CLASS_NAMES,
-    LIGHT,
-    PERSON,
-    POLE,
-    ROAD,
-    SIDEWALK,
-    SIGN,
-    SKY,
-    TRUCK,
-    VEGETATION,
-)
+from ccnet.experiments import scene_classes as classes
 
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), half-open pixel box
 Coords = np.ndarray  # a column (rows) or row (columns) vector of pixel centres
@@ -33,16 +20,9 @@ Painter = Callable[[Coords, Coords], tuple]  # (ys, xs) -> (mask or True, colour
 ROAD_METRES = 13.0  # real-world road width that sets the pixels-per-metre scale
 
 
-# Luminance texture per class (std of fine / mid / coarse noise, 0..255 units): gives a small
-# CNN local texture cues, since colours alone overlap across classes. Keyed by class so that a new
-# class cannot shift the columns (it did once: the panel got vegetation's texture, see docs/ablation.md).
-TEXTURE_BY_CLASS = {
-    ROAD: (5, 3, 8), SIDEWALK: (4, 6, 6), BUILDING: (3, 3, 10), POLE: (2, 1, 2), LIGHT: (1, 0, 1),
-    SIGN: (1, 0, 1), VEGETATION: (12, 16, 8), SKY: (1, 0, 6), PERSON: (3, 2, 2), CAR: (2, 1, 2), TRUCK: (2, 1, 2),
-}
 
 
-TEXTURE = np.array([TEXTURE_BY_CLASS[c] for c in range(len(CLASS_NAMES))], np.float32).T  # (3, classes)
+TEXTURE = np.array([classes.TEXTURE_BY_CLASS[c] for c in range(len(classes.CLASS_NAMES))], np.float32).T  # (3, classes)
 
 
 @dataclass(frozen=True)
@@ -78,7 +58,7 @@ class Canvas:
     def __init__(self, h: int, w: int) -> None:
         self.h, self.w = h, w
         self.img = np.zeros((h, w, 3), np.float32)
-        self.lab = np.full((h, w), SKY, np.uint8)
+        self.lab = np.full((h, w), classes.SKY, np.uint8)
 
     def window(self, box: tuple[float, float, float, float]) -> tuple[tuple[slice, slice], Coords, Coords] | None:
         """Clipped slices of a float box plus pixel-centre coordinates (column/row vectors)."""
@@ -170,7 +150,7 @@ def draw_buildings(cv: Canvas, rng: np.random.Generator, st: Street) -> None:
         sx = cv.h * rng.uniform(0.03, 0.05) * (0.6 + 2 * far)
         draw = facade(x, x + bw, top, building_colour(rng), glass, sx,
                        sx * rng.uniform(0.9, 1.5), rng.uniform(0.35, 0.7), rng.uniform(0.4, 0.7))
-        cv.paint((x, top, x + bw, cv.h), BUILDING, draw)
+        cv.paint((x, top, x + bw, cv.h), classes.BUILDING, draw)
         x += bw
 
 
@@ -196,7 +176,7 @@ def draw_ground(cv: Canvas, rng: np.random.Generator, st: Street) -> None:
     index = np.select([marks, road, kerb, slabs], [0, 1, 2, 3], 4).astype(np.uint8)
     ground = road | walk
     cv.img[sl][ground] = colours[index[ground]]
-    cv.lab[sl][ground] = np.where(road, ROAD, SIDEWALK)[ground]
+    cv.lab[sl][ground] = np.where(road, classes.ROAD, classes.SIDEWALK)[ground]
 
 
 def draw_tree(cv: Canvas, rng: np.random.Generator, st: Street) -> None:
@@ -205,7 +185,7 @@ def draw_tree(cv: Canvas, rng: np.random.Generator, st: Street) -> None:
     x = st.ground_x(d, int(rng.choice((-1, 1))), rng.uniform(1.5, 2.0))
     trunk_h, r, tw = rng.uniform(2, 4) * ppm, rng.uniform(1.5, 3.2) * ppm, max(1.5, 0.35 * ppm)
     trunk = hsv(rng.uniform(0.05, 0.1), rng.uniform(0.3, 0.6), rng.uniform(0.15, 0.35))
-    cv.paint((x - tw / 2, yb - trunk_h - r * 0.3, x + tw / 2, yb), VEGETATION, rect(trunk))
+    cv.paint((x - tw / 2, yb - trunk_h - r * 0.3, x + tw / 2, yb), classes.VEGETATION, rect(trunk))
     n = int(rng.integers(4, 8))
     cx = x + rng.uniform(-0.8, 0.8, n) * r
     cy = yb - trunk_h - r * 0.4 + rng.uniform(-1, 0.6, n) * r * 0.6
@@ -220,7 +200,7 @@ def draw_tree(cv: Canvas, rng: np.random.Generator, st: Street) -> None:
             mask |= (xs - bx) ** 2 + (ys - by) ** 2 <= br * br
         return mask, green * (1.15 - 0.35 * (ys - top) / span)[..., None]  # lit from above
 
-    cv.paint(((cx - rad).min(), top, (cx + rad).max(), top + span), VEGETATION, crown)
+    cv.paint(((cx - rad).min(), top, (cx + rad).max(), top + span), classes.VEGETATION, crown)
 
 
 def draw_lamp(cv: Canvas, rng: np.random.Generator, st: Street) -> None:
@@ -230,9 +210,9 @@ def draw_lamp(cv: Canvas, rng: np.random.Generator, st: Street) -> None:
     top, pw = yb - rng.uniform(5, 8) * ppm, max(1.5, 0.2 * ppm)
     arm = x - side * rng.uniform(0.8, 1.5) * ppm
     colour = grey(rng, 0.25, 0.6, 0.08)
-    cv.paint((x - pw / 2, top, x + pw / 2, yb), POLE, rect(colour))
-    cv.paint((min(x, arm), top, max(x, arm), top + pw), POLE, rect(colour))
-    cv.paint((arm - 1.5 * pw, top, arm + 1.5 * pw, top + 1.5 * pw), POLE, rect(colour * 0.6))
+    cv.paint((x - pw / 2, top, x + pw / 2, yb), classes.POLE, rect(colour))
+    cv.paint((min(x, arm), top, max(x, arm), top + pw), classes.POLE, rect(colour))
+    cv.paint((arm - 1.5 * pw, top, arm + 1.5 * pw, top + 1.5 * pw), classes.POLE, rect(colour * 0.6))
 
 
 def draw_sign(cv: Canvas, rng: np.random.Generator, st: Street, box: Box,
@@ -245,7 +225,7 @@ def draw_sign(cv: Canvas, rng: np.random.Generator, st: Street, box: Box,
     cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2
     d = abs(cx - st.vp_x) / (st.road + rng.uniform(0.4, 0.9) * (st.walk - st.road))
     pw = max(2.0, r / 5)
-    cv.paint((cx - pw / 2, cy, cx + pw / 2, min(cv.h, st.row(d))), POLE,
+    cv.paint((cx - pw / 2, cy, cx + pw / 2, min(cv.h, st.row(d))), classes.POLE,
              rect(grey(rng, 0.25, 0.6, 0.08)))
     rim_w = max(2.0, 0.1 * 2 * r)
     shape = rng.integers(3)
@@ -257,7 +237,7 @@ def draw_sign(cv: Canvas, rng: np.random.Generator, st: Street, box: Box,
         outer = r if shape < 2 else r / np.sqrt(2)
         return dist <= outer, np.where((dist <= outer - rim_w)[..., None], panel, rim)
 
-    cv.paint(box, SIGN, draw)
+    cv.paint(box, classes.SIGN, draw)
 
 
 def draw_person(cv: Canvas, rng: np.random.Generator, x: float, yb: float, ph: float) -> None:
@@ -278,7 +258,7 @@ def draw_person(cv: Canvas, rng: np.random.Generator, x: float, yb: float, ph: f
                             (torso | arms)[..., None]], [hair, skin, shirt], legs)
         return head | torso | arms | leg, colour
 
-    cv.paint((x - 0.25 * ph, y0, x + 0.25 * ph, yb), PERSON, draw)
+    cv.paint((x - 0.25 * ph, y0, x + 0.25 * ph, yb), classes.PERSON, draw)
 
 
 def vehicle_colour(rng: np.random.Generator) -> np.ndarray:
@@ -313,7 +293,7 @@ def draw_vehicle(cv: Canvas, rng: np.random.Generator, box: Box) -> None:
             [glass, tyre, body * 0.55, plate], body * (1.1 - 0.2 * v)[..., None])
         return cabin | shell | wheels, colour
 
-    cv.paint(box, CAR, draw)
+    cv.paint(box, classes.CAR, draw)
 
 
 def smooth_noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.ndarray:

@@ -4,23 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ccnet.experiments import scene_classes as classes
 from ccnet.experiments.demos import write_demos
-from ccnet.experiments.scenes import (
-    CAR,
-    CITYSCAPES_TRAIN_ID_OF_CLASS,
-    CLASS_NAMES,
-    CONTEXT_CLASSES,
-    LIGHT,
-    PALETTE,
-    ROAD,
-    SIGN,
-    SKY,
-    TRUCK,
-    Scene,
-    colorize_label,
-    generate_scene,
-    scene_batch,
-)
+from ccnet.experiments.scenes import Scene, generate_scene, scene_batch
+from ccnet.nn.model import EMBEDDED_CONFIG
 from ccnet.weights.datasets import dataset_info
 
 SMALL = (128, 256)
@@ -43,12 +30,13 @@ def _box_mask(shape: tuple[int, int], box) -> np.ndarray:
 
 
 def test_constants_are_consistent():
-    assert len(CLASS_NAMES) == len(PALETTE) == len(CITYSCAPES_TRAIN_ID_OF_CLASS) == 11
-    assert [CLASS_NAMES[c] for c in CONTEXT_CLASSES] == ["car", "truck"]
+    assert len(classes.CLASS_NAMES) == len(classes.PALETTE) == len(classes.CITYSCAPES_TRAIN_ID_OF_CLASS) == 11
+    assert EMBEDDED_CONFIG.num_classes == len(classes.CLASS_NAMES) == len(classes.TEXTURE_BY_CLASS)
+    assert [classes.CLASS_NAMES[c] for c in classes.CONTEXT_CLASSES] == ["car", "truck"]
     cityscapes = dataset_info()["cityscapes"]
-    assert tuple(cityscapes["classes"][i] for i in CITYSCAPES_TRAIN_ID_OF_CLASS) == CLASS_NAMES
-    assert tuple(tuple(cityscapes["palette"][i]) for i in CITYSCAPES_TRAIN_ID_OF_CLASS) == PALETTE
-    assert PALETTE[CAR] == (0, 0, 142) and CITYSCAPES_TRAIN_ID_OF_CLASS[TRUCK] == 14
+    assert tuple(cityscapes["classes"][i] for i in classes.CITYSCAPES_TRAIN_ID_OF_CLASS) == classes.CLASS_NAMES
+    assert tuple(tuple(cityscapes["palette"][i]) for i in classes.CITYSCAPES_TRAIN_ID_OF_CLASS) == classes.PALETTE
+    assert classes.PALETTE[classes.CAR] == (0, 0, 142) and classes.CITYSCAPES_TRAIN_ID_OF_CLASS[classes.TRUCK] == 14
 
 
 def test_same_arguments_give_identical_scenes():
@@ -70,15 +58,17 @@ def test_shapes_dtypes_and_classes(size):
     assert isinstance(scene, Scene)
     assert scene.image.shape == (*size, 3) and scene.image.dtype == np.uint8
     assert scene.label.shape == size and scene.label.dtype == np.uint8
-    assert scene.label.max() <= TRUCK
+    assert scene.label.max() <= classes.TRUCK
     present = set(np.unique(scene.label).tolist())
-    assert {ROAD, SKY} <= present and present & {SIGN, LIGHT} and present & set(CONTEXT_CLASSES)
+    assert {classes.ROAD, classes.SKY} <= present and present & {classes.SIGN, classes.LIGHT}
+    assert present & set(classes.CONTEXT_CLASSES)
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_every_scene_has_the_key_classes(seed):
     present = set(np.unique(generate_scene(seed, *SMALL).label).tolist())
-    assert {ROAD, SKY} <= present and present & {SIGN, LIGHT} and present & set(CONTEXT_CLASSES)
+    assert {classes.ROAD, classes.SKY} <= present and present & {classes.SIGN, classes.LIGHT}
+    assert present & set(classes.CONTEXT_CLASSES)
 
 
 @pytest.mark.parametrize("seed,size",
@@ -89,9 +79,9 @@ def test_cue_flip_changes_only_the_panel_and_vehicle_labels(seed, size):
     changed = np.any(car.image != truck.image, axis=2)
     assert changed.any() and not (changed & ~_box_mask(size, car.sign_box)).any()
     relabelled = car.label != truck.label
-    assert np.array_equal(relabelled, (car.label == CAR) | (car.label == SIGN))
-    assert (truck.label[car.label == CAR] == TRUCK).all() and not (car.label == TRUCK).any()
-    assert (truck.label[car.label == SIGN] == LIGHT).all() and not (car.label == LIGHT).any()
+    assert np.array_equal(relabelled, (car.label == classes.CAR) | (car.label == classes.SIGN))
+    assert (truck.label[car.label == classes.CAR] == classes.TRUCK).all() and not (car.label == classes.TRUCK).any()
+    assert (truck.label[car.label == classes.SIGN] == classes.LIGHT).all() and not (car.label == classes.LIGHT).any()
 
 
 def test_panel_colour_encodes_the_cue():
@@ -104,7 +94,7 @@ def test_panel_colour_encodes_the_cue():
             red = (hue < 0.1) | (hue > 0.95)
             inside = _box_mask(SMALL, scene.sign_box)
             panel = inside & (sat > 0.65) & (val > 0.3)
-            sign_pixels = np.isin(scene.label, [SIGN, LIGHT]).sum()
+            sign_pixels = np.isin(scene.label, [classes.SIGN, classes.LIGHT]).sum()
             assert (panel & (blue if cue == "car" else red)).sum() > 0.2 * sign_pixels
             assert not (panel & (red if cue == "car" else blue)).any()
             cue_coloured = (sat > 0.65) & (val > 0.3) & (blue | red)
@@ -118,7 +108,7 @@ def test_layout_is_long_range():
         scene = generate_scene(seed, h, w)
         x0, y0, x1, y1 = scene.sign_box
         assert x1 - x0 == y1 - y0 == 64 and y1 <= 0.45 * h
-        panel = np.isin(scene.label, [SIGN, LIGHT])
+        panel = np.isin(scene.label, [classes.SIGN, classes.LIGHT])
         assert panel[y0:y1, x0:x1].any()
         assert not panel[~_box_mask((h, w), scene.sign_box)].any()
         assert 1 <= len(scene.vehicle_boxes) <= 4
@@ -137,7 +127,7 @@ def test_aligned_scenes_put_the_cue_one_step_away_and_change_nothing_else_for_ev
         shared = [v for v in scene.vehicle_boxes if min(x1, v[2]) > max(x0, v[0])]
         assert shared, f"seed {seed}: no vehicle under the panel"
         assert all(max(v[1] - y1, y0 - v[3]) >= 8 for v in scene.vehicle_boxes)
-        assert np.isin(scene.label[y0:y1, x0:x1], [SIGN, LIGHT]).any()
+        assert np.isin(scene.label[y0:y1, x0:x1], [classes.SIGN, classes.LIGHT]).any()
     plain = generate_scene(3, h, w)
     assert np.array_equal(plain.image, generate_scene(3, h, w, aligned=False).image)
 
@@ -160,8 +150,8 @@ def test_vehicle_class_follows_the_cue():
     for seed in range(30):
         scene = generate_scene(seed, 64, 128)
         cues.append(scene.cue)
-        vehicles = scene.label[np.isin(scene.label, CONTEXT_CLASSES)]
-        assert vehicles.size and (vehicles == (CAR if scene.cue == "car" else TRUCK)).all()
+        vehicles = scene.label[np.isin(scene.label, classes.CONTEXT_CLASSES)]
+        assert vehicles.size and (vehicles == (classes.CAR if scene.cue == "car" else classes.TRUCK)).all()
     assert 8 <= cues.count("car") <= 22
 
 
@@ -173,7 +163,7 @@ def test_vehicle_colours_do_not_reveal_the_class():
         scene = generate_scene(seed, 64, 128)
         seed += 1
         if len(means[scene.cue]) < 40:
-            means[scene.cue].append(scene.image[np.isin(scene.label, CONTEXT_CLASSES)].mean(0))
+            means[scene.cue].append(scene.image[np.isin(scene.label, classes.CONTEXT_CLASSES)].mean(0))
     car, truck = np.array(means["car"]), np.array(means["truck"])
     spread = np.concatenate([car, truck]).std(0)
     assert (np.abs(car.mean(0) - truck.mean(0)) < 0.5 * spread).all()
@@ -195,9 +185,9 @@ def test_bad_arguments_are_rejected():
 
 
 def test_colorize_label_uses_the_palette():
-    label = np.array([[0, CAR], [TRUCK, 255]], np.uint8)
-    rgb = colorize_label(label)
-    assert rgb.dtype == np.uint8 and tuple(rgb[0, 1]) == PALETTE[CAR]
+    label = np.array([[0, classes.CAR], [classes.TRUCK, 255]], np.uint8)
+    rgb = classes.colorize_label(label)
+    assert rgb.dtype == np.uint8 and tuple(rgb[0, 1]) == classes.PALETTE[classes.CAR]
     assert tuple(rgb[1, 1]) == (0, 0, 0)
 
 
