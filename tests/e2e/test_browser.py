@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
 from ccnet.project import ROOT
+from ccnet.tools.ports import free_port
 
 DEMO = ROOT / "demos" / "street_seed2_truck.png"
 CHROMIUM = "/usr/bin/chromium"
@@ -53,9 +53,7 @@ def app_url(tmp_path_factory):
     from ccnet.app.explorer import Explorer
     from ccnet.app.exports import Exports
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     demo = build_app(Explorer(os.environ.get("CCNET_MODEL", "default"), device="cpu"),
                      Exports(tmp_path_factory.mktemp("exports")))
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
