@@ -79,10 +79,10 @@ def test_no_import_cycles():
         visit(name)
 
 
-def test_only_the_ui_imports_gradio():
+def test_only_the_ui_package_imports_gradio():
     importers = sorted(str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py")
                        if re.search(r"^\s*(import|from) gradio[\s.]", p.read_text(), re.M))
-    assert importers == ["ccnet/app/ui.py"]
+    assert importers and all(name.startswith("ccnet/app/ui/") for name in importers), importers
 
 
 def test_modules_and_functions_stay_small():

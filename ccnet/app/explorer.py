@@ -29,7 +29,6 @@ from ccnet.inference.predictor import Predictor, predict_or_fall_back, resolve_d
 from ccnet.nn import cost
 from ccnet.nn.cost import METHODS
 from ccnet.nn.model import CCNet
-from ccnet.viz import charts
 from ccnet.viz import pictures as viz
 from ccnet.weights.download import ProgressFn
 from ccnet.weights.load import LoadedModel, load_model
@@ -230,6 +229,15 @@ class Explorer:
         key = image_key(source)
         return self.cache.get_or_create((name, key), lambda: self._run(name, key, source))
 
+    def cached(self, key: str, model: str | None = None) -> Analysis:
+        """The analysis of the image whose key a link names, if it is still in the cache."""
+        if not isinstance(key, str) or len(key) != 40 or any(c not in "0123456789abcdef" for c in key):
+            raise ImageError("this link names no image")
+        analysis = self.cache.get((model or self.default_model, key))
+        if analysis is None:
+            raise ImageError("the image of this link is no longer on the server; upload it again")
+        return analysis
+
     def _run(self, name: str, key: str, source: ImageSource) -> tuple[Analysis, int]:
         image, note = load_image(source)
         loaded, predictor = self.model(name)
@@ -263,11 +271,11 @@ class Explorer:
         picture = viz.overlay(analysis.image, analysis.mask, self.model(analysis.model)[0].palette, alpha)
         return viz.mark_pixel(picture, *click) if click else picture
 
-    def explain(self, source: ImageSource, x: int, y: int, model: str | None = None,
+    def explain(self, source: ImageSource | Analysis, x: int, y: int, model: str | None = None,
                 display: Display = Display()) -> Explanation:
-        """The attention of the cell under pixel (x, y) of the analysed image. Never runs the
-        network for an image already analysed."""
-        analysis = self.analyse(source, model)
+        """The attention of the cell under pixel (x, y) of the analysed image (or of an analysis).
+        Never runs the network for an image already analysed."""
+        analysis = source if isinstance(source, Analysis) else self.analyse(source, model)
         x, y = _pixel(x, y)
         maps = attention_at(analysis.attention, analysis.grid, analysis.size, x, y)
         view = display.view if display.view in analysis.views else "composed"
@@ -286,8 +294,8 @@ class Explorer:
         return rows
 
     def render(self, explanation: Explanation, display: Display) -> dict[str, Any]:
-        """The pictures of a click: the chosen view's heat map (pixel and top-k marked), every
-        view side by side, the marked overlay and the row/column chart."""
+        """The pictures of a click that the API returns: the chosen view's heat map (pixel and
+        top-k marked) and every view side by side. (The page draws its maps in the browser.)"""
         analysis, click = explanation.analysis, (explanation.x, explanation.y)
         thumb = analysis.thumbnail
         scale = thumb.shape[1] / analysis.size[1]
@@ -304,15 +312,13 @@ class Explorer:
         return {
             "heatmap": viz.mark_pixel(main, *click),
             "steps": viz.side_by_side(small, list(maps)),
-            "overlay": self.overlay(analysis, display.alpha, click),
-            "chart": charts.cross_weights(explanation.maps, analysis.views),
         }
 
     # -- cost -----------------------------------------------------------------------------------
-    def cost(self, source: ImageSource, model: str | None = None) -> dict:
+    def cost(self, source: ImageSource | Analysis, model: str | None = None) -> dict:
         """Memory, FLOPs and time of RCCA R=1, R=2 and the non-local block at this image's feature
         size, measured once per (channels, feature size, device) and cached."""
-        analysis = self.analyse(source, model)
+        analysis = source if isinstance(source, Analysis) else self.analyse(source, model)
         channels = self.model(analysis.model)[0].net.config.head_channels
         height, width = analysis.grid
         key = (channels, height, width, self.device)
@@ -333,13 +339,12 @@ class Explorer:
         return {"sides": list(sides), "curves": curves, "current": measured, "paper": list(PAPER_GRID)}
 
     def status(self, analysis: Analysis | None = None, model: str | None = None) -> str:
-        """The status line: device, model, the last inference's time and the cache's fill."""
+        """The status line: device, model and the last inference's time (nothing server-wide)."""
         text = f"device **{self.device}** · model **{analysis.model if analysis else model or self.default_model}**"
         if analysis:
             height, width = analysis.size
             text += f" · last inference {analysis.seconds * 1000:.0f} ms on {width}×{height}"
             text += f" (feature grid {analysis.grid[0]}×{analysis.grid[1]})"
-        text += f" · cache {len(self.cache)} image(s), {self.cache.nbytes / 2**20:.0f} MiB"
         if analysis and analysis.note:
             text += f" · {analysis.note}"
         return text

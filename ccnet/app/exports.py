@@ -16,6 +16,7 @@ from PIL import Image
 from ccnet.app.explorer import Analysis, Explanation
 from ccnet.errors import CCNetError
 from ccnet.nn.cost import METHODS
+from ccnet.viz.pictures import colorize, palette_image
 
 
 class Exports:
@@ -45,9 +46,14 @@ class Exports:
             for old in folders[: max(0, len(folders) - self.max_files)]:
                 shutil.rmtree(old, ignore_errors=True)
 
-    def mask_png(self, analysis: Analysis) -> Path:
-        """Class indices as an 8-bit PNG (the value of each pixel is its class index)."""
-        return self._write(analysis, "mask.png", lambda p: Image.fromarray(analysis.mask.astype(np.uint8)).save(p))
+    def mask_png(self, analysis: Analysis, palette: tuple[tuple[int, int, int], ...]) -> Path:
+        """Class indices as a palette PNG: each pixel's value is its class index, shown in colour."""
+        return self._write(analysis, "mask.png", lambda p: palette_image(analysis.mask, palette).save(p))
+
+    def colour_png(self, analysis: Analysis, palette: tuple[tuple[int, int, int], ...]) -> Path:
+        """The segmentation in the dataset's colours, as RGB."""
+        colours = colorize(analysis.mask, palette)
+        return self._write(analysis, "mask_colour.png", lambda p: Image.fromarray(colours).save(p))
 
     def picture(self, analysis: Analysis, name: str, picture: np.ndarray) -> Path:
         """A picture for the page (and its download) as a PNG at compression level 1: about three

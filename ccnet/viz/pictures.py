@@ -41,6 +41,15 @@ def colorize(mask: np.ndarray, palette: tuple[tuple[int, int, int], ...]) -> np.
     return table[mask]
 
 
+def palette_image(mask: np.ndarray, palette: tuple[tuple[int, int, int], ...]) -> Image.Image:
+    """Class indices as a palette ("P") image: each pixel's value is its class index, and every
+    image viewer shows the class colours (a plain 8-bit PNG of indices 0..10 opens as black)."""
+    image = Image.fromarray(mask.astype(np.uint8), mode="P")
+    flat = [channel for rgb in palette[:256] for channel in rgb]
+    image.putpalette(flat + [0] * (768 - len(flat)))
+    return image
+
+
 def overlay(image: np.ndarray, mask: np.ndarray, palette: tuple[tuple[int, int, int], ...],
             alpha: float = 0.5) -> np.ndarray:
     """Blend the colour mask over the image; alpha 0 shows the image, 1 the mask."""
@@ -209,5 +218,7 @@ def mark_cells(image: np.ndarray, cells: list[tuple[int, int]], grid: tuple[int,
         box = (int(xs[col]), int(ys[row]), int(xs[col + 1]) - 1, int(ys[row + 1]) - 1)
         draw.rectangle(box, outline=MARKER_EDGE, width=3)
         draw.rectangle(box, outline=MARKER, width=1)
-        draw.text((box[2] + 3, box[1]), str(rank), fill=MARKER, stroke_width=2, stroke_fill=MARKER_EDGE)
+        # the number inside its own box (centred), never over a neighbouring cell
+        draw.text(((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), str(rank), fill=MARKER, anchor="mm",
+                  stroke_width=2, stroke_fill=MARKER_EDGE)
     return np.asarray(picture)

@@ -173,7 +173,7 @@ def test_exports_of_two_users_never_share_a_file_and_the_folder_is_bounded(explo
     assert first != second and first.name == second.name  # same download name, separate files
     assert not np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(second)))
     for _ in range(6):
-        exports.mask_png(analysis)
+        exports.mask_png(analysis, explorer.model()[0].palette)
     assert len(list((tmp_path / "exports").rglob("*.png"))) == 4
 
 
@@ -245,7 +245,7 @@ def test_a_full_disk_while_exporting_is_a_clear_error(explorer, scene, tmp_path,
 
     monkeypatch.setattr(Image.Image, "save", full)
     with pytest.raises(CCNetError, match="could not write the mask.png file.*No space left"):
-        exports.mask_png(analysis)
+        exports.mask_png(analysis, explorer.model()[0].palette)
 
 
 @pytest.fixture()

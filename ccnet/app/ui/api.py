@@ -1,0 +1,56 @@
+"""The named API endpoints for gradio_client: /segment, /attention and /cost, on hidden components.
+Their inputs and outputs are the project's documented contract (docs/api.md)."""
+from __future__ import annotations
+
+import gradio as gr
+
+from ccnet.app.explorer import Display, Explorer
+from ccnet.app.exports import Exports
+from ccnet.app.ui.common import VIEWS, api_guard, upload_path
+from ccnet.errors import CCNetError
+from ccnet.viz.pictures import legend
+
+
+def api_endpoints(explorer: Explorer, exports: Exports) -> None:
+    """/segment, /attention and /cost for gradio_client, on hidden components. Coordinates are
+    pixels of the analysed image (the upload, downscaled only above the size limit). Pictures are
+    returned as PNG files written at compression level 1 (Gradio would encode arrays at its
+    default level, about four times slower for these pictures)."""
+    with gr.Group(visible=False):
+        image_in = gr.Image(label="image", type="filepath")
+        x_in, y_in = gr.Number(label="x", precision=0), gr.Number(label="y", precision=0)
+        model_in = gr.Textbox("", label="model", info="empty: the app's current model")
+        overlay, heatmap, steps = gr.Image(format="png"), gr.Image(format="png"), gr.Image(format="png")
+        info, attention_json, cost_json = gr.JSON(), gr.JSON(), gr.JSON()
+
+    @api_guard
+    def segment(image: dict | str | None, model: str) -> tuple:
+        analysis = explorer.analyse(upload_path(image), model or None)
+        loaded = explorer.model(analysis.model)[0]
+        return exports.picture(analysis, "overlay", explorer.overlay(analysis)), {
+            "model": analysis.model, "image_size": list(analysis.size), "grid": list(analysis.grid),
+            "seconds": analysis.seconds, "device": analysis.device, "note": analysis.note,
+            "legend": legend(analysis.mask, loaded.classes, loaded.palette),
+        }
+
+    @api_guard
+    def attention(image: dict | str | None, x: float | None, y: float | None, model: str) -> tuple:
+        image = upload_path(image)
+        if x is None or y is None:
+            raise CCNetError("give the pixel as x (column) and y (row)")
+        shown = Display()
+        explanation = explorer.explain(image, x, y, model=model or None, display=shown)
+        pictures = explorer.render(explanation, shown)
+        heatmap, steps = (exports.picture(explanation.analysis, name, pictures[name]) for name in ("heatmap", "steps"))
+        return heatmap, steps, explanation.to_json(explorer.classes(explanation.analysis.model))
+
+    @api_guard
+    def cost(image: dict | str | None, model: str) -> dict:
+        return explorer.cost(upload_path(image), model or None)
+
+    gr.on([], segment, [image_in, model_in], [overlay, info], api_name="segment", concurrency_id=VIEWS,
+          preprocess=False)
+    gr.on([], attention, [image_in, x_in, y_in, model_in], [heatmap, steps, attention_json], api_name="attention",
+          concurrency_id=VIEWS, preprocess=False)
+    gr.on([], cost, [image_in, model_in], [cost_json], api_name="cost", concurrency_id="cost", preprocess=False)
+

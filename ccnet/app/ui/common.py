@@ -1,0 +1,63 @@
+"""What the page's modules share: which files a request may read, the handlers' guards, and the
+constants of the page."""
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from ccnet.app.uploads import checked_upload
+from ccnet.errors import CCNetError
+from ccnet.project import DEMOS
+
+log = logging.getLogger("ccnet.app")
+EXAMPLES = sorted(str(p) for p in DEMOS.glob("*.png") if not p.stem.endswith("_label"))
+FIRST_EXAMPLE = str(DEMOS / "street_seed1_car.png")  # the first screen: this scene ...
+FIRST_PIXEL = (165, 182)  # ... with a pixel of its car pinned (tests/e2e checks it is a car)
+MAX_FILE_SIZE = "20mb"  # uploads above this are refused by Gradio before they reach the server's disk
+VIEWS = "views"  # concurrency id of every event that writes the segmentation or attention views
+Updates = dict[Any, Any]  # component -> new value
+
+
+def upload_path(payload: dict | str | None) -> str | None:
+    """The uploaded file's path on the server. Events take the image unprocessed (preprocess=False)
+    so that a broken or odd file reaches ccnet.inference.images and gets its one-line message:
+    Gradio's own image decoding would fail first, with a bare "Error". So the path is checked
+    here: only Gradio's upload folder and the bundled examples may be read."""
+    return checked_upload(payload, (gr.utils.get_upload_folder(), DEMOS))
+
+
+def ui_guard(fn: Callable[..., Updates]) -> Callable[..., Updates]:
+    """UI handlers (methods of the page): a CCNetError becomes the status line's message, anything
+    else is logged and shown as a short generic line; the other views keep their values."""
+
+    @functools.wraps(fn)
+    def wrapper(page: Any, *args: Any, **kwargs: Any) -> Updates:
+        try:
+            return fn(page, *args, **kwargs)
+        except CCNetError as err:
+            return {page.status: f"⚠️ {err}"}
+        except Exception:
+            log.exception("handler %s failed", fn.__name__)
+            return {page.status: "⚠️ Something went wrong on the server (details in its log); try another image."}
+
+    return wrapper
+
+
+def api_guard(fn: Callable) -> Callable:
+    """API endpoints: the client gets the message of a CCNetError (or a generic one) as its error."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CCNetError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        except Exception:
+            log.exception("endpoint %s failed", fn.__name__)
+            raise gr.Error("internal error (details in the server log)", print_exception=False) from None
+
+    return wrapper

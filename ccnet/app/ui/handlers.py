@@ -1,0 +1,180 @@
+"""The page's event handlers. Each is a method of the page (page.py holds the components) that calls
+the Explorer and returns {component: new value}; components missing from the dict keep theirs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ccnet.app.explorer import Analysis, Display, Explorer
+from ccnet.app.exports import Exports
+from ccnet.app.links import parse_link
+from ccnet.app.present import compact_json, cost_note, cost_rows, legend_html, pixel_text, topk_rows
+from ccnet.app.ui.common import EXAMPLES, FIRST_EXAMPLE, FIRST_PIXEL, Updates, log, ui_guard, upload_path
+from ccnet.app.viewer import payload_bytes, pinned_maps, viewer_value
+from ccnet.errors import CCNetError
+from ccnet.viz import charts
+
+HINT = "Hover over any panel to see where that feature cell looks; click, tap or press Enter to pin a pixel."
+SERVER_VIEWS = {"step1": "step 1", "step2": "step 2", "step3": "step 3", "composed": "composed"}
+
+
+def _enabled(path: Path | None) -> dict:
+    return gr.update(value=path, interactive=path is not None)
+
+
+class Handlers:
+    """Mixed into the page: `self` holds the Explorer, the Exports and every component."""
+
+    explorer: Explorer
+    exports: Exports
+    example_keys: dict[str, str]  # image key -> demo file, so that links name a demo, not its key
+    viewer_budget: int  # bytes of quantised maps the page may receive per image
+
+    def in_browser(self, analysis: Analysis) -> bool:
+        """Whether the page holds this image's maps (else a pin asks the server for them)."""
+        return payload_bytes(analysis.grid, len(analysis.attention)) <= self.viewer_budget
+
+    def unchanged(self) -> Updates:
+        """Nothing changes (Gradio reads an empty dict as one value, not as no update)."""
+        return {self.status: gr.skip()}
+
+    # ---- an image arrives (upload, example, link, model switch) --------------------------------
+    def image_views(self, analysis: Analysis, pin: tuple[int, int] | None = None, view: str = "composed",
+                    display: dict | None = None) -> Updates:
+        """Everything an analysed image shows: the viewer with its maps, the legend, the status and
+        the image's downloads; a pinned pixel's views are emptied (or filled, with `pin`)."""
+        loaded = self.explorer.model(analysis.model)[0]
+        value = viewer_value(analysis, loaded.classes, loaded.palette, self.viewer_budget)
+        value.update(view=view, display=display or {}, pin=list(pin) if pin else None,
+                     example=Path(self.example_keys.get(analysis.key, "")).name or None)
+        updates = {
+            self.viewer: value, self.legend: legend_html(analysis, loaded.classes, loaded.palette),
+            self.status: self.explorer.status(analysis), self.pixel: HINT, self.key_state: analysis.key,
+            self.mask_file: _enabled(self.exports.mask_png(analysis, loaded.palette)),
+            self.colour_file: _enabled(self.exports.colour_png(analysis, loaded.palette)),
+            self.overlay_file: _enabled(self.exports.picture(analysis, "overlay", self.explorer.overlay(analysis))),
+            self.click_state: None, **dict.fromkeys((self.topk, self.chart, self.summary)),
+            self.npz_file: _enabled(None),
+        }
+        if pin:
+            updates.update(self.pin_views(analysis, pin, view, 5))
+        return updates
+
+    def cleared(self, model: str, message: str) -> Updates:
+        """No image (or a refused one): every view empty, the message in the status line."""
+        return {
+            self.status: self.explorer.status(None, model) + f" · {message}", self.pixel: HINT,
+            self.viewer: None, self.legend: "", self.image: None, self.key_state: None, self.click_state: None,
+            **dict.fromkeys((self.topk, self.chart, self.summary)),
+            **{c: _enabled(None) for c in (self.mask_file, self.colour_file, self.overlay_file, self.npz_file)},
+        }
+
+    @ui_guard
+    def on_upload(self, path: dict | None, model: str) -> Updates:
+        path = upload_path(path)
+        if path is None:
+            return self.cleared(model, "Upload an image or pick an example.")
+        try:
+            return self.image_views(self.explorer.analyse(path, model))
+        except CCNetError as err:  # also empty the input, so the cost step that follows stays quiet
+            return self.cleared(model, f"⚠️ {err}")
+
+    @ui_guard
+    def on_clear(self, model: str) -> Updates:
+        return {**self.cleared(model, "Upload an image or pick an example."), self.cost_table: None,
+                self.cost_chart: None, self.cost_text: "", self.csv_file: _enabled(None)}
+
+    # ---- a pixel is pinned ----------------------------------------------------------------------
+    def pin_views(self, analysis: Analysis, pixel: tuple[int, int], view: str, k: float) -> Updates:
+        """What needs the server for a pinned pixel: its class, the top-k of the chosen view, the
+        row/column chart and the maps as a download."""
+        shown = Display(view=SERVER_VIEWS.get(view, "composed"), k=int(k))
+        explanation = self.explorer.explain(analysis, *pixel, display=shown)
+        classes = self.explorer.classes(analysis.model)
+        summary = {k: v for k, v in explanation.to_json(classes).items() if k not in ("steps", "composed")}
+        updates = {}
+        if not self.in_browser(analysis):  # over the viewer's budget: the server's maps of this cell
+            loaded = self.explorer.model(analysis.model)[0]
+            value = viewer_value(analysis, loaded.classes, loaded.palette, self.viewer_budget)
+            value.update(view=view, pin=list(pixel), pinned_maps=pinned_maps(explanation.maps),
+                         example=Path(self.example_keys.get(analysis.key, "")).name or None)
+            updates[self.viewer] = value
+        return {
+            **updates,
+            self.pixel: pixel_text(explanation, classes), self.topk: topk_rows(explanation),
+            self.chart: charts.cross_weights(explanation.maps, analysis.views), self.summary: compact_json(summary),
+            self.npz_file: _enabled(self.exports.attention_npz(explanation)),
+            self.click_state: [*pixel, view],
+        }
+
+    def current(self, path: dict | None, key: str | None, model: str) -> Analysis:
+        """The image the page shows: the uploaded or example file, else the cached one a link named."""
+        path = upload_path(path)
+        if path is not None:
+            return self.explorer.analyse(path, model)
+        if key:
+            return self.explorer.cached(key, model)
+        raise CCNetError("no image yet: upload one or pick an example")
+
+    @ui_guard
+    def on_pin(self, path: dict | None, key: str | None, model: str, k: float, evt: gr.EventData) -> Updates:
+        data = evt._data if isinstance(evt._data, dict) else {}
+        analysis = self.current(path, key, model)
+        return self.pin_views(analysis, (data.get("x"), data.get("y")), str(data.get("view", "composed")), k)
+
+    @ui_guard
+    def on_topk(self, path: dict | None, key: str | None, model: str, click: list | None, k: float) -> Updates:
+        if not click:
+            return self.unchanged()
+        return self.pin_views(self.current(path, key, model), (click[0], click[1]), click[2], k)
+
+    # ---- the model menu -------------------------------------------------------------------------
+    @ui_guard
+    def on_model(self, name: str, previous: str | None, path: dict | None, key: str | None,
+                 progress: gr.Progress = gr.Progress()) -> Updates:  # noqa: B008 - Gradio's progress idiom
+        if name == previous:  # choosing the model already in use changes nothing
+            return self.unchanged()
+
+        def report(done: int, total: int | None) -> None:
+            progress(done / total if total else None, desc=f"downloading {name}: {done / 2**20:.0f} MiB")
+
+        log.info("model switch to %s (from %s)", name, previous)
+        try:
+            self.explorer.model(name, progress=report)
+        except CCNetError as err:
+            return {self.model: gr.update(value=previous or self.explorer.default_model),
+                    self.status: f"⚠️ {err} — still using {previous or self.explorer.default_model}"}
+        switched = {self.model: name, self.model_state: name}
+        if upload_path(path) is None:
+            return {**switched, self.status: self.explorer.status(None, name)}
+        return {**switched, **self.image_views(self.current(path, key, name))}
+
+    # ---- the cost of attention at this image's size ---------------------------------------------
+    @ui_guard
+    def on_cost(self, path: dict | None, key: str | None, model: str) -> Updates:
+        try:
+            analysis = self.current(path, key, model)
+        except CCNetError:
+            return {self.cost_table: None, self.cost_chart: None, self.cost_text: "", self.csv_file: _enabled(None)}
+        measured = self.explorer.cost(analysis, model)
+        return {
+            self.cost_table: cost_rows(measured), self.cost_text: cost_note(measured),
+            self.cost_chart: charts.cost_growth(self.explorer.cost_growth(measured)),
+            self.csv_file: _enabled(self.exports.cost_csv(analysis, measured)),
+        }
+
+    # ---- opening the page: the first screen, or what a link asks for ----------------------------
+    @ui_guard
+    def on_load(self, request: gr.Request) -> Updates:
+        params = dict(request.query_params) if request is not None else {}
+        link = parse_link(params, [Path(p).name for p in EXAMPLES], self.models)
+        model = link.model or self.explorer.default_model
+        switched = {self.model: model, self.model_state: model}
+        if link.key:
+            analysis = self.explorer.cached(link.key, model)
+            return {**switched, **self.image_views(analysis, link.pixel, link.view, link.display)}
+        example = str(Path(FIRST_EXAMPLE).with_name(link.example)) if link.example else FIRST_EXAMPLE
+        pixel = link.pixel or (None if link.example else FIRST_PIXEL)
+        analysis = self.explorer.analyse(example, model)
+        return {**switched, self.image: example, **self.image_views(analysis, pixel, link.view, link.display)}

@@ -1,0 +1,166 @@
+"""The page: layout and wiring. The attention viewer (viewer.js, viewer.css) draws every map in the
+browser; the server answers uploads, pins, the cost panel and the API."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from ccnet.app.explorer import Explorer, image_key
+from ccnet.app.exports import Exports
+from ccnet.app.present import COST_HEADERS, TOPK_HEADERS
+from ccnet.app.ui.api import api_endpoints
+from ccnet.app.ui.common import EXAMPLES, MAX_FILE_SIZE, VIEWS
+from ccnet.app.ui.handlers import HINT, Handlers
+from ccnet.app.viewer import BUDGET_BYTES
+from ccnet.errors import CCNetError
+from ccnet.inference.images import MAX_ASPECT, MAX_SIDE, MIN_SIDE
+from ccnet.weights import presets
+
+HERE = Path(__file__).parent
+INTRO = (
+    "## CCNet Explorer · criss-cross attention, pixel by pixel\n"
+    "Each panel shows where one feature cell looks: **step 1** sees only its row and column, **step 2** "
+    "does so again from every cell of that cross, and **composed** is the two together, which reaches "
+    "the whole image. On the example, the car's composed attention lands on the far-away **blue sign**: "
+    "the cue that tells the model it is a car, not a truck. Hover, use the arrow keys, click to pin."
+)
+VIEWER_ROOT = '<div class="ccv-root" data-testid="attention-viewer" tabindex="0"></div>'
+
+
+class ExplorerUI(Handlers):
+    """The page around one Explorer (model and image caches shared by all visitors)."""
+
+    def __init__(self, explorer: Explorer, exports: Exports, viewer_budget: int = BUDGET_BYTES) -> None:
+        self.explorer, self.exports, self.viewer_budget = explorer, exports, viewer_budget
+        self.models = ["default", *presets.presets()]
+        if explorer.default_model not in self.models:
+            self.models.insert(0, explorer.default_model)
+        explorer.restrict_models(self.models)
+        self.example_keys = {image_key(path): path for path in EXAMPLES}
+
+    # ---- layout ---------------------------------------------------------------------------------
+    def layout(self) -> None:
+        gr.Markdown(INTRO, elem_id="intro")
+        self.click_state, self.key_state = gr.State(None), gr.State(None)
+        self.model_state = gr.State(self.explorer.default_model)
+        with gr.Row(equal_height=False):  # the viewer first: on a phone it comes right after the intro
+            with gr.Column(scale=3, min_width=300):
+                self.status = gr.Markdown(self.explorer.status(), elem_id="status")
+                self.viewer = gr.HTML(None, html_template=VIEWER_ROOT, elem_id="viewer", padding=False,
+                                      css_template=(HERE / "viewer.css").read_text(),
+                                      js_on_load=(HERE / "viewer.js").read_text())
+                self.pixel = gr.Markdown(HINT, elem_id="pixel-info")
+            with gr.Column(scale=1, min_width=260):
+                self.image = gr.Image(label="image (PNG, JPEG, WebP, GIF)", type="filepath", height=170,
+                                      sources=["upload", "clipboard"], elem_id="input")
+                self.examples = gr.Examples(EXAMPLES, inputs=[self.image], label="examples (synthetic street scenes)",
+                                            examples_per_page=8, cache_examples=False, api_visibility="private")
+                self.model = gr.Dropdown(
+                    self.models, value=self.explorer.default_model, label="model", elem_id="model",
+                    info="`default` is embedded; released presets are downloaded once, then cached")
+                self.legend = gr.HTML(elem_id="legend")
+        self.details_layout()
+        self.cost_layout()
+        self.downloads_layout()
+
+    def details_layout(self) -> None:
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=320):
+                self.k = gr.Slider(1, 20, value=5, step=1, label="top-k cells of the highlighted map "
+                                   "(click a panel's title to highlight it)", elem_id="topk-k")
+                self.topk = gr.Dataframe(headers=TOPK_HEADERS, label="top-k attended cells of the pinned pixel",
+                                         elem_id="topk", interactive=False, wrap=True)
+            with gr.Column(scale=3, min_width=320):
+                self.chart = gr.Plot(label="weights along the pinned cell's row and column", elem_id="cross-chart")
+        with gr.Accordion("pinned cell as JSON (full maps: API /attention or the npz)", open=False):
+            self.summary = gr.Code(language="json", elem_id="attention-json", interactive=False, max_lines=16)
+
+    def cost_layout(self) -> None:
+        gr.Markdown("## Cost at this image's feature size: criss-cross vs non-local")
+        self.cost_text = gr.Markdown(elem_id="cost-note")
+        self.cost_table = gr.Dataframe(headers=COST_HEADERS, label="RCCA R=1, R=2 and the non-local block",
+                                       elem_id="cost-table", interactive=False, wrap=True)
+        self.cost_chart = gr.Plot(label="growth with the input size", elem_id="cost-chart")
+
+    def downloads_layout(self) -> None:
+        gr.Markdown("## Downloads")
+        with gr.Row():
+            button = dict(size="sm", interactive=False)
+            self.mask_file = gr.DownloadButton("mask PNG (class indices)", elem_id="dl-mask", **button)
+            self.colour_file = gr.DownloadButton("mask PNG (colours)", elem_id="dl-colour", **button)
+            self.overlay_file = gr.DownloadButton("overlay PNG", elem_id="dl-overlay", **button)
+            self.npz_file = gr.DownloadButton("attention maps (npz)", elem_id="dl-npz", **button)
+            self.csv_file = gr.DownloadButton("cost table (CSV)", elem_id="dl-csv", **button)
+        gr.Markdown(f"Images are downscaled to {MAX_SIDE} px on their longest side; at least {MIN_SIDE} px per "
+                    f"side, at most {MAX_ASPECT}:1, files up to {MAX_FILE_SIZE}.")
+
+    # ---- wiring ---------------------------------------------------------------------------------
+    @property
+    def pin_views_out(self) -> list:
+        """What a pin writes."""
+        return [self.pixel, self.topk, self.chart, self.summary, self.npz_file, self.click_state, self.status,
+                self.viewer]  # the viewer only when it holds no maps (over the budget)
+
+    @property
+    def image_views_out(self) -> list:
+        """What a new image (or model, or link) writes."""
+        return [*self.pin_views_out, self.legend, self.key_state, self.image, self.mask_file,
+                self.colour_file, self.overlay_file]
+
+    def wire(self, demo: gr.Blocks) -> None:
+        private = dict(api_visibility="private", preprocess=False)  # preprocess: see common.upload_path
+        source = [self.image, self.key_state, self.model]
+        cost = dict(fn=self.on_cost, inputs=source, concurrency_id="cost", **private,
+                    outputs=[self.cost_table, self.cost_chart, self.cost_text, self.csv_file, self.status])
+        for trigger in (self.image.upload, self.examples.load_input_event.then):
+            trigger(self.on_upload, [self.image, self.model], self.image_views_out, concurrency_id=VIEWS,
+                    **private).then(**cost)
+        # the clear event still carries the image it removes: taking it as input brought it back (bug a)
+        self.image.clear(self.on_clear, [self.model], [*self.image_views_out, *cost["outputs"][:4]],
+                         concurrency_id=VIEWS, **private)
+        quiet = dict(show_progress_on=[self.pixel, self.topk])  # no spinner over the viewer on a pin
+        self.viewer.click(self.on_pin, [*source, self.k], self.pin_views_out, concurrency_id=VIEWS, **quiet,
+                          **private)
+        self.k.change(self.on_topk, [*source, self.click_state, self.k], self.pin_views_out,
+                      concurrency_id=VIEWS, trigger_mode="always_last", **quiet, **private)
+        self.model.select(self.on_model, [self.model, self.model_state, self.image, self.key_state],
+                          [self.model, self.model_state, *self.image_views_out], concurrency_id=VIEWS,
+                          **private).then(**cost)
+        demo.load(self.on_load, None, [self.model, self.model_state, *self.image_views_out],
+                  concurrency_id=VIEWS, api_visibility="private").then(**cost)
+
+
+def build_app(explorer: Explorer | None = None, exports: Exports | None = None,
+              viewer_budget: int = BUDGET_BYTES) -> gr.Blocks:
+    """The Blocks app around one Explorer (model cache and image cache shared by all visitors);
+    `viewer_budget` bounds the bytes of maps the page receives per image (beyond: server pins)."""
+    page = ExplorerUI(explorer or Explorer(os.environ.get("CCNET_MODEL", "default")), exports or Exports(),
+                      viewer_budget)
+    # every pin sends new files through Gradio's cache: clear files older than an hour, hourly
+    with gr.Blocks(title="CCNet Explorer", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        page.layout()
+        page.wire(demo)
+        api_endpoints(page.explorer, page.exports)
+    demo.queue(default_concurrency_limit=1, max_size=64)
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python app.py [--model NAME] [--device auto|cpu|cuda] [--amp fp16|bf16]`."""
+    parser = argparse.ArgumentParser(description="CCNet Explorer web app")
+    parser.add_argument("--model", default=os.environ.get("CCNET_MODEL", "default"),
+                        help="start-up model: 'default', a preset name or a checkpoint file (env CCNET_MODEL)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--amp", choices=("fp16", "bf16"), help="autocast dtype on CUDA")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        explorer = Explorer(args.model, args.device, args.amp)
+        explorer.model()  # load now: a bad --model fails here, not on the first click
+    except CCNetError as err:
+        raise SystemExit(f"error: {err}") from None
+    build_app(explorer).launch(max_file_size=MAX_FILE_SIZE, ssr_mode=False, footer_links=["api"])

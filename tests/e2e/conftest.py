@@ -1,0 +1,89 @@
+"""The served app and a real Chromium (Playwright) for the browser tests.
+
+Every request a page makes to a non-loopback host is blocked and recorded; there must be none.
+Without Chromium the tests are skipped, unless the environment variable CI is set: then they fail.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ccnet.tools.ports import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
+
+
+def _require_browser() -> None:
+    missing = [what for what, ok in [("chromium", Path(CHROMIUM).exists() or shutil.which("chromium")),
+                                     ("playwright", _importable("playwright"))] if not ok]
+    if missing:
+        message = f"browser test needs {', '.join(missing)} (apt-get install chromium; pip install playwright)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _importable(name: str) -> bool:
+    try:
+        __import__(name)
+        return True
+    except ImportError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory):
+    """(url, explorer): the app on the embedded model, launched in-process on loopback."""
+    _require_browser()
+    from app import build_app
+    from ccnet.app.explorer import Explorer
+    from ccnet.app.exports import Exports
+
+    port = free_port()
+    explorer = Explorer("default", device="cpu")
+    demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")))
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/", explorer
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser(live_app):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser, **context):
+    """A page whose requests to anything but loopback are refused and recorded in page.blocked."""
+    page = browser.new_context(**{"viewport": {"width": 1400, "height": 900}, **context}).new_page()
+    page.blocked = []
+
+    def route(request_route):
+        url = request_route.request.url
+        if url.startswith(("http://127.0.0.1", "data:", "blob:")):
+            return request_route.continue_()
+        page.blocked.append(url)
+        return request_route.abort()
+
+    page.route("**/*", route)
+    return page
+
+
+@pytest.fixture()
+def page(browser):
+    page = open_page(browser)
+    yield page
+    assert page.blocked == [], f"the page tried to reach: {page.blocked}"
+    page.context.close()
