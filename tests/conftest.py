@@ -6,7 +6,9 @@ import os
 import socket
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from ccnet.app.explorer import Explorer
 from tests.helpers import tiny_checkpoint
@@ -62,6 +64,15 @@ def checkpoint(tmp_path_factory):
 def explorer(checkpoint):
     """A fresh app Explorer on the tiny checkpoint, on the CPU."""
     return Explorer(str(checkpoint), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory):
+    """A 96 x 64 random RGB image file."""
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("images") / "scene.png"
+    Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(path)
+    return path
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,8 @@ the module of its group; every user error is one line on stderr and exit code 2.
     zoo, fetch              the released checkpoints; download one                (cli/models.py)
     train, evaluate,        the synthetic-scene experiments: training, mIoU,      (cli/experiments.py)
     ablation, probe, demos  the ablation, the cue probe, the demo scenes
-    bench, loadtest         speed and memory; concurrent visitors of the app      (cli/tools.py)
+    bench, loadtest,        speed and memory; concurrent visitors of the app;     (cli/tools.py)
+    bench-viewer            hover-to-paint in a browser and a server click
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import torch
 
 from ccnet.errors import CCNetError
 from ccnet.inference.predictor import resolve_device
+from ccnet.tools import viewer_bench
 from ccnet.tools.bench import (
     PAPER,
     bench_attention,
@@ -114,6 +115,21 @@ def _register_loadtest(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_loadtest)
 
 
+def cmd_bench_viewer(args: argparse.Namespace) -> int:
+    if not 10 <= args.moves <= 2000 or not 5 <= args.clicks <= 500:
+        raise CCNetError("--moves must be 10..2000 and --clicks 5..500")
+    result = viewer_bench.run(args.moves, args.clicks)
+    print(viewer_bench.format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_bench(subparsers)
     _register_loadtest(subparsers)
+    p = subparsers.add_parser("bench-viewer", help="hover-to-paint in Chromium and a server click, beside their floors")
+    p.add_argument("--moves", type=int, default=60, help="pointer moves per image")
+    p.add_argument("--clicks", type=int, default=30, help="API clicks (and as many do-nothing calls)")
+    p.add_argument("--json", help="also write the figures to this JSON file (e.g. assets/viewer_bench.json)")
+    p.set_defaults(func=cmd_bench_viewer)

@@ -26,12 +26,17 @@ def _template() -> dict:
 
 
 def _figure(traces: list[dict], left: dict, right: dict, title: str, shapes: list[dict]) -> go.Figure:
-    """Two side-by-side panels (x/y left, x2/y2 right) holding the given traces and lines."""
+    """Two side-by-side panels (x/y left, x2/y2 right) holding the given traces and lines. Each
+    panel's quantity is a heading above it, not a y-axis title: on a phone the right panel's
+    axis title would sit on the left panel."""
+    headings = [dict(text=side.pop("heading"), x=(a + b) / 2, y=1.0, xref="paper", yref="paper", xanchor="center",
+                     yanchor="bottom", showarrow=False, font=dict(size=12))
+                for side, (a, b) in ((left, (0.0, 0.45)), (right, (0.55, 1.0)))]
     layout = dict(
         xaxis=dict(domain=[0.0, 0.45], **left.get("x", {})), yaxis=dict(**left.get("y", {})),
         xaxis2=dict(domain=[0.55, 1.0], anchor="y2", **right.get("x", {})),
-        yaxis2=dict(anchor="x2", **right.get("y", {})),
-        margin=dict(l=50, r=20, t=60, b=45), height=340, legend=dict(orientation="h", y=-0.25),
+        yaxis2=dict(anchor="x2", **right.get("y", {})), annotations=headings,
+        margin=dict(l=40, r=15, t=80, b=45), height=360, legend=dict(orientation="h", y=-0.25),
         title=dict(text=title, font=dict(size=14)), shapes=shapes, template=_template(),
     )
     return go.Figure(data=traces, layout=layout, _validate=False)
@@ -58,8 +63,8 @@ def cross_weights(maps: PixelAttention, views: list[str]) -> go.Figure:
         traces += [_line(grid_map[row, :], name, style), _line(grid_map[:, col], name, style, right=True)]
     return _figure(
         traces,
-        {"x": {"title": {"text": f"column (row {row})"}}, "y": {"title": {"text": "weight"}}},
-        {"x": {"title": {"text": f"row (column {col})"}}, "y": {"title": {"text": "weight"}}},
+        {"x": {"title": {"text": "column"}}, "heading": f"weights along row {row}"},
+        {"x": {"title": {"text": "row"}}, "heading": f"weights along column {col}"},
         f"weights along cell ({row}, {col})'s row and column",
         [_vline(col, "x", color="grey", dash="dot"), _vline(row, "x2", color="grey", dash="dot")],
     )
@@ -88,8 +93,8 @@ def cost_growth(growth: dict) -> go.Figure:
     cells = {"title": {"text": "feature cells h·w"}, "type": "log"}
     return _figure(
         traces,
-        {"x": cells, "y": {"title": {"text": "attention maps (MiB)"}, "type": "log"}},
-        {"x": cells, "y": {"title": {"text": "GFLOPs"}, "type": "log"}},
+        {"x": cells, "y": {"type": "log"}, "heading": "attention maps (MiB)"},
+        {"x": cells, "y": {"type": "log"}, "heading": "GFLOPs"},
         f"growth on square grids, {current['channels']} channels<br><sup>dotted: the paper's {paper[0]}×{paper[1]}"
         f" · dashed and ◆: this image ({current['feature_size'][0]}×{current['feature_size'][1]})</sup>",
         [_vline(v, axis, **style) for axis in ("x", "x2")

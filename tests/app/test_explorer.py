@@ -74,14 +74,6 @@ def test_lru_get_or_create_lets_a_failure_through_and_retries_later():
 
 
 # ---- an Explorer on a tiny model ---------------------------------------------------------------
-@pytest.fixture(scope="module")
-def picture(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("images") / "scene.png"
-    Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(path)
-    return path
-
-
 def count_forwards(explorer: Explorer) -> list[int]:
     """Wrap the network's forward so a test can count how often it really ran."""
     net = explorer.model()[0].net

@@ -111,3 +111,19 @@ def test_overlay_blends_image_and_palette():
     mask = np.zeros((2, 2), np.uint8)
     assert (viz.overlay(image, mask, ((200, 0, 100),), 0.5) == [150, 50, 100]).all()
     assert (viz.overlay(image, mask, ((200, 0, 100),), 0.0) == image).all()
+
+
+@pytest.mark.parametrize("cell", [(3, 26), (0, 0), (15, 31)])
+def test_a_top_k_number_stays_inside_its_own_cell(cell):
+    """Bug (b): the numbers were drawn right of their boxes, over the neighbouring cell."""
+    from ccnet.inference.geometry import cell_bounds
+
+    grid, size = (16, 32), (256, 512)
+    marked = viz.mark_cells(np.zeros((*size, 3), np.uint8), [cell], grid)
+    ys, xs = cell_bounds(grid[0], size[0]), cell_bounds(grid[1], size[1])
+    row, col = cell
+    inside = np.zeros(size, bool)
+    inside[ys[row]:ys[row + 1], xs[col]:xs[col + 1]] = True
+    drawn = marked.any(axis=2)
+    assert drawn[inside].sum() > 2 * (ys[row + 1] - ys[row])  # the outline and the number
+    assert not drawn[~inside].any()

@@ -54,3 +54,11 @@ def api_endpoints(explorer: Explorer, exports: Exports) -> None:
           concurrency_id=VIEWS, preprocess=False)
     gr.on([], cost, [image_in, model_in], [cost_json], api_name="cost", concurrency_id="cost", preprocess=False)
 
+
+
+def add_floor_endpoint(demo: gr.Blocks) -> None:
+    """/noop: receives an image like /attention and does nothing, the floor a benchmark measures the
+    real endpoints against (python -m ccnet bench-viewer; never part of the served app)."""
+    with demo:
+        image_in, out = gr.Image(type="filepath", visible=False), gr.JSON(visible=False)
+        gr.on([], lambda image: {"ok": True}, [image_in], [out], api_name="noop", preprocess=False)

@@ -1,0 +1,144 @@
+"""How fast exploring feels, measured side by side in one run: hover-to-paint in a real Chromium
+(the viewer's own timing from the pointer event to the frame that shows the new maps, beside a
+no-op listener on the same page: the page's floor), and a server click through gradio_client
+(/attention on an analysed image) beside a do-nothing endpoint that receives the same upload.
+Needs Playwright and Debian's Chromium (the test dependencies); loopback only."""
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ccnet.errors import CCNetError
+from ccnet.experiments.scenes import generate_scene
+from ccnet.project import DEMOS
+from ccnet.tools.ports import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLOOR_JS = """() => {
+  window.__floor = [];
+  document.querySelector('#intro').addEventListener('pointerrawupdate', ev => {
+    const t0 = ev.timeStamp;
+    requestAnimationFrame(() => setTimeout(() => window.__floor.push(performance.now() - t0), 0));
+  });
+}"""
+
+
+def summary(values: list[float]) -> dict:
+    ordered = sorted(values)
+    return {"count": len(values), "median_ms": round(statistics.median(values), 2),
+            "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 2)}
+
+
+def hover(page: object, moves: int) -> dict:
+    """Sweep the composed panel in `moves` steps, 40 ms apart; then the same over the intro text."""
+    page.wait_for_function("() => window.__ccnetViewer?.state.cell", timeout=120_000)
+    page.evaluate("window.__ccnetViewer.state.timings.length = 0")
+    box = page.locator(".ccv-panel[data-view=composed] .ccv-stage").bounding_box()
+    for i in range(moves):
+        t = i / max(1, moves - 1)
+        x, y = box["x"] + box["width"] * (0.02 + 0.96 * t), box["y"] + box["height"] * (0.2 + 0.6 * (i % 7) / 6)
+        page.mouse.move(x, y)
+        time.sleep(0.04)
+    page.wait_for_timeout(300)
+    timings = page.evaluate("window.__ccnetViewer.timings()")
+    page.evaluate(FLOOR_JS)
+    intro = page.locator("#intro").bounding_box()
+    for i in range(moves):
+        x = intro["x"] + 5 + (intro["width"] - 10) * i / max(1, moves - 1)
+        page.mouse.move(x, intro["y"] + intro["height"] / 2)
+        time.sleep(0.04)
+    page.wait_for_timeout(300)
+    return {"paint": summary([t["paint_ms"] for t in timings]), "work": summary([t["work_ms"] for t in timings]),
+            "page_floor": summary(page.evaluate("window.__floor")),
+            "mode": page.locator("[data-testid=attention-viewer]").get_attribute("data-mode"),
+            "grid": page.evaluate("window.__ccnetViewer.state.value.grid"),
+            "size": page.evaluate("window.__ccnetViewer.state.value.size")}
+
+
+def browser_hover(url: str, photo: Path, moves: int) -> dict:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise CCNetError("the viewer benchmark needs playwright (pip install -r requirements-dev.txt)") from None
+    if not Path(CHROMIUM).exists():
+        raise CCNetError(f"the viewer benchmark needs Chromium at {CHROMIUM} (apt-get install chromium)")
+    results = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(url + "?example=street_seed1_car.png")
+        results["demo scene"] = hover(page, moves)
+        page.locator("#input input[type=file]").set_input_files(str(photo))
+        page.wait_for_function("(w) => window.__ccnetViewer?.state.value?.size[1] === w", arg=2048, timeout=120_000)
+        results["2048 px image"] = hover(page, moves)
+        browser.close()
+    return results
+
+
+def server_clicks(url: str, image: Path, clicks: int) -> dict:
+    """/attention on an analysed image beside /noop with the same upload, interleaved."""
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="ccnet-bench-"))
+    client.predict(handle_file(str(image)), api_name="/segment")  # analysed once
+    times: dict[str, list[float]] = {"attention": [], "noop": []}
+    rng = np.random.default_rng(0)
+    for _ in range(clicks):
+        x, y = int(rng.integers(512)), int(rng.integers(256))
+        for name, args in (("noop", ()), ("attention", (x, y))):
+            start = time.perf_counter()
+            client.predict(handle_file(str(image)), *args, api_name=f"/{name}")
+            times[name].append((time.perf_counter() - start) * 1000)
+    result = {name: summary(values) for name, values in times.items()}
+    result["attention_minus_floor_ms"] = round(result["attention"]["median_ms"] - result["noop"]["median_ms"], 1)
+    return result
+
+
+def run(moves: int = 60, clicks: int = 30) -> dict:
+    """Serve the app on loopback (with a do-nothing endpoint beside it) and measure both paths."""
+    from ccnet.app.explorer import Explorer
+    from ccnet.app.ui import build_app
+    from ccnet.app.ui.api import add_floor_endpoint
+
+    demo = build_app(Explorer("default", device="cpu"))
+    add_floor_endpoint(demo)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    folder = Path(tempfile.mkdtemp(prefix="ccnet-bench-"))
+    photo = folder / "scene_2048.png"
+    Image.fromarray(generate_scene(11, 1024, 2048, split="eval").image).save(photo)
+    try:
+        load_before = os.getloadavg()[0]
+        hover_result = browser_hover(f"http://127.0.0.1:{port}/", photo, moves)
+        click_result = server_clicks(f"http://127.0.0.1:{port}/", DEMOS / "street_seed1_car.png", clicks)
+    finally:
+        demo.close()
+    return {"hover": hover_result, "server_click": click_result, "machine": {
+        "cpus": os.cpu_count(), "load_average_at_start": round(load_before, 2),
+        "load_average_at_end": round(os.getloadavg()[0], 2), "browser": "Debian Chromium, headless, --disable-gpu"}}
+
+
+def format_table(result: dict) -> str:
+    lines = ["hover-to-paint (pointer event -> the frame showing the new maps), Chromium headless",
+             f"{'image':<16}{'grid':>8}{'median ms':>11}{'p95 ms':>9}{'work ms':>9}{'page floor':>12}"]
+    for name, row in result["hover"].items():
+        grid = "x".join(map(str, row["grid"]))
+        lines.append(f"{name:<16}{grid:>8}{row['paint']['median_ms']:>11}{row['paint']['p95_ms']:>9}"
+                     f"{row['work']['median_ms']:>9}{row['page_floor']['median_ms']:>12}")
+    click = result["server_click"]
+    lines += ["", "server click through gradio_client (upload, queue, event stream included)",
+              f"{'endpoint':<16}{'median ms':>11}{'p95 ms':>9}",
+              *(f"{name:<16}{click[name]['median_ms']:>11}{click[name]['p95_ms']:>9}"
+                for name in ("noop", "attention")),
+              f"/attention - /noop: {click['attention_minus_floor_ms']} ms (median)",
+              f"load average {result['machine']['load_average_at_start']} at start, "
+              f"{result['machine']['load_average_at_end']} at end, {result['machine']['cpus']} CPUs"]
+    return "\n".join(lines)
