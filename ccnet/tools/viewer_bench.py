@@ -84,21 +84,24 @@ def browser_hover(url: str, photo: Path, moves: int) -> dict:
 
 
 def server_clicks(url: str, image: Path, clicks: int) -> dict:
-    """/attention on an analysed image beside /noop with the same upload, interleaved."""
+    """/attention on an analysed image beside /noop (the same upload, nothing returned) and
+    /noop_files (the same upload and the same outputs: two PNG files and a JSON), interleaved."""
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="ccnet-bench-"))
     client.predict(handle_file(str(image)), api_name="/segment")  # analysed once
-    times: dict[str, list[float]] = {"attention": [], "noop": []}
+    times: dict[str, list[float]] = {"attention": [], "noop": [], "noop_files": []}
     rng = np.random.default_rng(0)
     for _ in range(clicks):
         x, y = int(rng.integers(512)), int(rng.integers(256))
-        for name, args in (("noop", ()), ("attention", (x, y))):
+        for name, args in (("noop", ()), ("noop_files", (x, y)), ("attention", (x, y))):
             start = time.perf_counter()
             client.predict(handle_file(str(image)), *args, api_name=f"/{name}")
             times[name].append((time.perf_counter() - start) * 1000)
     result = {name: summary(values) for name, values in times.items()}
     result["attention_minus_floor_ms"] = round(result["attention"]["median_ms"] - result["noop"]["median_ms"], 1)
+    result["attention_minus_files_floor_ms"] = round(
+        result["attention"]["median_ms"] - result["noop_files"]["median_ms"], 1)
     return result
 
 
@@ -108,11 +111,11 @@ def run(moves: int = 60, clicks: int = 30) -> dict:
     from ccnet.app.ui import build_app
     from ccnet.app.ui.api import add_floor_endpoint
 
+    folder = Path(tempfile.mkdtemp(prefix="ccnet-bench-"))
     demo = build_app(Explorer("default", device="cpu"))
-    add_floor_endpoint(demo)
+    add_floor_endpoint(demo, folder)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    folder = Path(tempfile.mkdtemp(prefix="ccnet-bench-"))
     photo = folder / "scene_2048.png"
     Image.fromarray(generate_scene(11, 1024, 2048, split="eval").image).save(photo)
     try:
@@ -137,8 +140,9 @@ def format_table(result: dict) -> str:
     lines += ["", "server click through gradio_client (upload, queue, event stream included)",
               f"{'endpoint':<16}{'median ms':>11}{'p95 ms':>9}",
               *(f"{name:<16}{click[name]['median_ms']:>11}{click[name]['p95_ms']:>9}"
-                for name in ("noop", "attention")),
-              f"/attention - /noop: {click['attention_minus_floor_ms']} ms (median)",
+                for name in ("noop", "noop_files", "attention")),
+              f"/attention - /noop: {click['attention_minus_floor_ms']} ms, /attention - /noop_files: "
+              f"{click['attention_minus_files_floor_ms']} ms (medians)",
               f"load average {result['machine']['load_average_at_start']} at start, "
               f"{result['machine']['load_average_at_end']} at end, {result['machine']['cpus']} CPUs"]
     return "\n".join(lines)
