@@ -230,9 +230,8 @@ class Explorer:
         return self.cache.get_or_create((name, key), lambda: self._run(name, key, source))
 
     def cached(self, key: str, model: str | None = None) -> Analysis:
-        """The analysis of the image whose key a link names, if it is still in the cache."""
-        if not isinstance(key, str) or len(key) != 40 or any(c not in "0123456789abcdef" for c in key):
-            raise ImageError("this link names no image")
+        """The analysis of the image whose key a link names (checked by ccnet.app.links), if it is
+        still in the cache."""
         analysis = self.cache.get((model or self.default_model, key))
         if analysis is None:
             raise ImageError("the image of this link is no longer on the server; upload it again")

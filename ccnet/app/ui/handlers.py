@@ -35,6 +35,11 @@ class Handlers:
         """Whether the page holds this image's maps (else a pin asks the server for them)."""
         return payload_bytes(analysis.grid, len(analysis.attention)) <= self.viewer_budget
 
+    def example_name(self, analysis: Analysis) -> str | None:
+        """The demo file an analysis came from, if any: links then name it, not its key."""
+        path = self.example_keys.get(analysis.key)
+        return Path(path).name if path else None
+
     def unchanged(self) -> Updates:
         """Nothing changes (Gradio reads an empty dict as one value, not as no update)."""
         return {self.status: gr.skip()}
@@ -47,7 +52,7 @@ class Handlers:
         loaded = self.explorer.model(analysis.model)[0]
         value = viewer_value(analysis, loaded.classes, loaded.palette, self.viewer_budget)
         value.update(view=view, display=display or {}, pin=list(pin) if pin else None,
-                     example=Path(self.example_keys.get(analysis.key, "")).name or None)
+                     example=self.example_name(analysis))
         updates = {
             self.viewer: value, self.legend: legend_html(analysis, loaded.classes, loaded.palette),
             self.status: self.explorer.status(analysis), self.pixel: HINT, self.key_state: analysis.key,
@@ -98,7 +103,7 @@ class Handlers:
             loaded = self.explorer.model(analysis.model)[0]
             value = viewer_value(analysis, loaded.classes, loaded.palette, self.viewer_budget)
             value.update(view=view, pin=list(pixel), pinned_maps=pinned_maps(explanation.maps),
-                         example=Path(self.example_keys.get(analysis.key, "")).name or None)
+                         example=self.example_name(analysis))
             updates[self.viewer] = value
         return {
             **updates,
