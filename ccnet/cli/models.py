@@ -9,11 +9,12 @@ from ccnet.weights.presets import fetch, presets
 
 def table() -> str:
     """The presets as an aligned text table (what `python -m ccnet zoo` prints)."""
-    header = ("name", "dataset", "backbone", "crop", "protocol", "mIoU", "ms+flip", "cached")
+    header = ("name", "dataset", "backbone", "classes", "crop", "protocol", "mIoU", "ms+flip", "MB", "cached")
     rows = [header] + [
         (
-            p.name, p.dataset, p.backbone, f"{p.crop_size[0]}x{p.crop_size[1]}", p.describe_protocol(),
-            f"{p.miou_single_scale:.2f}", f"{p.miou_multiscale_flip:.2f}", "yes" if p.path.is_file() else "no",
+            p.name, p.dataset, p.backbone, str(p.num_classes), f"{p.crop_size[0]}x{p.crop_size[1]}",
+            p.describe_protocol(), f"{p.miou_single_scale:.2f}", f"{p.miou_multiscale_flip:.2f}",
+            f"~{p.download_mb:.0f}", "yes" if p.path.is_file() else "no",
         )
         for p in presets().values()
     ]
@@ -23,7 +24,8 @@ def table() -> str:
 
 def cmd_zoo(args: argparse.Namespace) -> int:
     print(table())
-    print(f"\nmIoU: published on the validation set (%); ac: align_corners=True. Cache: {download.cache_dir()}")
+    print("\nmIoU: published on the validation set (%); ac: align_corners=True; MB: download size estimated "
+          f"from the parameter count (float32). Cache: {download.cache_dir()}")
     return 0
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
-from ccnet.errors import CCNetError
+from ccnet.errors import CCNetError, DownloadError
 
 ProgressFn = Callable[[int, int | None], None]  # (bytes done, total bytes or None when unknown)
 
@@ -111,15 +111,17 @@ def fetch(url: str, progress: ProgressFn | None = None) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     except OSError as err:
-        raise CCNetError(f"cannot write to the cache folder {dest.parent} ({err.strerror}); set CCNET_CACHE") from None
+        raise DownloadError(f"cannot write to the cache folder {dest.parent} ({err.strerror}); set CCNET_CACHE",
+                            f"the server cannot store {dest.name} (its weight cache is not writable)") from None
     console = ConsoleProgress(dest.name) if progress is None else None
     try:
         with os.fdopen(fd, "wb") as out:
             digest = _download(source_url(url), out, progress or console, dest)
         if not digest.startswith(expected):
-            raise CCNetError(
+            raise DownloadError(
                 f"{dest.name}: downloaded file's sha256 starts with {digest[:8]}, not {expected} as its name "
-                f"says; the corrupt download was deleted"
+                f"says; the corrupt download was deleted",
+                f"the download of {dest.name} was corrupt and was deleted; try again later",
             )
         os.replace(tmp, dest)
     finally:
@@ -133,6 +135,7 @@ def fetch(url: str, progress: ProgressFn | None = None) -> Path:
 def _download(url: str, out: BinaryIO, progress: ProgressFn, dest: Path) -> str:
     """Stream ``url`` into ``out``; returns the sha256 hex digest of what was written."""
     by_hand = f"without network, put the file by hand at {dest}"
+    offline = f"cannot download {dest.name} now (the server cannot reach its host); try again later"
     digest = hashlib.sha256()
     done = 0
     try:
@@ -146,19 +149,22 @@ def _download(url: str, out: BinaryIO, progress: ProgressFn, dest: Path) -> str:
                 try:
                     out.write(chunk)
                 except OSError as err:  # e.g. the disk filled up while downloading
-                    raise CCNetError(f"cannot save {dest.name} in {dest.parent} ({err.strerror or err}); "
-                                     "free some space or set CCNET_CACHE to another disk") from None
+                    raise DownloadError(f"cannot save {dest.name} in {dest.parent} ({err.strerror or err}); "
+                                        "free some space or set CCNET_CACHE to another disk",
+                                        f"the server has no room to store {dest.name}") from None
                 digest.update(chunk)
                 done += len(chunk)
                 progress(done, total)
     except urllib.error.HTTPError as err:
-        raise CCNetError(f"cannot download {url}: HTTP {err.code} {err.reason}; {by_hand}") from None
+        raise DownloadError(f"cannot download {url}: HTTP {err.code} {err.reason}; {by_hand}",
+                            f"cannot download {dest.name} now (HTTP {err.code}); try again later") from None
     except urllib.error.URLError as err:
-        raise CCNetError(f"cannot download {url}: {_reason(err.reason)}; {by_hand}") from None
+        raise DownloadError(f"cannot download {url}: {_reason(err.reason)}; {by_hand}", offline) from None
     except (OSError, http.client.HTTPException) as err:
-        raise CCNetError(f"cannot download {url}: {_reason(err)}; {by_hand}") from None
+        raise DownloadError(f"cannot download {url}: {_reason(err)}; {by_hand}", offline) from None
     if total is not None and done != total:
-        raise CCNetError(f"download of {url} was cut short: {done} of {total} bytes; try again, or {by_hand}")
+        raise DownloadError(f"download of {url} was cut short: {done} of {total} bytes; try again, or {by_hand}",
+                            f"the download of {dest.name} was cut short; try again")
     progress(done, done)
     return digest.hexdigest()
 
@@ -169,8 +175,9 @@ def _check_space(dest: Path, total: int | None) -> None:
         return
     free = shutil.disk_usage(dest.parent).free
     if free < total:
-        raise CCNetError(f"{dest.name} needs {total / 2**20:.1f} MiB but {dest.parent} has "
-                         f"{free / 2**20:.1f} MiB free; free some space or set CCNET_CACHE to another disk")
+        raise DownloadError(f"{dest.name} needs {total / 2**20:.1f} MiB but {dest.parent} has "
+                            f"{free / 2**20:.1f} MiB free; free some space or set CCNET_CACHE to another disk",
+                            f"the server has no room for {dest.name} ({total / 2**20:.0f} MiB)")
 
 
 def _reason(err: object) -> str:

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import torch
+
 from ccnet.errors import CCNetError
 from ccnet.inference.predictor import Protocol
+from ccnet.nn.model import CCNet, CCNetConfig
 from ccnet.weights import download
 from ccnet.weights.datasets import dataset_info
 
@@ -46,12 +49,36 @@ class Preset:
         """Where the file is cached (or must be put by hand)."""
         return download.cached_path(self.url)
 
+    @property
+    def download_mb(self) -> float:
+        """The checkpoint's size estimated from its parameter and buffer count (float32), in MB."""
+        return _estimated_mb(int(self.backbone.split("-")[1]), self.num_classes)
+
+    @property
+    def label(self) -> str:
+        """The model menu's line: what a visitor needs to choose (the API still takes the name)."""
+        crop = f"{self.crop_size[0]}×{self.crop_size[1]}"
+        return (f"{DATASET_NAMES.get(self.dataset, self.dataset)} · {self.backbone} · {self.num_classes} classes · "
+                f"crop {crop} · {self.train_iters // 1000}k iters · mIoU {self.miou_single_scale:.2f} · "
+                f"≈{self.download_mb:.0f} MB download")
+
     def describe_protocol(self) -> str:
         p = self.protocol
         text = "whole" if p.mode == "whole" else f"slide {p.crop[0]}/{p.stride[0]}"
         if p.test_resize:
             text += f" @{p.test_resize[0]}x{p.test_resize[1]}"
         return text + (" ac" if p.align_corners else "")
+
+
+DATASET_NAMES = {"cityscapes": "Cityscapes (street scenes)", "ade20k": "ADE20K (scenes, 150 classes)",
+                 "voc": "Pascal VOC (objects)"}
+
+
+@lru_cache(maxsize=8)
+def _estimated_mb(depth: int, num_classes: int) -> float:
+    with torch.device("meta"):  # shapes only: no memory, no time
+        net = CCNet(CCNetConfig(depth=depth, num_classes=num_classes))
+    return sum(t.numel() for t in net.state_dict().values()) * 4 / 1e6
 
 
 @lru_cache(maxsize=1)

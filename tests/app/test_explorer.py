@@ -15,7 +15,7 @@ from ccnet.app.cache import LRUCache
 from ccnet.app.explorer import Display, Explorer, image_key
 from ccnet.app.exports import Exports, cost_csv_text
 from ccnet.app.present import cost_note, cost_rows, legend_html, pixel_text
-from ccnet.errors import CCNetError
+from ccnet.errors import CCNetError, for_visitor
 from ccnet.nn import cost
 from ccnet.nn.attention import step_map
 from ccnet.nn.cost import METHODS
@@ -294,6 +294,10 @@ def test_an_unreachable_preset_is_a_clear_error_and_the_current_model_stays(expl
     with pytest.raises(CCNetError, match="cannot download") as info:
         explorer.model(name, progress=lambda done, total: None)
     assert "\n" not in str(info.value)
+    assert "http://127.0.0.1:9" in str(info.value) and str(tmp_path) in str(info.value)  # for the log and CLI
+    visitor = for_visitor(info.value)  # for the page: what happened and what to do, no URL, no path
+    assert visitor.startswith("cannot download ccnet_") and visitor.endswith("try again later")
+    assert "http" not in visitor and "/" not in visitor
     assert explorer.analyse(picture).model == explorer.default_model and explorer.network_runs == 1
 
 

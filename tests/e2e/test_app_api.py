@@ -120,6 +120,23 @@ def test_bad_requests_get_a_clear_message_and_the_server_keeps_serving(served, t
     assert Image.open(overlay).size == (W, H)
 
 
+def test_a_failed_preset_download_tells_the_visitor_without_urls_or_server_paths(served, monkeypatch, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    from ccnet.weights import presets
+
+    monkeypatch.setenv("CCNET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CCNET_ZOO_URL", f"http://127.0.0.1:{free_port()}/")  # nothing listens there
+    client, _ = served
+    name = next(iter(presets.presets()))
+    with pytest.raises(AppError) as err:
+        client.predict(handle_file(str(DEMO)), name, api_name="/segment")
+    message = str(err.value)
+    assert f"cannot download {name}" in message and "try again later" in message
+    assert "127.0.0.1" not in message and str(tmp_path) not in message and "http" not in message
+
+
 NETWORK_GUARD = """
 import ipaddress, socket, sys
 def guard(event, args):

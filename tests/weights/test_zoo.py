@@ -312,3 +312,14 @@ def test_cli_fetch_of_a_real_preset_uses_the_override_and_verifies(server, monke
 def test_cli_fetch_unknown_name(capsys):
     assert main(["fetch", "nope"]) == 2
     assert "python -m ccnet zoo" in capsys.readouterr().err
+
+
+def test_every_preset_has_a_label_a_visitor_can_choose_by():
+    sizes = {}
+    for preset in zoo.presets().values():
+        label = preset.label
+        assert preset.backbone in label and f"{preset.num_classes} classes" in label and "MB download" in label
+        assert f"mIoU {preset.miou_single_scale:.2f}" in label and zoo.DATASET_NAMES[preset.dataset] in label
+        sizes.setdefault(preset.backbone, set()).add(round(preset.download_mb))
+    # parameter count x 4 bytes: mmseg's R50-D8 CCNet files are about 190-200 MB, R101-D8 about 270-280 MB
+    assert all(180 <= s <= 215 for s in sizes["R-50-D8"]) and all(260 <= s <= 290 for s in sizes["R-101-D8"])

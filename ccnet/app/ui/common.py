@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from ccnet.app.uploads import checked_upload
-from ccnet.errors import CCNetError
+from ccnet.errors import CCNetError, for_visitor
 from ccnet.project import DEMOS
 
 log = logging.getLogger("ccnet.app")
@@ -39,7 +39,9 @@ def ui_guard(fn: Callable[..., Updates]) -> Callable[..., Updates]:
         try:
             return fn(page, *args, **kwargs)
         except CCNetError as err:
-            return {page.status: f"⚠️ {err}"}
+            if for_visitor(err) != str(err):
+                log.warning("%s: %s", fn.__name__, err)  # the details (URL, paths) for the server's log
+            return {page.status: f"⚠️ {for_visitor(err)}"}
         except Exception:
             log.exception("handler %s failed", fn.__name__)
             return {page.status: "⚠️ Something went wrong on the server (details in its log); try another image."}
@@ -55,7 +57,9 @@ def api_guard(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except CCNetError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            if for_visitor(err) != str(err):
+                log.warning("%s: %s", fn.__name__, err)
+            raise gr.Error(for_visitor(err), print_exception=False) from None
         except Exception:
             log.exception("endpoint %s failed", fn.__name__)
             raise gr.Error("internal error (details in the server log)", print_exception=False) from None

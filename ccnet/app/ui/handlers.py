@@ -12,7 +12,7 @@ from ccnet.app.links import parse_link
 from ccnet.app.present import compact_json, cost_note, cost_rows, legend_html, pixel_text, topk_rows
 from ccnet.app.ui.common import EXAMPLES, FIRST_EXAMPLE, FIRST_PIXEL, Updates, log, ui_guard, upload_path
 from ccnet.app.viewer import payload_bytes, pinned_maps, viewer_value
-from ccnet.errors import CCNetError
+from ccnet.errors import CCNetError, for_visitor
 from ccnet.viz import charts
 
 HINT = "Hover over any panel to see where that feature cell looks; click, tap or press Enter to pin a pixel."
@@ -148,8 +148,9 @@ class Handlers:
         try:
             self.explorer.model(name, progress=report)
         except CCNetError as err:
+            log.warning("model switch to %s failed: %s", name, err)
             return {self.model: gr.update(value=previous or self.explorer.default_model),
-                    self.status: f"⚠️ {err} — still using {previous or self.explorer.default_model}"}
+                    self.status: f"⚠️ {for_visitor(err)} — still using {previous or self.explorer.default_model}"}
         switched = {self.model: name, self.model_state: name}
         if upload_path(path) is None:
             return {**switched, self.status: self.explorer.status(None, name)}

@@ -42,6 +42,15 @@ class ExplorerUI(Handlers):
         explorer.restrict_models(self.models)
         self.example_keys = {image_key(path): path for path in EXAMPLES}
 
+    def menu(self) -> list[tuple[str, str]]:
+        """(label, name) per model, grouped by dataset: the labels say what each model knows; events
+        and the API keep the names."""
+        found = presets.presets()
+        ordered = sorted((p for p in found.values()), key=lambda p: (p.dataset, p.backbone, p.name))
+        labels = {"default": "default · embedded · synthetic street scenes only (11 classes)"}
+        return [(labels.get(name, name), name) for name in self.models if name not in found] + [
+            (p.label, p.name) for p in ordered if p.name in self.models]
+
     # ---- layout ---------------------------------------------------------------------------------
     def layout(self) -> None:
         gr.Markdown(INTRO, elem_id="intro")
@@ -60,8 +69,8 @@ class ExplorerUI(Handlers):
                 self.examples = gr.Examples(EXAMPLES, inputs=[self.image], label="examples (synthetic street scenes)",
                                             examples_per_page=8, cache_examples=False, api_visibility="private")
                 self.model = gr.Dropdown(
-                    self.models, value=self.explorer.default_model, label="model", elem_id="model",
-                    info="`default` is embedded; released presets are downloaded once, then cached")
+                    self.menu(), value=self.explorer.default_model, label="model", elem_id="model",
+                    info="released models are downloaded once, then cached (≈ sizes from the parameter count)")
                 self.legend = gr.HTML(elem_id="legend")
         self.details_layout()
         self.cost_layout()
