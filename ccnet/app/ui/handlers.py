@@ -16,7 +16,7 @@ from ccnet.errors import CCNetError, for_visitor
 from ccnet.viz import charts
 
 HINT = "Hover over any panel to see where that feature cell looks; click, tap or press Enter to pin a pixel."
-SERVER_VIEWS = {"step1": "step 1", "step2": "step 2", "step3": "step 3", "composed": "composed"}
+DEFAULT_K = 5  # top-k cells listed for a pinned pixel until the slider says otherwise
 
 
 def _enabled(path: Path | None) -> dict:
@@ -40,6 +40,16 @@ class Handlers:
         path = self.example_keys.get(analysis.key)
         return Path(path).name if path else None
 
+    def viewer_for(self, analysis: Analysis, view: str, pin: tuple[int, int] | None = None,
+                   display: dict | None = None, pinned: dict | None = None) -> dict:
+        """The viewer's value: the image's maps (within the budget), the view, the pinned pixel, the
+        display a link asked for and, over the budget, the pinned cell's maps."""
+        loaded = self.explorer.model(analysis.model)[0]
+        value = viewer_value(analysis, loaded.classes, loaded.palette, self.viewer_budget)
+        value.update(view=view, display=display or {}, pin=list(pin) if pin else None,
+                     example=self.example_name(analysis), pinned_maps=pinned)
+        return value
+
     def unchanged(self) -> Updates:
         """Nothing changes (Gradio reads an empty dict as one value, not as no update)."""
         return {self.status: gr.skip()}
@@ -50,11 +60,9 @@ class Handlers:
         """Everything an analysed image shows: the viewer with its maps, the legend, the status and
         the image's downloads; a pinned pixel's views are emptied (or filled, with `pin`)."""
         loaded = self.explorer.model(analysis.model)[0]
-        value = viewer_value(analysis, loaded.classes, loaded.palette, self.viewer_budget)
-        value.update(view=view, display=display or {}, pin=list(pin) if pin else None,
-                     example=self.example_name(analysis))
         updates = {
-            self.viewer: value, self.legend: legend_html(analysis, loaded.classes, loaded.palette),
+            self.viewer: self.viewer_for(analysis, view, pin, display),
+            self.legend: legend_html(analysis, loaded.classes, loaded.palette),
             self.status: self.explorer.status(analysis), self.pixel: HINT, self.key_state: analysis.key,
             self.mask_file: _enabled(self.exports.mask_png(analysis, loaded.palette)),
             self.colour_file: _enabled(self.exports.colour_png(analysis, loaded.palette)),
@@ -63,7 +71,7 @@ class Handlers:
             self.npz_file: _enabled(None),
         }
         if pin:
-            updates.update(self.pin_views(analysis, pin, view, 5))
+            updates.update(self.pin_views(analysis, pin, view, DEFAULT_K))
         return updates
 
     def cleared(self, model: str, message: str) -> Updates:
@@ -94,17 +102,13 @@ class Handlers:
     def pin_views(self, analysis: Analysis, pixel: tuple[int, int], view: str, k: float) -> Updates:
         """What needs the server for a pinned pixel: its class, the top-k of the chosen view, the
         row/column chart and the maps as a download."""
-        shown = Display(view=SERVER_VIEWS.get(view, "composed"), k=int(k))
+        shown = Display(view=view.replace("step", "step ") if view.startswith("step") else "composed", k=int(k))
         explanation = self.explorer.explain(analysis, *pixel, display=shown)
         classes = self.explorer.classes(analysis.model)
         summary = {k: v for k, v in explanation.to_json(classes).items() if k not in ("steps", "composed")}
         updates = {}
         if not self.in_browser(analysis):  # over the viewer's budget: the server's maps of this cell
-            loaded = self.explorer.model(analysis.model)[0]
-            value = viewer_value(analysis, loaded.classes, loaded.palette, self.viewer_budget)
-            value.update(view=view, pin=list(pixel), pinned_maps=pinned_maps(explanation.maps),
-                         example=self.example_name(analysis))
-            updates[self.viewer] = value
+            updates[self.viewer] = self.viewer_for(analysis, view, pixel, pinned=pinned_maps(explanation.maps))
         return {
             **updates,
             self.pixel: pixel_text(explanation, classes), self.topk: topk_rows(explanation),

@@ -14,7 +14,7 @@ from ccnet.app.exports import Exports
 from ccnet.app.present import COST_HEADERS, TOPK_HEADERS
 from ccnet.app.ui.api import api_endpoints
 from ccnet.app.ui.common import EXAMPLES, MAX_FILE_SIZE, VIEWS
-from ccnet.app.ui.handlers import HINT, Handlers
+from ccnet.app.ui.handlers import DEFAULT_K, HINT, Handlers
 from ccnet.app.viewer import BUDGET_BYTES
 from ccnet.errors import CCNetError
 from ccnet.inference.images import MAX_ASPECT, MAX_SIDE, MIN_SIDE
@@ -79,7 +79,7 @@ class ExplorerUI(Handlers):
     def details_layout(self) -> None:
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
-                self.k = gr.Slider(1, 20, value=5, step=1, label="top-k cells of the highlighted map "
+                self.k = gr.Slider(1, 20, value=DEFAULT_K, step=1, label="top-k cells of the highlighted map "
                                    "(click a panel's title to highlight it)", elem_id="topk-k")
                 self.topk = gr.Dataframe(headers=TOPK_HEADERS, label="top-k attended cells of the pinned pixel",
                                          elem_id="topk", interactive=False, wrap=True)
