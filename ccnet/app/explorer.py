@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from ccnet.app.cache import LRUCache
-from ccnet.app.zerogpu import gpu_task
+from ccnet.app.zerogpu import gpu_task, measure_seconds, network_seconds
 from ccnet.errors import CCNetError, ImageError
 from ccnet.inference.explain import PixelAttention, attention_at
 from ccnet.inference.geometry import cell_centre
@@ -130,7 +130,7 @@ class Explanation:
         }
 
 
-@gpu_task
+@gpu_task(network_seconds)
 def _run_network(predictor: Predictor, image: np.ndarray, cpu_predictor: Callable[[], Predictor]):  # noqa: ANN202
     return predict_or_fall_back(predictor, image, True, cpu_predictor)
 
@@ -349,7 +349,7 @@ class Explorer:
         return text
 
 
-@gpu_task
+@gpu_task(measure_seconds)
 def _measure(method: str, channels: int, height: int, width: int, device: str) -> dict:
     return cost.measure_cost(method, channels, height, width, device=device)
 

@@ -281,7 +281,7 @@ def test_gpu_task_is_a_no_op_off_zerogpu():
 
     if "spaces" in sys.modules:
         pytest.skip("the spaces package is installed: its GPU decorator is in use")
-    assert zerogpu.gpu_task(len) is len
+    assert zerogpu.gpu_task(30)(len) is len
 
 
 def test_an_unreachable_preset_is_a_clear_error_and_the_current_model_stays(explorer, picture, monkeypatch, tmp_path):
