@@ -38,10 +38,12 @@ def served(tmp_path_factory):
     demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                max_file_size=MAX_FILE_SIZE)
+                max_file_size=MAX_FILE_SIZE, mcp_server=True)
     try:
         downloads = str(tmp_path_factory.mktemp("dl"))
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=downloads), explorer
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=downloads)
+        client.base = f"http://127.0.0.1:{port}"
+        yield client, explorer
     finally:
         demo.close()
 
@@ -282,3 +284,16 @@ def test_concurrent_visitors_get_their_own_results_within_the_limits(served, tmp
     assert result["requests"] == 4 * (1 + 3)
     assert explorer.max_in_flight == 1  # the views' queue runs one network at a time
     assert len(explorer.cache) <= explorer.cache.max_entries and explorer.cache.nbytes <= explorer.cache.max_bytes
+
+
+def test_segment_attention_and_cost_are_mcp_tools(served):
+    client, _ = served
+    with urllib.request.urlopen(f"{client.base}/gradio_api/mcp/schema", timeout=30) as response:
+        schema = json.loads(response.read())
+    tools = {tool["name"]: tool for tool in schema}
+    for word in ("segment", "attention", "cost"):
+        name = next(name for name in tools if word in name)
+        assert len(tools[name]["description"]) > 60, tools[name]
+    attention = tools[next(name for name in tools if "attention" in name)]
+    assert {"image", "x", "y"} <= set(attention["inputSchema"]["properties"])
+    assert not any(word in name for name in tools for word in ("on_", "noop"))  # the page's events stay private

@@ -2,6 +2,7 @@
 Their inputs and outputs are the project's documented contract (docs/api.md)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -26,8 +27,33 @@ def api_endpoints(explorer: Explorer, exports: Exports) -> None:
         overlay, heatmap, steps = gr.Image(format="png"), gr.Image(format="png"), gr.Image(format="png")
         info, attention_json, cost_json = gr.JSON(), gr.JSON(), gr.JSON()
 
+    segment, attention, cost = (make(explorer, exports) for make in (segment_endpoint, attention_endpoint,
+                                                                     cost_endpoint))
+    gr.on([], segment, [image_in, model_in], [overlay, info], api_name="segment", concurrency_id=VIEWS,
+          preprocess=False)
+    gr.on([], attention, [image_in, x_in, y_in, model_in], [heatmap, steps, attention_json], api_name="attention",
+          concurrency_id=VIEWS, preprocess=False)
+    gr.on([], cost, [image_in, model_in], [cost_json], api_name="cost", concurrency_id="cost", preprocess=False)
+
+
+
+
+
+def segment_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tuple]:
+    """The /segment endpoint's function (its name and docstring are also its MCP tool's)."""
+
     @api_guard
     def segment(image: dict | str | None, model: str) -> tuple:
+        """Segment an image with CCNet (criss-cross attention) and return the class colours over it.
+
+        Args:
+            image: the image to segment (PNG, JPEG, WebP, GIF, BMP or TIFF; 32 to 2048 px per side).
+            model: "" or "default" for the embedded model (synthetic street scenes only), or the
+                name of a released mmsegmentation CCNet preset, e.g. ccnet_r50-d8_512x1024_80k_cityscapes.
+        Returns:
+            The overlay (PNG) and a JSON: model, image_size [H, W], feature grid [h, w], seconds,
+            device, note, and the legend (class name, colour, share of the pixels).
+        """
         analysis = explorer.analyse(upload_path(image), model or None)
         loaded = explorer.model(analysis.model)[0]
         return exports.picture(analysis, "overlay", explorer.overlay(analysis)), {
@@ -36,8 +62,28 @@ def api_endpoints(explorer: Explorer, exports: Exports) -> None:
             "legend": legend(analysis.mask, loaded.classes, loaded.palette),
         }
 
+    return segment
+
+
+def attention_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tuple]:
+    """The /attention endpoint's function (its name and docstring are also its MCP tool's)."""
+
     @api_guard
     def attention(image: dict | str | None, x: float | None, y: float | None, model: str) -> tuple:
+        """Where one pixel looks: its feature cell's criss-cross attention at each recurrence step
+        (its row and column) and composed over all steps (the whole image).
+
+        Args:
+            image: the image (as for segment); it is analysed once, then every pixel is answered
+                from the server's cache.
+            x: the pixel's column in the analysed image (0 is the left edge).
+            y: the pixel's row in the analysed image (0 is the top edge).
+            model: as for segment.
+        Returns:
+            The composed map over the image (PNG, pixel and top-5 cells marked), every map side by
+            side (PNG), and a JSON: grid, cell [row, col], steps and composed (h x w weights, each
+            summing to 1), topk (rank, cell, pixel, weight, class), pixel, class, confidence.
+        """
         image = upload_path(image)
         if x is None or y is None:
             raise CCNetError("give the pixel as x (column) and y (row)")
@@ -47,16 +93,27 @@ def api_endpoints(explorer: Explorer, exports: Exports) -> None:
         heatmap, steps = (exports.picture(explanation.analysis, name, pictures[name]) for name in ("heatmap", "steps"))
         return heatmap, steps, explanation.to_json(explorer.classes(explanation.analysis.model))
 
+    return attention
+
+
+def cost_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., dict]:
+    """The /cost endpoint's function (its name and docstring are also its MCP tool's)."""
+
     @api_guard
     def cost(image: dict | str | None, model: str) -> dict:
+        """What criss-cross attention (R = 1 and 2) and a non-local block cost at this image's
+        feature size: the attention maps' bytes, the measured peak memory, FLOPs and time.
+
+        Args:
+            image: the image (as for segment).
+            model: as for segment; its channel count sets the blocks' width.
+        Returns:
+            A JSON: feature_size [h, w], channels, device, and for rcca1, rcca2 and nonlocal:
+            memory_bytes, analytic_bytes, flops, time_ms, estimated (with a reason when estimated).
+        """
         return explorer.cost(upload_path(image), model or None)
 
-    gr.on([], segment, [image_in, model_in], [overlay, info], api_name="segment", concurrency_id=VIEWS,
-          preprocess=False)
-    gr.on([], attention, [image_in, x_in, y_in, model_in], [heatmap, steps, attention_json], api_name="attention",
-          concurrency_id=VIEWS, preprocess=False)
-    gr.on([], cost, [image_in, model_in], [cost_json], api_name="cost", concurrency_id="cost", preprocess=False)
-
+    return cost
 
 
 def add_floor_endpoint(demo: gr.Blocks, folder: Path) -> None:

@@ -172,4 +172,5 @@ def main(argv: list[str] | None = None) -> None:
         explorer.model()  # load now: a bad --model fails here, not on the first click
     except CCNetError as err:
         raise SystemExit(f"error: {err}") from None
-    build_app(explorer).launch(max_file_size=MAX_FILE_SIZE, ssr_mode=False, footer_links=["api"])
+    # mcp_server: segment, attention and cost are also tools for MCP clients (gradio's mcp extra)
+    build_app(explorer).launch(max_file_size=MAX_FILE_SIZE, ssr_mode=False, footer_links=["api"], mcp_server=True)
