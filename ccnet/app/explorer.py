@@ -176,6 +176,8 @@ class Explorer:
         self.device = resolve_device(device).type
         self.amp = amp
         self.cache = LRUCache(max_entries, max_bytes)
+        self.kept: set[str] = set()  # image keys (the examples) held in their own cache, never evicted
+        self.kept_cache = LRUCache(64, 1 << 30)
         self.cost_cache = LRUCache(64, 1 << 20)
         self._loader = loader
         self._models: dict[str, tuple[LoadedModel, Predictor]] = {}
@@ -227,12 +229,22 @@ class Explorer:
         if source is None:
             raise ImageError("no image yet: upload one or pick an example")
         key = image_key(source)
-        return self.cache.get_or_create((name, key), lambda: self._run(name, key, source))
+        cache = self.kept_cache if key in self.kept else self.cache
+        return cache.get_or_create((name, key), lambda: self._run(name, key, source))
+
+    def keep(self, sources: Iterable[ImageSource], now: bool = True) -> None:
+        """Keep these images' analyses (the examples) apart from the uploads' cache, so that no flood
+        of uploads evicts them; `now` analyses them at once, else on first use."""
+        sources = list(sources)
+        self.kept |= {image_key(source) for source in sources}
+        for source in sources if now else ():
+            self.analyse(source)
 
     def cached(self, key: str, model: str | None = None) -> Analysis:
         """The analysis of the image whose key a link names (checked by ccnet.app.links), if it is
         still in the cache."""
-        analysis = self.cache.get((model or self.default_model, key))
+        name = model or self.default_model
+        analysis = self.cache.get((name, key)) or self.kept_cache.get((name, key))
         if analysis is None:
             raise ImageError("the image of this link is no longer on the server; upload it again")
         return analysis

@@ -19,6 +19,7 @@ from ccnet.errors import CCNetError, for_visitor
 from ccnet.nn import cost
 from ccnet.nn.attention import step_map
 from ccnet.nn.cost import METHODS
+from ccnet.project import DEMOS
 from ccnet.tools.latency import click_latency
 from ccnet.viz import pictures as viz
 from ccnet.weights.load import load_file
@@ -311,3 +312,20 @@ def test_exif_orientation_and_the_first_gif_frame_are_honoured(explorer, tmp_pat
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
     first = explorer.analyse(tmp_path / "anim.gif").image
     assert first.shape == (40, 48, 3) and first[..., 0].mean() > 200 and first[..., 2].mean() < 50
+
+
+def test_kept_examples_survive_a_flood_of_uploads(checkpoint, tmp_path):
+    """The examples are analysed once and kept apart: uploads never evict them."""
+    explorer = Explorer(str(checkpoint), device="cpu", max_entries=2)
+    examples = sorted(str(p) for p in DEMOS.glob("*_car.png"))[:2]
+    explorer.keep(examples)
+    assert explorer.network_runs == 2
+    rng = np.random.default_rng(3)
+    for i in range(5):
+        path = tmp_path / f"upload{i}.png"
+        Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(path)
+        explorer.analyse(path)
+    assert len(explorer.cache) == 2 and explorer.network_runs == 7
+    for example in examples:
+        explorer.explain(example, 10, 10)
+    assert explorer.network_runs == 7  # answered from the kept cache

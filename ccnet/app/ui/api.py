@@ -36,9 +36,6 @@ def api_endpoints(explorer: Explorer, exports: Exports) -> None:
     gr.on([], cost, [image_in, model_in], [cost_json], api_name="cost", concurrency_id="cost", preprocess=False)
 
 
-
-
-
 def segment_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tuple]:
     """The /segment endpoint's function (its name and docstring are also its MCP tool's)."""
 

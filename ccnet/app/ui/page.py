@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -41,6 +42,7 @@ class ExplorerUI(Handlers):
             self.models.insert(0, explorer.default_model)
         explorer.restrict_models(self.models)
         self.example_keys = {image_key(path): path for path in EXAMPLES}
+        explorer.keep(EXAMPLES, now=False)  # analysed once, on first use, and never evicted
 
     def menu(self) -> list[tuple[str, str]]:
         """(label, name) per model, grouped by dataset: the labels say what each model knows; events
@@ -172,5 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         explorer.model()  # load now: a bad --model fails here, not on the first click
     except CCNetError as err:
         raise SystemExit(f"error: {err}") from None
+    # the examples' analyses, once, in the background: every visitor's first example is instant
+    threading.Thread(target=explorer.keep, args=(EXAMPLES,), daemon=True, name="warm-examples").start()
     # mcp_server: segment, attention and cost are also tools for MCP clients (gradio's mcp extra)
     build_app(explorer).launch(max_file_size=MAX_FILE_SIZE, ssr_mode=False, footer_links=["api"], mcp_server=True)
