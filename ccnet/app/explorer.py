@@ -232,13 +232,14 @@ class Explorer:
         cache = self.kept_cache if key in self.kept else self.cache
         return cache.get_or_create((name, key), lambda: self._run(name, key, source))
 
-    def keep(self, sources: Iterable[ImageSource], now: bool = True) -> None:
+    def keep(self, sources: Iterable[ImageSource], now: bool = True) -> dict[str, ImageSource]:
         """Keep these images' analyses (the examples) apart from the uploads' cache, so that no flood
-        of uploads evicts them; `now` analyses them at once, else on first use."""
-        sources = list(sources)
-        self.kept |= {image_key(source) for source in sources}
-        for source in sources if now else ():
+        of uploads evicts them; `now` analyses them at once, else on first use. Returns them by key."""
+        by_key = {image_key(source): source for source in sources}
+        self.kept |= set(by_key)
+        for source in by_key.values() if now else ():
             self.analyse(source)
+        return by_key
 
     def cached(self, key: str, model: str | None = None) -> Analysis:
         """The analysis of the image whose key a link names (checked by ccnet.app.links), if it is

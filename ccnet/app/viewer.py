@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+from functools import cache
 
 import numpy as np
 from PIL import Image
@@ -58,6 +59,12 @@ def payload_bytes(grid: tuple[int, int], steps: int) -> int:
     return steps * cells * (grid[0] + grid[1] + 4)
 
 
+@cache
+def _colormaps() -> dict[str, str]:
+    """Every colormap's 256 x RGB lookup table, base64 (the same for every image: made once)."""
+    return {name: _b64(colormap(name).tobytes()) for name in COLORMAPS}
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -89,7 +96,7 @@ def viewer_value(analysis: Analysis, classes: tuple[str, ...], palette: tuple[tu
         "steps": steps, "image": _data_url(analysis.image),
         "mask": _data_url(palette_image(analysis.mask, palette), "PNG"),
         "classes": list(classes), "palette": [list(rgb) for rgb in palette],
-        "colormaps": {name: _b64(colormap(name).tobytes()) for name in COLORMAPS},
+        "colormaps": _colormaps(),
         "decades": DECADES, "levels": LEVELS, "rel_error": REL_ERROR, "floor": FLOOR,
         "bytes": payload_bytes(analysis.grid, steps), "budget": budget,
     }

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ccnet.app.explorer import Explorer, image_key
+from ccnet.app.explorer import Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.present import COST_HEADERS, TOPK_HEADERS
 from ccnet.app.ui.api import api_endpoints
@@ -41,8 +41,7 @@ class ExplorerUI(Handlers):
         if explorer.default_model not in self.models:
             self.models.insert(0, explorer.default_model)
         explorer.restrict_models(self.models)
-        self.example_keys = {image_key(path): path for path in EXAMPLES}
-        explorer.keep(EXAMPLES, now=False)  # analysed once, on first use, and never evicted
+        self.example_keys = explorer.keep(EXAMPLES, now=False)  # analysed once, on first use, never evicted
 
     def menu(self) -> list[tuple[str, str]]:
         """(label, name) per model, grouped by dataset: the labels say what each model knows; events

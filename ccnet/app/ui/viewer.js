@@ -6,7 +6,7 @@
 const S = {
   value: null, codes: [], scales: [], factor: null, luts: {}, classAt: null, mapCanvas: {}, shown: {},
   colour: null, mask: null, grey: null, resize: null,
-  cell: null, pinned: null, timings: [], drawn: 0,
+  cell: null, pinned: null, timings: [],
   cmap: "magma", scale: "log", clip: 0.2, opacity: 0.5, smooth: false, grid: false, view: "composed",
 };
 const VIEWS = ["segmentation", "step1", "step2", "composed"];
@@ -211,7 +211,6 @@ function show(r, c, ev) {
   $(".ccv-hover").textContent = `cell (${r}, ${c}) of ${S.value.grid[0]}×${S.value.grid[1]}` +
     (label ? ` · ${label}` : "") + (S.pinned ? ` · pinned (${S.pinned[0]}, ${S.pinned[1]})` : "");
   element.dataset.cell = `${r},${c}`;
-  S.drawn += 1;
   if (ev) {
     const t0 = ev.timeStamp, done = performance.now();
     // the frame that shows the new maps: its rAF callback runs before it is painted, a task queued
