@@ -22,18 +22,23 @@ from PIL import Image
 from ccnet.app.cache import LRUCache
 from ccnet.app.zerogpu import gpu_task, measure_seconds, network_seconds
 from ccnet.errors import CCNetError, ImageError
+from ccnet.inference.domain import DomainVerdict, domain_check
 from ccnet.inference.explain import PixelAttention, attention_at
 from ccnet.inference.geometry import cell_centre
 from ccnet.inference.images import MAX_SIDE, check_size, decode_image, limit_size
-from ccnet.inference.predictor import Predictor, predict_or_fall_back, resolve_device
+from ccnet.inference.predictor import Predictor, Protocol, interactive, predict_or_fall_back, resolve_device
 from ccnet.nn import cost
 from ccnet.nn.cost import METHODS
 from ccnet.nn.model import CCNet
 from ccnet.viz import pictures as viz
+from ccnet.weights import presets
 from ccnet.weights.download import ProgressFn
 from ccnet.weights.load import LoadedModel, load_model
 
 THUMB_WIDTH = 360  # the side-by-side maps of a click are drawn this wide
+INTERACTIVE_PIXELS = 512 * 512  # the interactive analysis size: R50-D8 in ~3 s, R101-D8 in ~4 s on 2 CPU cores
+SIZES = ("interactive", "full")  # the analysis sizes: bounded whole image, or the preset's own protocol
+PHOTO_MODEL = "ccnet_r50-d8_512x512_160k_ade20k"  # offered when the embedded model meets a photo
 PAPER_GRID = (97, 97)  # the paper's cost setting: a 769x769 input at output stride 8
 ImageSource = str | Path | bytes | np.ndarray
 
@@ -66,6 +71,13 @@ class Analysis:
     seconds: float
     device: str
     note: str | None = None  # e.g. the downscale notice
+    analysis_size: str = "full"  # the analysis size used: "interactive" or "full" (the model's own protocol)
+    input_size: tuple[int, int] | None = None  # (h, w) the network saw
+    domain: DomainVerdict | None = None  # the embedded model's out-of-domain check; None for other models
+
+    @property
+    def out_of_domain(self) -> bool:
+        return bool(self.domain and self.domain.out_of_domain)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -130,6 +142,17 @@ class Explanation:
         }
 
 
+def size_note(size: str, input_size: tuple[int, int], protocol: Protocol) -> str:
+    """Which analysis size ran, and what the other one would do."""
+    height, width = input_size
+    full = "the whole image" if protocol.mode == "whole" else f"{protocol.crop[0]}×{protocol.crop[1]} sliding windows"
+    if protocol.test_resize:
+        full += f" resized to fit {protocol.test_resize[0]}×{protocol.test_resize[1]}"
+    if size == "interactive":
+        return f"interactive size: the whole image at {width}×{height} (the full protocol: {full})"
+    return f"full protocol: {full} ({width}×{height})"
+
+
 @gpu_task(network_seconds)
 def _run_network(predictor: Predictor, image: np.ndarray, cpu_predictor: Callable[[], Predictor]):  # noqa: ANN202
     return predict_or_fall_back(predictor, image, True, cpu_predictor)
@@ -172,6 +195,7 @@ class Explorer:
         loader: Callable[..., LoadedModel] = load_model,
     ) -> None:
         self.default_model = model
+        self.default_size = "interactive" if resolve_device(device).type == "cpu" else "full"
         self.allowed_models: tuple[str, ...] | None = None  # None: any name load_model accepts
         self.device = resolve_device(device).type
         self.amp = amp
@@ -181,6 +205,7 @@ class Explorer:
         self.cost_cache = LRUCache(64, 1 << 20)
         self._loader = loader
         self._models: dict[str, tuple[LoadedModel, Predictor]] = {}
+        self._interactive: dict[str, Predictor] = {}
         self._model_lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
         self.network_runs = 0
@@ -203,6 +228,25 @@ class Explorer:
                 self._models[name] = (loaded, Predictor(loaded.net, loaded.protocol, self.device, self.amp))
         return self._models[name]
 
+    def size_for(self, name: str | None, size: str | None = None) -> str:
+        """The analysis size an image gets: for a released model `size` if given, else the app's
+        default (interactive on a CPU); always "full" for other models (the embedded one runs at
+        256×128 by its own protocol)."""
+        if size not in (None, "", *SIZES):
+            raise CCNetError(f"unknown analysis size {size!r}; choose one of: {', '.join(SIZES)}")
+        return (size or self.default_size) if (name or self.default_model) in presets.presets() else "full"
+
+    def predictor(self, name: str, size: str) -> Predictor:
+        """The model's predictor at this analysis size (one network shared by both sizes)."""
+        loaded, full = self.model(name)
+        if size == "full":
+            return full
+        with self._model_lock:
+            if name not in self._interactive:
+                self._interactive[name] = Predictor(loaded.net, interactive(loaded.protocol, INTERACTIVE_PIXELS),
+                                                    self.device, self.amp)
+        return self._interactive[name]
+
     def restrict_models(self, names: Iterable[str]) -> None:
         """Only these names (and the start-up model) may be loaded: the app passes its menu, so a
         request cannot make the server open an arbitrary checkpoint path."""
@@ -223,14 +267,16 @@ class Explorer:
         return self.model(name)[0].classes
 
     # -- the one network run --------------------------------------------------------------------
-    def analyse(self, source: ImageSource, model: str | None = None) -> Analysis:
-        """The cached analysis of this image under this model, running the network if needed."""
+    def analyse(self, source: ImageSource, model: str | None = None, size: str | None = None) -> Analysis:
+        """The cached analysis of this image under this model at this analysis size (see size_for),
+        running the network if needed."""
         name = model or self.default_model
         if source is None:
             raise ImageError("no image yet: upload one or pick an example")
+        size = self.size_for(name, size)
         key = image_key(source)
         cache = self.kept_cache if key in self.kept else self.cache
-        return cache.get_or_create((name, key), lambda: self._run(name, key, source))
+        return cache.get_or_create((name, size, key), lambda: self._run(name, size, key, source))
 
     def keep(self, sources: Iterable[ImageSource], now: bool = True) -> dict[str, ImageSource]:
         """Keep these images' analyses (the examples) apart from the uploads' cache, so that no flood
@@ -241,18 +287,19 @@ class Explorer:
             self.analyse(source)
         return by_key
 
-    def cached(self, key: str, model: str | None = None) -> Analysis:
+    def cached(self, key: str, model: str | None = None, size: str | None = None) -> Analysis:
         """The analysis of the image whose key a link names (checked by ccnet.app.links), if it is
         still in the cache."""
         name = model or self.default_model
-        analysis = self.cache.get((name, key)) or self.kept_cache.get((name, key))
+        cache_key = (name, self.size_for(name, size), key)
+        analysis = self.cache.get(cache_key) or self.kept_cache.get(cache_key)
         if analysis is None:
             raise ImageError("the image of this link is no longer on the server; upload it again")
         return analysis
 
-    def _run(self, name: str, key: str, source: ImageSource) -> tuple[Analysis, int]:
+    def _run(self, name: str, size: str, key: str, source: ImageSource) -> tuple[Analysis, int]:
         image, note = load_image(source)
-        loaded, predictor = self.model(name)
+        loaded, predictor = self.model(name)[0], self.predictor(name, size)
         if loaded.net.config.attention != "cca":
             raise CCNetError(f"model {name!r} has no criss-cross attention to show")
         with self._count_lock:
@@ -265,8 +312,11 @@ class Explorer:
                 self._in_flight -= 1
         with self._count_lock:
             self.network_runs += 1
+        if name in presets.presets():  # only released models have two sizes
+            note = "; ".join(n for n in (note, size_note(size, prediction.input_size, loaded.protocol)) if n)
         note = "; ".join(n for n in (note, fallback_note) if n) or None
         probabilities = torch.softmax(prediction.logits, dim=0)
+        check = domain_check(name)
         confidence, mask = probabilities.max(dim=0)
         analysis = Analysis(
             model=name, key=key, image=image,
@@ -274,6 +324,7 @@ class Explorer:
             confidence=confidence.numpy().astype(np.float16),
             attention=prediction.attention, grid=prediction.grid,
             seconds=prediction.seconds, device="cpu" if fallback_note else predictor.device.type, note=note,
+            analysis_size=size, input_size=prediction.input_size, domain=check.assess(probabilities) if check else None,
         )
         return analysis, analysis.nbytes
 
@@ -284,10 +335,10 @@ class Explorer:
         return viz.mark_pixel(picture, *click) if click else picture
 
     def explain(self, source: ImageSource | Analysis, x: int, y: int, model: str | None = None,
-                display: Display = Display()) -> Explanation:
+                display: Display = Display(), size: str | None = None) -> Explanation:
         """The attention of the cell under pixel (x, y) of the analysed image (or of an analysis).
         Never runs the network for an image already analysed."""
-        analysis = source if isinstance(source, Analysis) else self.analyse(source, model)
+        analysis = source if isinstance(source, Analysis) else self.analyse(source, model, size)
         x, y = _pixel(x, y)
         maps = attention_at(analysis.attention, analysis.grid, analysis.size, x, y)
         view = display.view if display.view in analysis.views else "composed"
@@ -327,10 +378,10 @@ class Explorer:
         }
 
     # -- cost -----------------------------------------------------------------------------------
-    def cost(self, source: ImageSource | Analysis, model: str | None = None) -> dict:
+    def cost(self, source: ImageSource | Analysis, model: str | None = None, size: str | None = None) -> dict:
         """Memory, FLOPs and time of RCCA R=1, R=2 and the non-local block at this image's feature
         size, measured once per (channels, feature size, device) and cached."""
-        analysis = source if isinstance(source, Analysis) else self.analyse(source, model)
+        analysis = source if isinstance(source, Analysis) else self.analyse(source, model, size)
         channels = self.model(analysis.model)[0].net.config.head_channels
         height, width = analysis.grid
         key = (channels, height, width, self.device)
@@ -384,8 +435,3 @@ def _pixel(x: Any, y: Any) -> tuple[int, int]:
     except (TypeError, ValueError):
         raise CCNetError(f"pixel coordinates must be integers, got x={x!r}, y={y!r}") from None
 
-
-# -- presentation helpers (plain strings and rows; app.py only places them) --------------------
-
-
-# -- downloads ---------------------------------------------------------------------------------

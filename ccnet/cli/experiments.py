@@ -16,8 +16,10 @@ from ccnet.errors import CCNetError
 from ccnet.experiments.ablation import ARMS, markdown_table, run
 from ccnet.experiments.cue_probe import cue_spread
 from ccnet.experiments.demos import write_demos
+from ccnet.experiments.domain_calibration import calibrate
 from ccnet.experiments.evaluate import DATASETS, evaluate_dataset, synthetic_report
 from ccnet.experiments.train import TrainConfig, train
+from ccnet.inference.predictor import Predictor
 from ccnet.weights.load import load_model
 
 
@@ -165,6 +167,22 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 
+def cmd_calibrate_domain(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    photos = [p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".png")] if args.photos else []
+    loaded = load_model(args.model)
+    predictor = Predictor(loaded.net, loaded.protocol, "cpu")
+    report = calibrate(predictor, args.scenes, args.seed, photos=photos)
+    report["model"] = args.model
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    held = report["held_out"]
+    print(f"thresholds: entropy > {report['check']['max_entropy']}, layout < {report['check']['min_layout']}; "
+          f"false alarms on {held['images']} held-out images: {held['false_alarms']}; "
+          f"photos flagged: {report['photos_flagged']} -> {args.out}")
+    return 0
+
+
 def cmd_demos(args: argparse.Namespace) -> int:
     for path in write_demos(args.out):
         print(path)
@@ -180,6 +198,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scenes", type=int, default=6, help="held-out scene pairs")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_probe)
+    p = subparsers.add_parser("calibrate-domain", help="the embedded model's out-of-domain thresholds")
+    p.add_argument("--model", default="default", help="a model trained on the synthetic scenes")
+    p.add_argument("--scenes", type=int, default=64, help="held-out scenes (each at 3 sizes and as JPEG)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--photos", type=Path, help="a folder of real photos to report on (never calibrated on)")
+    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--out", type=Path, default=Path("assets/domain_default.json"))
+    p.set_defaults(func=cmd_calibrate_domain)
     p = subparsers.add_parser("demos", help="write the demo scenes (image + coloured label PNGs)")
     p.add_argument("out", type=Path, help="folder for the PNGs, e.g. demos/")
     p.set_defaults(func=cmd_demos)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ class Protocol:
     crop: tuple[int, int] | None = None
     stride: tuple[int, int] | None = None
     align_corners: bool = False
+    max_pixels: int | None = None  # after test_resize: larger inputs are downscaled to this many pixels
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -51,14 +52,29 @@ def rescale_size(height: int, width: int, long: int, short: int) -> tuple[int, i
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
+def interactive(protocol: Protocol, max_pixels: int) -> Protocol:
+    """The protocol at an interactive size: the whole image in one pass, downscaled (keeping its
+    aspect ratio) to at most `max_pixels`, instead of the preset's test resize and sliding window."""
+    return replace(protocol, test_resize=None, mode="whole", crop=None, stride=None, max_pixels=max_pixels)
+
+
+def input_size(height: int, width: int, protocol: Protocol) -> tuple[int, int]:
+    """The (h, w) the network sees for an image of (height, width) under the protocol."""
+    if protocol.test_resize is not None:
+        height, width = rescale_size(height, width, *protocol.test_resize)
+    if protocol.max_pixels is not None and height * width > protocol.max_pixels:
+        scale = (protocol.max_pixels / (height * width)) ** 0.5
+        height, width = max(1, int(height * scale)), max(1, int(width * scale))
+    return height, width
+
+
 def preprocess(image: np.ndarray, protocol: Protocol) -> Tensor:
     """(H, W, 3) uint8 RGB -> (1, 3, h, w) float32 normalised network input."""
     x = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)[None].float()
-    if protocol.test_resize is not None:
-        size = rescale_size(x.shape[2], x.shape[3], *protocol.test_resize)
-        if size != tuple(x.shape[2:]):
-            # OpenCV's INTER_LINEAR on uint8 (what mmseg uses): half-pixel bilinear, rounded.
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False).round().clamp(0, 255)
+    size = input_size(x.shape[2], x.shape[3], protocol)
+    if size != tuple(x.shape[2:]):
+        # OpenCV's INTER_LINEAR on uint8 (what mmseg uses): half-pixel bilinear, rounded.
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False).round().clamp(0, 255)
     return normalise(x, protocol)
 
 

@@ -70,7 +70,7 @@ class Preset:
         return text + (" ac" if p.align_corners else "")
 
 
-DATASET_NAMES = {"cityscapes": "Cityscapes (street scenes)", "ade20k": "ADE20K (scenes, 150 classes)",
+DATASET_NAMES = {"cityscapes": "Cityscapes (street scenes)", "ade20k": "ADE20K (everyday scenes)",
                  "voc": "Pascal VOC (objects)"}
 
 

@@ -122,6 +122,19 @@ def test_bad_requests_get_a_clear_message_and_the_server_keeps_serving(served, t
     assert Image.open(overlay).size == (W, H)
 
 
+def test_segment_says_when_the_embedded_model_meets_a_photo(served):
+    from gradio_client import handle_file
+
+    from ccnet.app.explorer import PHOTO_MODEL
+
+    client, _ = served
+    _, street = client.predict(handle_file(str(DEMO)), api_name="/segment")
+    assert street["out_of_domain"] is False and street["domain_note"] is None and street["suggested_model"] is None
+    _, cat = client.predict(handle_file(str(ROOT / "tests" / "data" / "photos" / "chelsea.jpg")), api_name="/segment")
+    assert cat["out_of_domain"] is True and "synthetic street scenes" in cat["domain_note"]
+    assert cat["suggested_model"] == PHOTO_MODEL and cat["analysis_size"] == "full"
+
+
 def test_a_failed_preset_download_tells_the_visitor_without_urls_or_server_paths(served, monkeypatch, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError

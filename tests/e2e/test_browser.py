@@ -13,12 +13,13 @@ from PIL import Image
 
 from ccnet.app.ui.common import FIRST_PIXEL
 from ccnet.app.viewer import dequantise, error_bound, quantise
-from ccnet.project import DEMOS
+from ccnet.project import DEMOS, ROOT
 from tests.e2e.conftest import open_page
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated).*")]
 FIRST = DEMOS / "street_seed1_car.png"
+PHOTOS = ROOT / "tests" / "data" / "photos"
 
 
 def wait_viewer(page, timeout: float = 120_000) -> None:
@@ -286,3 +287,29 @@ def test_over_the_budget_a_pin_asks_the_server_for_the_maps(browser, tmp_path_fa
     finally:
         page.context.close()
         demo.close()
+
+
+def test_a_real_photo_gets_the_out_of_domain_note_and_a_model_for_photos_one_click_away(
+        page, live_app, monkeypatch, tmp_path):
+    from ccnet.app.explorer import PHOTO_MODEL
+    from ccnet.tools.ports import free_port
+
+    monkeypatch.setenv("CCNET_CACHE", str(tmp_path / "cache"))  # the released model is not here ...
+    monkeypatch.setenv("CCNET_ZOO_URL", f"http://127.0.0.1:{free_port()}/")  # ... and nothing serves it
+    url, _ = live_app
+    page.goto(url)
+    wait_viewer(page)
+    assert not page.locator("#domain-note").is_visible()  # the first screen's demo is a street scene
+    assert "synthetic street scenes only" in page.locator("#intro").inner_text()
+    page.locator("#input input[type=file]").set_input_files(str(PHOTOS / "chelsea.jpg"))
+    page.locator("#domain-note").wait_for(state="visible", timeout=60_000)
+    assert "does not look like the synthetic street scenes" in page.locator("#domain-note").inner_text()
+    button = page.locator("#photo-model")
+    assert "ADE20K (everyday scenes) · R-50-D8 · 150 classes" in button.inner_text()
+    shot(page, "photo-note")
+    button.click()
+    page.wait_for_function("(m) => document.querySelector('#status span.md')?.innerText.includes(m)",
+                           arg=f"cannot download {PHOTO_MODEL}", timeout=60_000)
+    assert "still using default" in status(page) and "127.0.0.1" not in status(page)
+    page.locator("#input input[type=file]").set_input_files(str(DEMOS / "street_seed4_truck.png"))
+    page.locator("#domain-note").wait_for(state="hidden", timeout=60_000)

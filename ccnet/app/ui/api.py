@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from ccnet.app.explorer import Display, Explorer
+from ccnet.app.explorer import PHOTO_MODEL, Display, Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.ui.common import VIEWS, api_guard, upload_path
 from ccnet.errors import CCNetError
@@ -24,15 +24,16 @@ def api_endpoints(explorer: Explorer, exports: Exports) -> None:
         image_in = gr.Image(label="image", type="filepath")
         x_in, y_in = gr.Number(label="x", precision=0), gr.Number(label="y", precision=0)
         model_in = gr.Textbox("", label="model", info="empty: the app's current model")
+        size_in = gr.Textbox("", label="size", info="interactive or full; empty: the app's default")
         overlay, heatmap, steps = gr.Image(format="png"), gr.Image(format="png"), gr.Image(format="png")
         info, attention_json, cost_json = gr.JSON(), gr.JSON(), gr.JSON()
 
     segment, attention, cost = (make(explorer, exports) for make in (segment_endpoint, attention_endpoint,
                                                                      cost_endpoint))
-    gr.on([], segment, [image_in, model_in], [overlay, info], api_name="segment", concurrency_id=VIEWS,
+    gr.on([], segment, [image_in, model_in, size_in], [overlay, info], api_name="segment", concurrency_id=VIEWS,
           preprocess=False)
-    gr.on([], attention, [image_in, x_in, y_in, model_in], [heatmap, steps, attention_json], api_name="attention",
-          concurrency_id=VIEWS, preprocess=False)
+    gr.on([], attention, [image_in, x_in, y_in, model_in, size_in], [heatmap, steps, attention_json],
+          api_name="attention", concurrency_id=VIEWS, preprocess=False)
     gr.on([], cost, [image_in, model_in], [cost_json], api_name="cost", concurrency_id="cost", preprocess=False)
 
 
@@ -40,22 +41,30 @@ def segment_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tupl
     """The /segment endpoint's function (its name and docstring are also its MCP tool's)."""
 
     @api_guard
-    def segment(image: dict | str | None, model: str) -> tuple:
+    def segment(image: dict | str | None, model: str = "", size: str = "") -> tuple:
         """Segment an image with CCNet (criss-cross attention) and return the class colours over it.
 
         Args:
             image: the image to segment (PNG, JPEG, WebP, GIF, BMP or TIFF; 32 to 2048 px per side).
             model: "" or "default" for the embedded model (synthetic street scenes only), or the
-                name of a released mmsegmentation CCNet preset, e.g. ccnet_r50-d8_512x1024_80k_cityscapes.
+                name of a released mmsegmentation CCNet preset, e.g. ccnet_r50-d8_512x512_160k_ade20k
+                for everyday photos or ccnet_r50-d8_512x1024_80k_cityscapes for street photos.
+            size: for released models, "interactive" (the whole image at <= 0.26 megapixels: seconds on
+                a CPU) or "full" (the preset's own test protocol); "" for the app's default.
         Returns:
-            The overlay (PNG) and a JSON: model, image_size [H, W], feature grid [h, w], seconds,
-            device, note, and the legend (class name, colour, share of the pixels).
+            The overlay (PNG) and a JSON: model, image_size [H, W], feature grid [h, w], analysis_size,
+            seconds, device, note, out_of_domain (true when the embedded model is shown something
+            unlike its synthetic street scenes), domain_note, suggested_model, and the legend (class
+            name, colour, share of the pixels).
         """
-        analysis = explorer.analyse(upload_path(image), model or None)
+        analysis = explorer.analyse(upload_path(image), model or None, size or None)
         loaded = explorer.model(analysis.model)[0]
         return exports.picture(analysis, "overlay", explorer.overlay(analysis)), {
             "model": analysis.model, "image_size": list(analysis.size), "grid": list(analysis.grid),
-            "seconds": analysis.seconds, "device": analysis.device, "note": analysis.note,
+            "analysis_size": analysis.analysis_size, "seconds": analysis.seconds, "device": analysis.device,
+            "note": analysis.note, "out_of_domain": analysis.out_of_domain,
+            "domain_note": analysis.domain.note if analysis.domain else None,
+            "suggested_model": PHOTO_MODEL if analysis.out_of_domain else None,
             "legend": legend(analysis.mask, loaded.classes, loaded.palette),
         }
 
@@ -66,7 +75,8 @@ def attention_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tu
     """The /attention endpoint's function (its name and docstring are also its MCP tool's)."""
 
     @api_guard
-    def attention(image: dict | str | None, x: float | None, y: float | None, model: str) -> tuple:
+    def attention(image: dict | str | None, x: float | None, y: float | None, model: str = "",
+                  size: str = "") -> tuple:
         """Where one pixel looks: its feature cell's criss-cross attention at each recurrence step
         (its row and column) and composed over all steps (the whole image).
 
@@ -76,6 +86,7 @@ def attention_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tu
             x: the pixel's column in the analysed image (0 is the left edge).
             y: the pixel's row in the analysed image (0 is the top edge).
             model: as for segment.
+            size: as for segment.
         Returns:
             The composed map over the image (PNG, pixel and top-5 cells marked), every map side by
             side (PNG), and a JSON: grid, cell [row, col], steps and composed (h x w weights, each
@@ -85,7 +96,7 @@ def attention_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tu
         if x is None or y is None:
             raise CCNetError("give the pixel as x (column) and y (row)")
         shown = Display()
-        explanation = explorer.explain(image, x, y, model=model or None, display=shown)
+        explanation = explorer.explain(image, x, y, model=model or None, display=shown, size=size or None)
         pictures = explorer.render(explanation, shown)
         heatmap, steps = (exports.picture(explanation.analysis, name, pictures[name]) for name in ("heatmap", "steps"))
         return heatmap, steps, explanation.to_json(explorer.classes(explanation.analysis.model))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ccnet.app.explorer import Analysis, Display, Explorer
+from ccnet.app.explorer import PHOTO_MODEL, Analysis, Display, Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.links import parse_link
 from ccnet.app.present import compact_json, cost_note, cost_rows, legend_html, pixel_text, topk_rows
@@ -14,6 +14,7 @@ from ccnet.app.ui.common import EXAMPLES, FIRST_EXAMPLE, FIRST_PIXEL, Updates, l
 from ccnet.app.viewer import payload_bytes, pinned_maps, viewer_value
 from ccnet.errors import CCNetError, for_visitor
 from ccnet.viz import charts
+from ccnet.weights import presets
 
 HINT = "Hover over any panel to see where that feature cell looks; click, tap or press Enter to pin a pixel."
 DEFAULT_K = 5  # top-k cells listed for a pinned pixel until the slider says otherwise
@@ -21,6 +22,12 @@ DEFAULT_K = 5  # top-k cells listed for a pinned pixel until the slider says oth
 
 def _enabled(path: Path | None) -> dict:
     return gr.update(value=path, interactive=path is not None)
+
+
+def photo_choice(photo: presets.Preset) -> str:
+    """The photo model's button: dataset, backbone, classes and download, no training details."""
+    return (f"{presets.DATASET_NAMES[photo.dataset]} · {photo.backbone} · {photo.num_classes} classes · "
+            f"≈{photo.download_mb:.0f} MB download")
 
 
 class Handlers:
@@ -61,6 +68,7 @@ class Handlers:
         the image's downloads; a pinned pixel's views are emptied (or filled, with `pin`)."""
         loaded = self.explorer.model(analysis.model)[0]
         updates = {
+            **self.domain_views(analysis),
             self.viewer: self.viewer_for(analysis, view, pin, display),
             self.legend: legend_html(analysis, loaded.classes, loaded.palette),
             self.status: self.explorer.status(analysis), self.pixel: HINT, self.key_state: analysis.key,
@@ -74,9 +82,21 @@ class Handlers:
             updates.update(self.pin_views(analysis, pin, view, DEFAULT_K))
         return updates
 
+    def domain_views(self, analysis: Analysis | None) -> Updates:
+        """The out-of-domain note and the button to a released model for photos, when the embedded
+        model meets something that is not a synthetic street scene; hidden otherwise."""
+        offer = analysis is not None and analysis.out_of_domain and PHOTO_MODEL in self.models
+        if not offer:
+            return {self.domain_note: gr.update(value="", visible=False), self.photo_button: gr.update(visible=False)}
+        photo = presets.get(PHOTO_MODEL)
+        note = f"⚠️ **Not a street scene?** {analysis.domain.note[0].upper()}{analysis.domain.note[1:]}."
+        return {self.domain_note: gr.update(value=note, visible=True),
+                self.photo_button: gr.update(value=f"Try a model for photos: {photo_choice(photo)}", visible=True)}
+
     def cleared(self, model: str, message: str) -> Updates:
         """No image (or a refused one): every view empty, the message in the status line."""
         return {
+            **self.domain_views(None),
             self.status: self.explorer.status(None, model) + f" · {message}", self.pixel: HINT,
             self.viewer: None, self.legend: "", self.image: None, self.key_state: None, self.click_state: None,
             **dict.fromkeys((self.topk, self.chart, self.summary)),
@@ -84,12 +104,12 @@ class Handlers:
         }
 
     @ui_guard
-    def on_upload(self, path: dict | None, model: str) -> Updates:
+    def on_upload(self, path: dict | None, model: str, size: str) -> Updates:
         path = upload_path(path)
         if path is None:
             return self.cleared(model, "Upload an image or pick an example.")
         try:
-            return self.image_views(self.explorer.analyse(path, model))
+            return self.image_views(self.explorer.analyse(path, model, size))
         except CCNetError as err:  # also empty the input, so the cost step that follows stays quiet
             return self.cleared(model, f"⚠️ {err}")
 
@@ -117,30 +137,32 @@ class Handlers:
             self.click_state: [*pixel, view],
         }
 
-    def current(self, path: dict | None, key: str | None, model: str) -> Analysis:
+    def current(self, path: dict | None, key: str | None, model: str, size: str | None = None) -> Analysis:
         """The image the page shows: the uploaded or example file, else the cached one a link named."""
         path = upload_path(path)
         if path is not None:
-            return self.explorer.analyse(path, model)
+            return self.explorer.analyse(path, model, size)
         if key:
-            return self.explorer.cached(key, model)
+            return self.explorer.cached(key, model, size)
         raise CCNetError("no image yet: upload one or pick an example")
 
     @ui_guard
-    def on_pin(self, path: dict | None, key: str | None, model: str, k: float, evt: gr.EventData) -> Updates:
+    def on_pin(self, path: dict | None, key: str | None, model: str, size: str, k: float,
+               evt: gr.EventData) -> Updates:
         data = evt._data if isinstance(evt._data, dict) else {}
-        analysis = self.current(path, key, model)
+        analysis = self.current(path, key, model, size)
         return self.pin_views(analysis, (data.get("x"), data.get("y")), str(data.get("view", "composed")), k)
 
     @ui_guard
-    def on_topk(self, path: dict | None, key: str | None, model: str, click: list | None, k: float) -> Updates:
+    def on_topk(self, path: dict | None, key: str | None, model: str, size: str, click: list | None,
+                k: float) -> Updates:
         if not click:
             return self.unchanged()
-        return self.pin_views(self.current(path, key, model), (click[0], click[1]), click[2], k)
+        return self.pin_views(self.current(path, key, model, size), (click[0], click[1]), click[2], k)
 
     # ---- the model menu -------------------------------------------------------------------------
     @ui_guard
-    def on_model(self, name: str, previous: str | None, path: dict | None, key: str | None,
+    def on_model(self, name: str, previous: str | None, path: dict | None, key: str | None, size: str,
                  progress: gr.Progress = gr.Progress()) -> Updates:  # noqa: B008 - Gradio's progress idiom
         if name == previous:  # choosing the model already in use changes nothing
             return self.unchanged()
@@ -158,13 +180,26 @@ class Handlers:
         switched = {self.model: name, self.model_state: name}
         if upload_path(path) is None:
             return {**switched, self.status: self.explorer.status(None, name)}
-        return {**switched, **self.image_views(self.current(path, key, name))}
+        return {**switched, **self.image_views(self.current(path, key, name, size))}
+
+    @ui_guard
+    def on_photo_model(self, previous: str | None, path: dict | None, key: str | None, size: str,
+                       progress: gr.Progress = gr.Progress()) -> Updates:  # noqa: B008 - Gradio's progress idiom
+        """The out-of-domain note's button: switch to the released model for photos."""
+        return self.on_model(PHOTO_MODEL, previous, path, key, size, progress)
+
+    @ui_guard
+    def on_size(self, size: str, path: dict | None, key: str | None, model: str) -> Updates:
+        """The analysis size changed: the image again at that size (cached per size)."""
+        if upload_path(path) is None and not key:
+            return self.unchanged()
+        return self.image_views(self.current(path, key, model, size))
 
     # ---- the cost of attention at this image's size ---------------------------------------------
     @ui_guard
-    def on_cost(self, path: dict | None, key: str | None, model: str) -> Updates:
+    def on_cost(self, path: dict | None, key: str | None, model: str, size: str) -> Updates:
         try:
-            analysis = self.current(path, key, model)
+            analysis = self.current(path, key, model, size)
         except CCNetError:
             return {self.cost_table: None, self.cost_chart: None, self.cost_text: "", self.csv_file: _enabled(None)}
         measured = self.explorer.cost(analysis, model)

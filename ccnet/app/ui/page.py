@@ -27,7 +27,9 @@ INTRO = (
     "Each panel shows where one feature cell looks: **step 1** sees only its row and column, **step 2** "
     "does so again from every cell of that cross, and **composed** is the two together, which reaches "
     "the whole image. On the example, the car's composed attention lands on the far-away **blue sign**: "
-    "the cue that tells the model it is a car, not a truck. Hover, use the arrow keys, click to pin."
+    "the cue that tells the model it is a car, not a truck. Hover, use the arrow keys, click to pin.\n\n"
+    "The embedded **default** model knows **synthetic street scenes only**; for your own photos choose a "
+    "released model in the menu (ADE20K for everyday scenes, Cityscapes for streets)."
 )
 VIEWER_ROOT = '<div class="ccv-root" data-testid="attention-viewer" tabindex="0"></div>'
 
@@ -60,6 +62,8 @@ class ExplorerUI(Handlers):
         with gr.Row(equal_height=False):  # the viewer first: on a phone it comes right after the intro
             with gr.Column(scale=3, min_width=300):
                 self.status = gr.Markdown(self.explorer.status(), elem_id="status")
+                self.domain_note = gr.Markdown(visible=False, elem_id="domain-note")
+                self.photo_button = gr.Button(visible=False, elem_id="photo-model", size="sm", variant="primary")
                 self.viewer = gr.HTML(None, html_template=VIEWER_ROOT, elem_id="viewer", padding=False,
                                       css_template=(HERE / "viewer.css").read_text(),
                                       js_on_load=(HERE / "viewer.js").read_text())
@@ -72,6 +76,10 @@ class ExplorerUI(Handlers):
                 self.model = gr.Dropdown(
                     self.menu(), value=self.explorer.default_model, label="model", elem_id="model",
                     info="released models are downloaded once, then cached (≈ sizes from the parameter count)")
+                self.size = gr.Radio(
+                    [("interactive (≤ 0.26 MP, whole image)", "interactive"), ("full protocol", "full")],
+                    value=self.explorer.default_size, label="analysis size (released models)", elem_id="analysis-size",
+                    info="interactive: seconds on a CPU; full: the preset's own test protocol, as in its mIoU")
                 self.legend = gr.HTML(elem_id="legend")
         self.details_layout()
         self.cost_layout()
@@ -119,15 +127,15 @@ class ExplorerUI(Handlers):
     def image_views_out(self) -> list:
         """What a new image (or model, or link) writes."""
         return [*self.pin_views_out, self.legend, self.key_state, self.image, self.mask_file,
-                self.colour_file, self.overlay_file]
+                self.colour_file, self.overlay_file, self.domain_note, self.photo_button]
 
     def wire(self, demo: gr.Blocks) -> None:
         private = dict(api_visibility="private", preprocess=False)  # preprocess: see common.upload_path
-        source = [self.image, self.key_state, self.model]
+        source = [self.image, self.key_state, self.model, self.size]
         cost = dict(fn=self.on_cost, inputs=source, concurrency_id="cost", **private,
                     outputs=[self.cost_table, self.cost_chart, self.cost_text, self.csv_file, self.status])
         for trigger in (self.image.upload, self.examples.load_input_event.then):
-            trigger(self.on_upload, [self.image, self.model], self.image_views_out, concurrency_id=VIEWS,
+            trigger(self.on_upload, [self.image, self.model, self.size], self.image_views_out, concurrency_id=VIEWS,
                     **private).then(**cost)
         # the clear event still carries the image it removes: taking it as input brought it back (bug a)
         self.image.clear(self.on_clear, [self.model], [*self.image_views_out, *cost["outputs"][:4]],
@@ -137,9 +145,13 @@ class ExplorerUI(Handlers):
                           **private)
         self.k.change(self.on_topk, [*source, self.click_state, self.k], self.pin_views_out,
                       concurrency_id=VIEWS, trigger_mode="always_last", **quiet, **private)
-        self.model.select(self.on_model, [self.model, self.model_state, self.image, self.key_state],
-                          [self.model, self.model_state, *self.image_views_out], concurrency_id=VIEWS,
-                          **private).then(**cost)
+        switch = [self.model, self.model_state, *self.image_views_out]
+        self.model.select(self.on_model, [self.model, self.model_state, self.image, self.key_state, self.size],
+                          switch, concurrency_id=VIEWS, **private).then(**cost)
+        self.photo_button.click(self.on_photo_model, [self.model_state, self.image, self.key_state, self.size],
+                                switch, concurrency_id=VIEWS, **private).then(**cost)
+        self.size.input(self.on_size, [self.size, self.image, self.key_state, self.model], self.image_views_out,
+                        concurrency_id=VIEWS, **private).then(**cost)
         demo.load(self.on_load, None, [self.model, self.model_state, *self.image_views_out],
                   concurrency_id=VIEWS, api_visibility="private").then(**cost)
 
