@@ -31,6 +31,7 @@ from ccnet.tools.loadtest import (
     serve_app,
 )
 from ccnet.tools.ports import free_port
+from ccnet.tools.upload_bench import bench_uploads, format_upload_table
 from ccnet.weights.load import load_model
 
 
@@ -48,8 +49,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         report["attention"] = [bench_attention(args.channels, h, w, device, args.repeats) for h, w in sizes]
     if args.part in ("model", "all"):
         report["model"] = bench_model(device, args.model_repeats)
+    if args.part == "upload":
+        report["upload"] = bench_uploads(device, args.model_repeats)
     report["machine"]["load_average_at_end"] = load_average()
     print(format_tables(report))
+    if report.get("upload"):
+        print(format_upload_table(report["upload"]))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwritten to {args.json}")
@@ -58,7 +63,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _register_bench(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="measure attention and model costs (time, peak memory, FLOPs)")
-    p.add_argument("part", nargs="?", default="all", choices=("attention", "model", "all"))
+    p.add_argument("part", nargs="?", default="all", choices=("attention", "model", "all", "upload"),
+                   help="upload (not in all: minutes): released models on an upload, interactive vs full protocol")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--sizes", default="97x97", help="feature sizes HxW for the attention part, comma-separated")
     p.add_argument("--channels", type=int, default=512, help="feature channels for the attention part")
