@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ccnet.app.explorer import Analysis, Explanation
+from ccnet.app.analysis import Analysis, Explanation
 from ccnet.errors import CCNetError
 from ccnet.nn.cost import METHODS
 from ccnet.viz.pictures import colorize, palette_image

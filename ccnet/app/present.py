@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 
-from ccnet.app.explorer import Analysis, Explanation
+from ccnet.app.analysis import Analysis, Explanation
 from ccnet.nn.cost import METHOD_LABELS, METHODS
 from ccnet.viz import pictures as viz
 

@@ -19,7 +19,7 @@ from functools import cache
 import numpy as np
 from PIL import Image
 
-from ccnet.app.explorer import Analysis
+from ccnet.app.analysis import Analysis
 from ccnet.inference.explain import PixelAttention
 from ccnet.viz.pictures import COLORMAPS, colormap, palette_image
 

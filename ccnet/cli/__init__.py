@@ -2,7 +2,7 @@
 the module of its group; every user error is one line on stderr and exit code 2.
 
     predict, attention      segment an image; export one pixel's attention maps   (cli/run.py)
-    zoo, fetch              the released checkpoints; download one                (cli/models.py)
+    zoo, fetch, export      the released checkpoints; download one; ONNX export   (cli/models.py)
     train, evaluate,        the synthetic-scene experiments: training, mIoU,      (cli/experiments.py)
     ablation, probe, demos  the ablation, the cue probe, the demo scenes
     bench, loadtest,        speed and memory; concurrent visitors of the app;     (cli/tools.py)

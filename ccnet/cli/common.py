@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
-from ccnet.inference.predictor import Predictor
+import torch
+
+from ccnet.inference.export import export_onnx
+from ccnet.inference.predictor import Predictor, Protocol
+from ccnet.inference.runtime import OnnxPredictor
 from ccnet.weights.load import LoadedModel, load_model
 
 
@@ -29,6 +36,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", choices=("fp16", "bf16"), help="autocast dtype (mainly for CUDA)")
     parser.add_argument("--resize", type=positive_pair, metavar="LONG,SHORT", help="keep-ratio test resize")
     parser.add_argument("--slide", type=positive_pair, metavar="CROP,STRIDE", help="sliding-window inference")
+    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                        help="onnx: export the model to ONNX first and run it with onnxruntime (CPU)")
 
 
 def make_predictor(args: argparse.Namespace) -> tuple[LoadedModel, Predictor]:
@@ -40,4 +49,16 @@ def make_predictor(args: argparse.Namespace) -> tuple[LoadedModel, Predictor]:
     if args.slide:
         crop, stride = args.slide
         protocol = replace(protocol, mode="slide", crop=(crop, crop), stride=(stride, stride))
+    if args.runtime == "onnx":
+        return loaded, onnx_predictor(loaded, protocol)
     return loaded, Predictor(loaded.net, protocol, device=args.device, amp=args.amp)
+
+
+def onnx_predictor(loaded: LoadedModel, protocol: Protocol) -> Predictor:
+    """The model exported to a temporary ONNX file (with its attention) and loaded by onnxruntime;
+    the session holds the graph, so the file goes once it is loaded."""
+    print(f"exporting {loaded.name} to ONNX ...", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="ccnet-onnx-") as folder:
+        path = Path(folder) / "model.onnx"
+        export_onnx(loaded.net, protocol, path, with_attention=loaded.net.config.attention == "cca")
+        return OnnxPredictor(path, protocol, threads=torch.get_num_threads())

@@ -31,6 +31,7 @@ from ccnet.tools.loadtest import (
     serve_app,
 )
 from ccnet.tools.ports import free_port
+from ccnet.tools.stage_bench import bench_stages, format_stage_tables
 from ccnet.tools.upload_bench import bench_uploads, format_upload_table
 from ccnet.weights.load import load_model
 
@@ -51,10 +52,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         report["model"] = bench_model(device, args.model_repeats)
     if args.part == "upload":
         report["upload"] = bench_uploads(device, args.model_repeats)
+    if args.part == "stages":
+        if device.type != "cpu":
+            raise CCNetError("bench stages measures the CPU paths (onnxruntime runs on the CPU); use --device cpu")
+        report["stages"] = bench_stages(args.model_repeats)
     report["machine"]["load_average_at_end"] = load_average()
     print(format_tables(report))
     if report.get("upload"):
         print(format_upload_table(report["upload"]))
+    if report.get("stages"):
+        print(format_stage_tables(report["stages"]))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwritten to {args.json}")
@@ -63,8 +70,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _register_bench(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="measure attention and model costs (time, peak memory, FLOPs)")
-    p.add_argument("part", nargs="?", default="all", choices=("attention", "model", "all", "upload"),
-                   help="upload (not in all: minutes): released models on an upload, interactive vs full protocol")
+    p.add_argument("part", nargs="?", default="all", choices=("attention", "model", "all", "upload", "stages"),
+                   help="upload and stages are not in all (minutes each): released models on an upload, "
+                        "interactive vs full protocol; where a whole model's time goes, and its fastest path")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--sizes", default="97x97", help="feature sizes HxW for the attention part, comma-separated")
     p.add_argument("--channels", type=int, default=512, help="feature channels for the attention part")

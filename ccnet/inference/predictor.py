@@ -68,14 +68,19 @@ def input_size(height: int, width: int, protocol: Protocol) -> tuple[int, int]:
     return height, width
 
 
-def preprocess(image: np.ndarray, protocol: Protocol) -> Tensor:
-    """(H, W, 3) uint8 RGB -> (1, 3, h, w) float32 normalised network input."""
+def resized_input(image: np.ndarray, protocol: Protocol) -> Tensor:
+    """(H, W, 3) uint8 RGB -> (1, 3, h, w) float32 RGB in 0-255 at the size the protocol asks for."""
     x = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)[None].float()
     size = input_size(x.shape[2], x.shape[3], protocol)
     if size != tuple(x.shape[2:]):
         # OpenCV's INTER_LINEAR on uint8 (what mmseg uses): half-pixel bilinear, rounded.
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False).round().clamp(0, 255)
-    return normalise(x, protocol)
+    return x
+
+
+def preprocess(image: np.ndarray, protocol: Protocol) -> Tensor:
+    """(H, W, 3) uint8 RGB -> (1, 3, h, w) float32 normalised network input."""
+    return normalise(resized_input(image, protocol), protocol)
 
 
 def normalise(x: Tensor, protocol: Protocol) -> Tensor:
@@ -145,9 +150,10 @@ class Predictor:
         return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.amp])
 
     def _forward(self, x: Tensor, with_attention: bool) -> tuple[Tensor, list[Tensor]]:
-        """Logits resized to x's size (mmseg's encode_decode) and, if asked, the step weights."""
+        """Logits resized to x's size (mmseg's encode_decode) and, if asked, the step weights;
+        x is RGB in 0-255 (normalised here, so that other runtimes can take it as it is)."""
         with self._autocast():
-            out = self.net(x.to(self.device), return_attention=with_attention)
+            out = self.net(normalise(x, self.protocol).to(self.device), return_attention=with_attention)
         logits, attn = out if with_attention else (out, [])
         logits = F.interpolate(logits.float(), size=x.shape[2:], mode="bilinear",
                                align_corners=self.protocol.align_corners)
@@ -169,7 +175,7 @@ class Predictor:
     def predict(self, image: np.ndarray, with_attention: bool = True) -> Prediction:
         """Segment an RGB uint8 image. In slide mode the attention comes from one whole-image pass."""
         start = time.perf_counter()
-        x = preprocess(image, self.protocol)
+        x = resized_input(image, self.protocol)
         if self.protocol.mode == "slide":
             logits = self._slide(x)
             attention = self._forward(x, with_attention=True)[1] if with_attention else []

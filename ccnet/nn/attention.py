@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ccnet.nn.cross_matmul import cross_aggregate_matmul, cross_weights_matmul
+
 
 class Scale(nn.Module):
     """A learnable scalar, stored as ``scale`` (0-dim) like mmcv's ``Scale`` so keys match."""
@@ -278,7 +280,8 @@ class CrissCrossAttention(AttentionProjections):
     ``impl`` picks the computation: ``"fast"`` (default) runs strided batched GEMMs on
     channels-last views with a memory-lean autograd (see ``_CrissCrossFunction``; returned
     weights are detached); ``"reference"`` runs the einsum formulas ``criss_cross_weights`` and
-    ``criss_cross_aggregate``. Both give the same outputs, gradients and weights.
+    ``criss_cross_aggregate``; ``"export"`` the plain-MatMul formulation of ``cross_matmul`` that
+    ONNX export uses. All give the same outputs, gradients and weights.
     """
 
     impl = "fast"
@@ -288,8 +291,11 @@ class CrissCrossAttention(AttentionProjections):
             out, attn = self.forward_reference(x)
         elif self.impl == "fast":
             out, attn = self.forward_fast(x)
+        elif self.impl == "export":
+            attn = cross_weights_matmul(self.query_conv(x), self.key_conv(x))
+            out = self.gamma(cross_aggregate_matmul(attn, self.value_conv(x))) + x
         else:
-            raise ValueError(f"impl must be 'fast' or 'reference', got {self.impl!r}")
+            raise ValueError(f"impl must be 'fast', 'reference' or 'export', got {self.impl!r}")
         return (out, attn) if return_attention else out
 
     def forward_reference(self, x: Tensor) -> tuple[Tensor, Tensor]:

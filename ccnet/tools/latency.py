@@ -6,7 +6,8 @@ import time
 
 import numpy as np
 
-from ccnet.app.explorer import Display, Explorer, ImageSource
+from ccnet.app.analysis import Display
+from ccnet.app.explorer import Explorer, ImageSource
 
 
 def click_latency(explorer: Explorer, source: ImageSource, clicks: int = 20, display: Display | None = None) -> dict:

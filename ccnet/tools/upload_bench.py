@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from ccnet.app.explorer import INTERACTIVE_PIXELS
+from ccnet.app.analysis import INTERACTIVE_PIXELS
 from ccnet.inference.predictor import Predictor, interactive
 from ccnet.nn.model import CCNet, CCNetConfig
 from ccnet.weights import presets

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ccnet.app.explorer import INTERACTIVE_PIXELS, Explorer
+from ccnet.app.analysis import INTERACTIVE_PIXELS
+from ccnet.app.explorer import Explorer
 from ccnet.errors import CCNetError
 from ccnet.inference.predictor import normalise, rescale_size
 from ccnet.project import DEMOS, ROOT

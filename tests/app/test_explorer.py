@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ccnet.app.analysis import Display
 from ccnet.app.cache import LRUCache
-from ccnet.app.explorer import Display, Explorer, image_key
+from ccnet.app.explorer import Explorer, image_key
 from ccnet.app.exports import Exports, cost_csv_text
 from ccnet.app.present import cost_note, cost_rows, legend_html, pixel_text
 from ccnet.errors import CCNetError, for_visitor

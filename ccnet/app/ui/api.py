@@ -8,7 +8,8 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from ccnet.app.explorer import PHOTO_MODEL, Display, Explorer
+from ccnet.app.analysis import Display
+from ccnet.app.explorer import PHOTO_MODEL, Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.ui.common import VIEWS, api_guard, upload_path
 from ccnet.errors import CCNetError

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from ccnet.app.explorer import PHOTO_MODEL, Analysis, Display, Explorer
+from ccnet.app.analysis import Analysis, Display
+from ccnet.app.explorer import PHOTO_MODEL, Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.links import parse_link
 from ccnet.app.present import compact_json, cost_note, cost_rows, legend_html, pixel_text, topk_rows

@@ -1,0 +1,180 @@
+"""`python -m ccnet bench stages`: where a whole model's time goes, against what the machine can do.
+
+For each stage (backbone stem and layers, the head's convs, the criss-cross steps, the classifier
+and the final resize) its FLOPs (``torch.utils.flop_counter``) and its time (forward hooks, median
+over runs), the achieved GFLOP/s, and the machine's GEMM peak: a large fp32 ``torch.mm`` at the
+same thread count, in the same process. Then the inference paths side by side (eager, BatchNorm
+folded + channels-last, onnxruntime), each against the previous one, with the logits' deviation.
+"""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from ccnet.nn.model import EMBEDDED_CONFIG, CCNet, CCNetConfig
+from ccnet.nn.optimize import optimize_for_inference
+
+# stage name -> the modules whose forward makes it up (attention: every recurrence step)
+STAGES = {
+    "stem": ("backbone.stem", "backbone.maxpool"),
+    "layer1": ("backbone.layer1",), "layer2": ("backbone.layer2",),
+    "layer3": ("backbone.layer3",), "layer4": ("backbone.layer4",),
+    "head conv in": ("decode_head.convs.0",), "attention": ("decode_head.cca",),
+    "head conv out": ("decode_head.convs.1",), "concat conv": ("decode_head.conv_cat",),
+    "classifier": ("decode_head.conv_seg",),
+}
+GEMM_SIDE = 4096
+
+
+def gemm_peak(repeats: int = 5, side: int = GEMM_SIDE) -> float:
+    """GFLOP/s of the best of `repeats` fp32 (side x side) @ (side x side) products."""
+    a, b = torch.randn(side, side), torch.randn(side, side)
+    torch.mm(a, b)  # warm-up
+    best = min(_seconds(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * side**3 / best / 1e9
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def stage_flops(net: CCNet, x: torch.Tensor) -> dict[str, float]:
+    """FLOPs per stage of one forward plus the logits' resize to the input size."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        logits = net(x)
+        F.interpolate(logits, size=x.shape[2:], mode="bilinear", align_corners=False)
+    counts = counter.get_flop_counts()
+    flops = {stage: float(sum(sum(counts.get(f"Global.{m}", counts.get(m, {})).values()) for m in modules))
+             for stage, modules in STAGES.items()}
+    flops["total"] = float(sum(counts.get("Global", {}).values()))
+    return flops
+
+
+def stage_times(net: CCNet, x: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median seconds per stage (hooks around each stage's modules), the resize and the total."""
+    runs: list[dict[str, float]] = []
+    current: dict[str, float] = defaultdict(float)
+    starts: dict[str, float] = {}
+    handles = []
+    for stage, modules in STAGES.items():
+        for name in modules:
+            module = net.get_submodule(name)
+            handles.append(module.register_forward_pre_hook(
+                lambda _m, _a, key=name: starts.__setitem__(key, time.perf_counter())))
+            handles.append(module.register_forward_hook(
+                lambda _m, _a, _o, key=name, stage=stage: current.__setitem__(
+                    stage, current[stage] + time.perf_counter() - starts[key])))
+    try:
+        for _ in range(repeats + 1):  # the first run warms up and is dropped
+            current.clear()
+            start = time.perf_counter()
+            with torch.inference_mode():
+                logits = net(x)
+                resize_start = time.perf_counter()
+                F.interpolate(logits, size=x.shape[2:], mode="bilinear", align_corners=False)
+            end = time.perf_counter()
+            runs.append({**current, "resize": end - resize_start, "total": end - start})
+    finally:
+        for handle in handles:
+            handle.remove()
+    runs = runs[1:]
+    return {key: statistics.median(run.get(key, 0.0) for run in runs) for key in runs[0]}
+
+
+def stage_rows(name: str, net: CCNet, x: torch.Tensor, repeats: int, peak: float) -> list[dict]:
+    flops, times = stage_flops(net, x), stage_times(net, x, repeats)
+    rows = []
+    for stage in [*STAGES, "resize", "total"]:
+        seconds, work = times.get(stage, 0.0), flops.get(stage, 0.0)
+        rate = work / seconds / 1e9 if seconds else 0.0
+        rows.append({"model": name, "stage": stage, "gflops": work / 1e9, "ms": seconds * 1000,
+                     "gflop_per_s": rate, "of_peak": rate / peak})
+    other = times["total"] - sum(times.get(s, 0.0) for s in [*STAGES, "resize"])
+    rows.insert(-1, {"model": name, "stage": "other (cat, dropout, hooks)", "gflops": 0.0, "ms": other * 1000,
+                     "gflop_per_s": 0.0, "of_peak": 0.0})
+    return rows
+
+
+def build(name: str) -> CCNet:
+    """A random-weight model (time does not depend on the weights) with a non-zero gamma, so that
+    the attention's output matters in the logits the paths are compared on."""
+    torch.manual_seed(0)
+    config = EMBEDDED_CONFIG if name == "embedded" else CCNetConfig(depth=int(name[1:].split("-")[0]))
+    net = CCNet(config).eval()
+    with torch.no_grad():
+        net.decode_head.cca.gamma.scale.fill_(0.5)
+    return net
+
+
+def paths(net: CCNet, x: torch.Tensor, repeats: int, folder: Path) -> list[dict]:
+    """Each inference path after the previous one, same input, median seconds and logits deviation."""
+    from ccnet.inference.export import ExportGraph, export_onnx
+    from ccnet.inference.predictor import Protocol
+    from ccnet.inference.runtime import OnnxPredictor
+
+    image = x * 58 + 120  # the graph takes 0-255 RGB and normalises itself
+    reference = ExportGraph(net, Protocol())
+    optimized = optimize_for_inference(reference.net)
+    export_onnx(net, Protocol(), folder / "model.onnx")
+    session = OnnxPredictor(folder / "model.onnx", threads=torch.get_num_threads()).session
+
+    def torch_path(model: torch.nn.Module) -> Callable[[], torch.Tensor]:
+        def run() -> torch.Tensor:
+            with torch.inference_mode():
+                return model(image)[0]
+        return run
+
+    optimized_graph = ExportGraph(net, Protocol())
+    optimized_graph.net = optimized
+    cases = {"eager": torch_path(reference), "bn folded + channels-last": torch_path(optimized_graph),
+             "onnxruntime": lambda: torch.from_numpy(session.run(None, {"image": image.numpy()})[0])}
+    expected = cases["eager"]()
+    rows, previous = [], None
+    for case, run in cases.items():
+        run()  # warm-up
+        median = statistics.median(_seconds(run) for _ in range(repeats))
+        error = float((run() - expected).abs().max() / expected.abs().max())
+        rows.append({"path": case, "median_s": median, "vs_previous": median / previous if previous else 1.0,
+                     "vs_eager": median / rows[0]["median_s"] if rows else 1.0, "rel_error": error})
+        previous = median
+    return rows
+
+
+def bench_stages(repeats: int = 3, size: tuple[int, int] = (512, 1024),
+                 models: tuple[str, ...] = ("embedded", "R50-D8")) -> dict:
+    peak = gemm_peak()
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    report: dict = {"size": list(size), "gemm_peak_gflop_per_s": peak, "stages": [], "paths": {}}
+    with tempfile.TemporaryDirectory(prefix="ccnet-bench-") as folder:
+        for name in models:
+            net = build(name)
+            report["stages"] += stage_rows(name, net, x, repeats, peak)
+            report["paths"][name] = paths(net, x, repeats, Path(folder))
+    report["gemm_peak_at_end_gflop_per_s"] = gemm_peak()
+    return report
+
+
+def format_stage_tables(report: dict) -> str:
+    height, width = report["size"]
+    lines = [f"Stages at 1x3x{height}x{width} (GEMM peak: {report['gemm_peak_gflop_per_s']:.0f} GFLOP/s at start, "
+             f"{report['gemm_peak_at_end_gflop_per_s']:.0f} at end)",
+             f"{'model':<10}{'stage':<30}{'GFLOP':>9}{'ms':>10}{'GFLOP/s':>9}{'of peak':>9}"]
+    for r in report["stages"]:
+        lines.append(f"{r['model']:<10}{r['stage']:<30}{r['gflops']:>9.2f}{r['ms']:>10.1f}"
+                     f"{r['gflop_per_s']:>9.1f}{100 * r['of_peak']:>8.0f}%")
+    for name, rows in report["paths"].items():
+        lines += ["", f"{name}: inference paths (logits at the input size)",
+                  f"{'path':<28}{'median s':>10}{'x previous':>12}{'x eager':>9}{'rel. error':>12}"]
+        lines += [f"{r['path']:<28}{r['median_s']:>10.3f}{r['vs_previous']:>12.2f}{r['vs_eager']:>9.2f}"
+                  f"{r['rel_error']:>12.1e}" for r in rows]
+    return "\n".join(lines)
