@@ -129,8 +129,8 @@ class Explorer:
             return full
         with self._model_lock:
             if name not in self._interactive:
-                self._interactive[name] = Predictor(loaded.net, interactive(loaded.protocol, INTERACTIVE_PIXELS),
-                                                    self.device, self.amp)
+                self._interactive[name] = Predictor(full.net, interactive(loaded.protocol, INTERACTIVE_PIXELS),
+                                                    self.device, self.amp, optimize=False)  # one network
         return self._interactive[name]
 
     def restrict_models(self, names: Iterable[str]) -> None:

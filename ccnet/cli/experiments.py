@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ccnet.cli.common import add_model_args, make_predictor
+from ccnet.cli.outputs import checked_output, write_text
 from ccnet.errors import CCNetError
 from ccnet.experiments.ablation import ARMS, markdown_table, run
 from ccnet.experiments.cue_probe import cue_spread
@@ -81,6 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CCNetError(f"--data needs --dataset ({'|'.join(DATASETS)})")
     if args.limit is not None and args.limit < 1:
         raise CCNetError("--limit must be at least 1")
+    json_out = checked_output(args.json_out, "--json", (".json",))
     loaded, predictor = make_predictor(args)
     if args.synthetic is not None:
         result = synthetic_report(
@@ -95,8 +97,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = {"model": loaded.name, **result}
     print(per_class_table(result), file=sys.stderr)
     text = json.dumps(result)
-    if args.json_out:
-        Path(args.json_out).write_text(text + "\n")
+    if json_out:
+        write_text(json_out, text + "\n")
     print(text)
     return 0
 
@@ -121,10 +123,12 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_ablation(args: argparse.Namespace) -> int:
-    result = run(args)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
+    json_out = checked_output(args.json, "--json", (".json",))
+    result = run(args)
+    if json_out:
+        write_text(json_out, json.dumps(result, indent=1))
     print(markdown_table(result))
     return 0
 
@@ -168,6 +172,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate_domain(args: argparse.Namespace) -> int:
+    out = checked_output(args.out, "--out", (".json",))
     if args.threads:
         torch.set_num_threads(args.threads)
     photos = [p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".png")] if args.photos else []
@@ -175,7 +180,7 @@ def cmd_calibrate_domain(args: argparse.Namespace) -> int:
     predictor = Predictor(loaded.net, loaded.protocol, "cpu")
     report = calibrate(predictor, args.scenes, args.seed, photos=photos)
     report["model"] = args.model
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    write_text(out, json.dumps(report, indent=1) + "\n")
     held = report["held_out"]
     print(f"thresholds: entropy > {report['check']['max_entropy']}, layout < {report['check']['min_layout']}; "
           f"false alarms on {held['images']} held-out images: {held['false_alarms']}; "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
+from ccnet.cli.outputs import checked_output
 from ccnet.errors import CCNetError
 from ccnet.inference.export import export_onnx
 from ccnet.weights import download
@@ -42,9 +42,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.suffix != ".onnx" or out.is_dir():
-        raise CCNetError(f"--out must be a file name ending in .onnx, got {args.out!r}")
+    out = checked_output(args.out, "--out", (".onnx",))
     if args.opset is not None and not 18 <= args.opset <= 23:
         raise CCNetError(f"--opset must be 18..23 (the dynamo exporter's range), got {args.opset}")
     loaded = load_model(args.model)

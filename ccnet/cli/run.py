@@ -8,25 +8,33 @@ import numpy as np
 from PIL import Image
 
 from ccnet.cli.common import add_model_args, make_predictor, pair
+from ccnet.cli.outputs import check_fraction, checked_output, open_output
 from ccnet.inference.explain import explain_pixel
 from ccnet.inference.images import check_size, decode_image
 from ccnet.viz.pictures import colorize, overlay
 
+PREDICT_OUTPUTS = {"--out-mask": (".png",), "--out-color": (".png",), "--out-overlay": (".png",),
+                   "--out-logits": (".npy",)}
+
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    outputs = {option: checked_output(getattr(args, option.lstrip("-").replace("-", "_")), option, suffixes)
+               for option, suffixes in PREDICT_OUTPUTS.items()}
+    check_fraction(args.alpha, "--alpha")
     image = decode_image(args.image)
     check_size(image)
     loaded, predictor = make_predictor(args)
     pred = predictor.predict(image, with_attention=False)
     mask = pred.mask
-    if args.out_mask:
-        Image.fromarray(mask.astype(np.uint8)).save(args.out_mask)
-    if args.out_color:
-        Image.fromarray(colorize(mask, loaded.palette)).save(args.out_color)
-    if args.out_overlay:
-        Image.fromarray(overlay(image, mask, loaded.palette, args.alpha)).save(args.out_overlay)
-    if args.out_logits:
-        np.save(args.out_logits, pred.logits.numpy().astype(np.float32))
+    pictures = {"--out-mask": lambda: mask.astype(np.uint8), "--out-color": lambda: colorize(mask, loaded.palette),
+                "--out-overlay": lambda: overlay(image, mask, loaded.palette, args.alpha)}
+    for option, picture in pictures.items():
+        if outputs[option]:
+            with open_output(outputs[option]) as handle:
+                Image.fromarray(picture()).save(handle, format="PNG")
+    if outputs["--out-logits"]:
+        with open_output(outputs["--out-logits"]) as handle:
+            np.save(handle, pred.logits.numpy().astype(np.float32))
     counts = np.bincount(mask.ravel(), minlength=len(loaded.classes))
     shares = ", ".join(
         f"{loaded.classes[i]} {100 * counts[i] / mask.size:.1f}%" for i in np.argsort(-counts)[:6] if counts[i]
@@ -37,12 +45,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_attention(args: argparse.Namespace) -> int:
+    out = checked_output(args.out, "--out", (".npz",))
     image = decode_image(args.image)
     check_size(image)
     _, predictor = make_predictor(args)
     pred = predictor.predict(image, with_attention=True)
     maps = explain_pixel(pred, *args.pixel)
-    np.savez(args.out, **maps.to_npz_dict())
+    with open_output(out) as handle:
+        np.savez(handle, **maps.to_npz_dict())
     print(f"pixel {args.pixel} -> cell {list(maps.cell)} of grid {list(maps.grid)}; "
           f"{len(maps.steps)} steps + composed written to {args.out}")
     return 0

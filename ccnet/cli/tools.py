@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ccnet.cli.outputs import checked_output, write_text
 from ccnet.errors import CCNetError
 from ccnet.inference.predictor import resolve_device
 from ccnet.tools import viewer_bench
@@ -43,6 +44,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.repeats < 1 or args.model_repeats < 1 or args.threads < 1:
         raise CCNetError("--repeats, --model-repeats and --threads must be at least 1")
     sizes = parse_sizes(args.sizes)
+    json_out = checked_output(args.json, "--json", (".json",))
     torch.set_num_threads(args.threads)
     report: dict = {"command": " ".join(["python -m ccnet", *sys.argv[1:]]), "machine": machine_info(device),
                     "paper": PAPER}
@@ -62,9 +64,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(format_upload_table(report["upload"]))
     if report.get("stages"):
         print(format_stage_tables(report["stages"]))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwritten to {args.json}")
+    if json_out:
+        write_text(json_out, json.dumps(report, indent=2) + "\n")
+        print(f"\nwritten to {json_out}")
     return 0
 
 
@@ -86,6 +88,7 @@ def _register_bench(subparsers: argparse._SubParsersAction) -> None:
 def cmd_loadtest(args: argparse.Namespace) -> int:
     if not 1 <= args.users <= MAX_USERS or not 1 <= args.clicks <= MAX_CLICKS:
         raise CCNetError(f"--users must be 1..{MAX_USERS} and --clicks 1..{MAX_CLICKS}")
+    json_out = checked_output(args.json, "--json", (".json",))
     torch.set_num_threads(1)  # the server gets the rest of the machine
     with tempfile.TemporaryDirectory(prefix="ccnet-load-") as folder:
         visitors = make_visitors(args.users, args.clicks, Path(folder))
@@ -101,8 +104,8 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     result.update({"clicks_per_visitor": args.clicks, "machine": f"{os.cpu_count()} CPUs, {sys.platform}",
                    "server": "python app.py (default model, CPU, queue concurrency 1 for the views, max 64 queued)"})
     print_table(result)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if json_out:
+        write_text(json_out, json.dumps(result, indent=2) + "\n")
     return 1 if result["errors"] else 0
 
 
@@ -132,10 +135,11 @@ def _register_loadtest(subparsers: argparse._SubParsersAction) -> None:
 def cmd_bench_viewer(args: argparse.Namespace) -> int:
     if not 10 <= args.moves <= 2000 or not 5 <= args.clicks <= 500:
         raise CCNetError("--moves must be 10..2000 and --clicks 5..500")
+    json_out = checked_output(args.json, "--json", (".json",))
     result = viewer_bench.run(args.moves, args.clicks)
     print(viewer_bench.format_table(result))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if json_out:
+        write_text(json_out, json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -36,12 +36,13 @@ EXPORT_SAMPLE = (1, 3, 96, 160)  # the traced example; H and W stay dynamic
 class ExportGraph(nn.Module):
     """The exported computation: normalise, the network, logits back at the input's size."""
 
-    def __init__(self, net: CCNet, protocol: Protocol, with_attention: bool = False) -> None:
+    def __init__(self, net: CCNet, protocol: Protocol, with_attention: bool = False,
+                 attention_impl: str = "export") -> None:
         super().__init__()
         self.net = copy.deepcopy(net).eval().float()
         for module in self.net.modules():
             if isinstance(module, CrissCrossAttention):
-                module.impl = "export"
+                module.impl = attention_impl
         self.protocol, self.with_attention = protocol, with_attention
 
     @property

@@ -78,7 +78,7 @@ def test_lru_get_or_create_lets_a_failure_through_and_retries_later():
 # ---- an Explorer on a tiny model ---------------------------------------------------------------
 def count_forwards(explorer: Explorer) -> list[int]:
     """Wrap the network's forward so a test can count how often it really ran."""
-    net = explorer.model()[0].net
+    net = explorer.model()[1].net  # the network the predictor runs (an optimized copy)
     calls, forward = [], net.forward
 
     def counting(*args, **kwargs):

@@ -120,7 +120,7 @@ def test_export_and_predict_with_onnxruntime_from_the_command_line(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--out", "model.pt"], "--out must be a file name ending in .onnx"),
+    (["--out", "model.pt"], "--out must end in .onnx, got 'model.pt'"),
     (["--out", "m.onnx", "--opset", "9"], "--opset must be 18..23"),
 ])
 def test_bad_export_options_are_one_line(tmp_path, args, message):
