@@ -310,3 +310,35 @@ def test_segment_attention_and_cost_are_mcp_tools(served):
     attention = tools[next(name for name in tools if "attention" in name)]
     assert {"image", "x", "y"} <= set(attention["inputSchema"]["properties"])
     assert not any(word in name for name in tools for word in ("on_", "noop"))  # the page's events stay private
+
+
+def test_the_analysis_size_reaches_released_models_through_the_api(tmp_path_factory, checkpoint):
+    """A released model (its preset's protocol, the tiny network: no download) at the default
+    interactive size on a CPU server, and at the full protocol when the request asks for it."""
+    from gradio_client import Client, handle_file
+
+    from app import build_app
+    from ccnet.app.explorer import Explorer
+    from ccnet.app.exports import Exports
+    from ccnet.weights import presets
+    from ccnet.weights.load import load_file
+
+    name = "ccnet_r50-d8_512x1024_80k_cityscapes"
+
+    def loader(model, progress=None):
+        protocol = presets.get(model).protocol if model in presets.presets() else None
+        return load_file(checkpoint, protocol=protocol, name=model)
+
+    demo = build_app(Explorer("default", device="cpu", loader=loader), Exports(tmp_path_factory.mktemp("exports")))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path_factory.mktemp("dl")))
+        _, fast = client.predict(handle_file(str(DEMO)), name, api_name="/segment")
+        _, full = client.predict(handle_file(str(DEMO)), name, "full", api_name="/segment")
+        assert fast["analysis_size"] == "interactive" and "interactive size" in fast["note"]
+        assert full["analysis_size"] == "full" and full["note"].startswith("full protocol")
+        assert full["grid"] == [128, 256] and fast["grid"][0] * fast["grid"][1] < full["grid"][0] * full["grid"][1]
+        assert fast["out_of_domain"] is False  # released models are not judged
+    finally:
+        demo.close()

@@ -1,0 +1,23 @@
+"""The per-stage benchmark attributes every FLOP to a stage, counts a conv as its formula says, and
+times every stage of a real forward."""
+from __future__ import annotations
+
+import torch
+
+from ccnet.tools.stage_bench import STAGES, stage_flops, stage_times
+from tests.helpers import tiny_model
+
+
+def test_every_flop_belongs_to_a_stage_and_a_conv_counts_as_its_formula():
+    net = tiny_model()
+    x = torch.randn(1, 3, 64, 96)
+    flops = stage_flops(net, x)
+    assert sum(flops[s] for s in STAGES) == flops["total"] > 0
+    conv = net.decode_head.conv_seg  # a 1x1 conv on the 8x12 feature grid
+    assert flops["classifier"] == 2 * conv.in_channels * conv.out_channels * 8 * 12
+
+
+def test_every_stage_is_timed_and_the_parts_add_up():
+    times = stage_times(tiny_model(), torch.randn(1, 3, 64, 96), repeats=2)
+    assert set(STAGES) <= set(times) and all(times[s] > 0 for s in STAGES)
+    assert abs(sum(times[s] for s in [*STAGES, "resize", "other"]) - times["total"]) < 0.5 * times["total"]
