@@ -21,6 +21,7 @@ from ccnet.app.analysis import INTERACTIVE_PIXELS, SIZES, Analysis, Display, Exp
 from ccnet.app.cache import LRUCache
 from ccnet.app.zerogpu import gpu_task, measure_seconds, network_seconds
 from ccnet.errors import CCNetError, ImageError
+from ccnet.inference.agreement import agreement, nonlocal_map
 from ccnet.inference.domain import domain_check
 from ccnet.inference.explain import attention_at
 from ccnet.inference.geometry import cell_centre
@@ -30,7 +31,7 @@ from ccnet.nn import cost
 from ccnet.nn.cost import METHODS
 from ccnet.nn.model import CCNet
 from ccnet.viz import pictures as viz
-from ccnet.weights import presets
+from ccnet.weights import family, presets
 from ccnet.weights.download import ProgressFn
 from ccnet.weights.load import LoadedModel, load_model
 
@@ -135,8 +136,12 @@ class Explorer:
 
     def restrict_models(self, names: Iterable[str]) -> None:
         """Only these names (and the start-up model) may be loaded: the app passes its menu, so a
-        request cannot make the server open an arbitrary checkpoint path."""
-        self.allowed_models = (self.default_model, *(n for n in names if n != self.default_model))
+        request cannot make the server open an arbitrary checkpoint path. The embedded model's
+        siblings (heads on its backbone, shipped in assets/) come with it."""
+        names = [self.default_model, *(n for n in names if n != self.default_model)]
+        if family.BASE in names:
+            names += [family.sibling_name(arm) for arm in family.SIBLINGS]
+        self.allowed_models = tuple(names)
 
     def _cpu_predictor(self, name: str) -> Predictor:
         """A CPU copy of a model, for images the GPU has no memory for (made on first need)."""
@@ -262,6 +267,23 @@ class Explorer:
             "heatmap": viz.mark_pixel(main, *click),
             "steps": viz.side_by_side(small, list(maps)),
         }
+
+    def compare_nonlocal(self, explanation: Explanation) -> tuple[np.ndarray, dict]:
+        """The non-local sibling's map of the explained cell (same backbone, same image) and how it
+        agrees with the criss-cross composed map; one non-local run per image, cached."""
+        analysis = explanation.analysis
+        sibling = family.nonlocal_sibling(analysis.model)
+
+        def run() -> tuple[torch.Tensor, int]:
+            prediction, _ = _run_network(self.predictor(sibling, "full"), analysis.image,
+                                         lambda: self._cpu_predictor(sibling))
+            return prediction.attention[0], prediction.attention[0].numel() * 4
+
+        attention = self.cache.get_or_create((sibling, "nonlocal", analysis.key), run)
+        if attention.shape[0] != analysis.grid[0] * analysis.grid[1]:
+            raise CCNetError(f"{sibling} saw a different feature grid than {analysis.model}")
+        non_local = nonlocal_map(attention, *explanation.maps.cell, analysis.grid)
+        return non_local, agreement(explanation.maps.composed, non_local, explanation.maps.cell)
 
     # -- cost -----------------------------------------------------------------------------------
     def cost(self, source: ImageSource | Analysis, model: str | None = None, size: str | None = None) -> dict:

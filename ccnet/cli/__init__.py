@@ -4,7 +4,9 @@ the module of its group; every user error is one line on stderr and exit code 2.
     predict, attention      segment an image; export one pixel's attention maps   (cli/run.py)
     zoo, fetch, export      the released checkpoints; download one; ONNX export   (cli/models.py)
     train, evaluate,        the synthetic-scene experiments: training, mIoU,      (cli/experiments.py)
-    ablation, probe, demos  the ablation, the cue probe, the demo scenes
+    ablation, probe, reach, the ablation, the cue probe, where each head's map of a vehicle lands,
+    calibrate-domain,       the out-of-domain thresholds, the default model's family of heads,
+    family, demos           the demo scenes
     bench, loadtest,        speed and memory; concurrent visitors of the app;     (cli/tools.py)
     bench-viewer            hover-to-paint in a browser and a server click
 """

@@ -16,11 +16,13 @@ from ccnet.cli.outputs import checked_output, write_text
 from ccnet.errors import CCNetError
 from ccnet.experiments.ablation import ARMS, markdown_table, run
 from ccnet.experiments.cue_probe import cue_spread
+from ccnet.experiments.cue_reach import measure, table
 from ccnet.experiments.demos import write_demos
 from ccnet.experiments.domain_calibration import calibrate
 from ccnet.experiments.evaluate import DATASETS, evaluate_dataset, synthetic_report
 from ccnet.experiments.train import TrainConfig, train
 from ccnet.inference.predictor import Predictor
+from ccnet.weights.family import FAMILY_FILE, SIBLINGS, write_family
 from ccnet.weights.load import load_model
 
 
@@ -188,6 +190,26 @@ def cmd_calibrate_domain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reach(args: argparse.Namespace) -> int:
+    json_out = checked_output(args.json, "--json", (".json",))
+    torch.set_num_threads(args.threads)
+    report = measure()
+    print(table(report))
+    if json_out:
+        write_text(json_out, json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+def cmd_family(args: argparse.Namespace) -> int:
+    heads = {arm: Path(args.runs) / arm / "model.pt" for arm in SIBLINGS}
+    missing = [str(path) for path in heads.values() if not path.is_file()]
+    if missing:
+        raise CCNetError(f"train the siblings first (assets/MODEL_CARD.md); missing: {', '.join(missing)}")
+    out = checked_output(args.out, "--out", (".pt",))
+    print(f"{write_family(heads, out)}: {out.stat().st_size / 1e6:.1f} MB, heads {', '.join(heads)}")
+    return 0
+
+
 def cmd_demos(args: argparse.Namespace) -> int:
     for path in write_demos(args.out):
         print(path)
@@ -211,6 +233,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--out", type=Path, default=Path("assets/domain_default.json"))
     p.set_defaults(func=cmd_calibrate_domain)
+    p = subparsers.add_parser("reach", help="does each head's map of a vehicle pixel land on the cue panel?")
+    p.add_argument("--json", help="also write the figures here (e.g. assets/cue_reach.json)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads")
+    p.set_defaults(func=cmd_reach)
+    p = subparsers.add_parser("family", help="collect the default model's sibling heads into one asset")
+    p.add_argument("--runs", default="runs/family", help="folder of the siblings' training runs (one per arm)")
+    p.add_argument("--out", default=str(FAMILY_FILE))
+    p.set_defaults(func=cmd_family)
     p = subparsers.add_parser("demos", help="write the demo scenes (image + coloured label PNGs)")
     p.add_argument("out", type=Path, help="folder for the PNGs, e.g. demos/")
     p.set_defaults(func=cmd_demos)

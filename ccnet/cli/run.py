@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,11 @@ from PIL import Image
 
 from ccnet.cli.common import add_model_args, make_predictor, pair
 from ccnet.cli.outputs import check_fraction, checked_output, open_output
+from ccnet.inference.agreement import agreement, nonlocal_map
 from ccnet.inference.explain import explain_pixel
 from ccnet.inference.images import check_size, decode_image
 from ccnet.viz.pictures import colorize, overlay
+from ccnet.weights.family import nonlocal_sibling
 
 PREDICT_OUTPUTS = {"--out-mask": (".png",), "--out-color": (".png",), "--out-overlay": (".png",),
                    "--out-logits": (".npy",)}
@@ -46,13 +49,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_attention(args: argparse.Namespace) -> int:
     out = checked_output(args.out, "--out", (".npz",))
+    sibling = nonlocal_sibling(args.model) if args.compare == "nonlocal" else None  # before any download
     image = decode_image(args.image)
     check_size(image)
     _, predictor = make_predictor(args)
     pred = predictor.predict(image, with_attention=True)
     maps = explain_pixel(pred, *args.pixel)
+    arrays = maps.to_npz_dict()
+    if sibling:
+        attention = make_predictor(argparse.Namespace(**{**vars(args), "model": sibling}))[1].predict(
+            image, with_attention=True).attention[0]
+        arrays["nonlocal"] = nonlocal_map(attention, *maps.cell, maps.grid)
+        figures = agreement(maps.composed, arrays["nonlocal"], maps.cell)
+        arrays["agreement"] = np.array(json.dumps(figures))
+        print(f"criss-cross composed vs non-local ({sibling}): top-{figures['topk']} overlap "
+              f"{figures['topk_overlap']:.2f}, JS divergence {figures['js_divergence_bits']:.3f} bits")
     with open_output(out) as handle:
-        np.savez(handle, **maps.to_npz_dict())
+        np.savez(handle, **arrays)
     print(f"pixel {args.pixel} -> cell {list(maps.cell)} of grid {list(maps.grid)}; "
           f"{len(maps.steps)} steps + composed written to {args.out}")
     return 0
@@ -74,4 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("--pixel", type=pair, required=True, metavar="X,Y", help="pixel column,row in the image")
     p.add_argument("--out", required=True, help="output .npz")
+    p.add_argument("--compare", choices=("nonlocal",),
+                   help="also the non-local sibling's map of the same cell (key 'nonlocal') and how the two "
+                        "agree (key 'agreement', JSON); default and its siblings have one")
     p.set_defaults(func=cmd_attention)

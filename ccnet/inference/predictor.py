@@ -191,7 +191,8 @@ class Predictor:
                                    align_corners=self.protocol.align_corners)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        grid = tuple(attention[0].shape[:2]) if attention else grid_size(x.shape[2], x.shape[3])
+        criss_cross = attention and attention[0].dim() == 3  # (h, w, h + w); a non-local block's is (N, N)
+        grid = tuple(attention[0].shape[:2]) if criss_cross else grid_size(x.shape[2], x.shape[3])
         return Prediction(logits[0].cpu(), attention, grid, tuple(x.shape[2:]), time.perf_counter() - start)
 
 

@@ -9,7 +9,7 @@ from ccnet.errors import CCNetError
 from ccnet.inference.predictor import Protocol
 from ccnet.nn.model import CCNet
 from ccnet.project import DEFAULT_CHECKPOINT
-from ccnet.weights import presets
+from ccnet.weights import family, presets
 from ccnet.weights.checkpoints import build_model, read_checkpoint
 from ccnet.weights.datasets import class_info
 from ccnet.weights.download import ProgressFn
@@ -37,14 +37,18 @@ def load_file(path: str | Path, protocol: Protocol | None = None, name: str | No
 
 
 def load_model(spec: str, protocol: Protocol | None = None, progress: ProgressFn | None = None) -> LoadedModel:
-    """``default`` -> the embedded model; a preset name -> its (cached) release; a file; else an error.
+    """``default`` -> the embedded model (``default:ARM`` its siblings, ccnet/weights/family.py); a
+    preset name -> its (cached) release; a file; else an error.
 
     ``progress(done, total)`` reports a preset's first download (a line on stderr if omitted).
     """
-    if spec == "default":
+    if spec == "default" or family.is_sibling(spec):
         if not DEFAULT_CHECKPOINT.is_file():
             raise CCNetError(f"the embedded default model is missing: {DEFAULT_CHECKPOINT}")
-        return load_file(DEFAULT_CHECKPOINT, protocol, name="default")
+        loaded = load_file(DEFAULT_CHECKPOINT, protocol, name="default")
+        if spec == "default":
+            return loaded
+        return replace(loaded, name=spec, net=family.load_sibling(loaded.net, spec.split(":", 1)[1]))
     preset = presets.presets().get(spec)
     if preset is not None:
         loaded = load_file(presets.fetch(spec, progress), protocol or preset.protocol, name=spec)

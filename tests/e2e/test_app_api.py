@@ -342,3 +342,18 @@ def test_the_analysis_size_reaches_released_models_through_the_api(tmp_path_fact
         assert fast["out_of_domain"] is False  # released models are not judged
     finally:
         demo.close()
+
+
+def test_attention_compares_with_the_non_local_sibling_when_asked(served):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    client, explorer = served
+    _, _, plain = client.predict(handle_file(str(DEMO)), 165, 182, "", "", "", api_name="/attention")
+    assert "nonlocal" not in plain
+    _, _, data = client.predict(handle_file(str(DEMO)), 165, 182, "", "", "nonlocal", api_name="/attention")
+    non_local = np.asarray(data["nonlocal"])
+    assert non_local.shape == tuple(data["grid"]) and abs(non_local.sum() - 1) < 1e-4
+    assert set(data["agreement"]) >= {"topk_overlap", "js_divergence_bits", "on_cross_share", "top_cell"}
+    with pytest.raises(AppError, match="compare must be empty or 'nonlocal'"):
+        client.predict(handle_file(str(DEMO)), 165, 182, "", "", "everything", api_name="/attention")

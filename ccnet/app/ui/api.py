@@ -26,6 +26,7 @@ def api_endpoints(explorer: Explorer, exports: Exports) -> None:
         x_in, y_in = gr.Number(label="x", precision=0), gr.Number(label="y", precision=0)
         model_in = gr.Textbox("", label="model", info="empty: the app's current model")
         size_in = gr.Textbox("", label="size", info="interactive or full; empty: the app's default")
+        compare_in = gr.Textbox("", label="compare", info="nonlocal: also the non-local sibling's map")
         overlay, heatmap, steps = gr.Image(format="png"), gr.Image(format="png"), gr.Image(format="png")
         info, attention_json, cost_json = gr.JSON(), gr.JSON(), gr.JSON()
 
@@ -33,7 +34,7 @@ def api_endpoints(explorer: Explorer, exports: Exports) -> None:
                                                                      cost_endpoint))
     gr.on([], segment, [image_in, model_in, size_in], [overlay, info], api_name="segment", concurrency_id=VIEWS,
           preprocess=False)
-    gr.on([], attention, [image_in, x_in, y_in, model_in, size_in], [heatmap, steps, attention_json],
+    gr.on([], attention, [image_in, x_in, y_in, model_in, size_in, compare_in], [heatmap, steps, attention_json],
           api_name="attention", concurrency_id=VIEWS, preprocess=False)
     gr.on([], cost, [image_in, model_in], [cost_json], api_name="cost", concurrency_id="cost", preprocess=False)
 
@@ -77,7 +78,7 @@ def attention_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tu
 
     @api_guard
     def attention(image: dict | str | None, x: float | None, y: float | None, model: str = "",
-                  size: str = "") -> tuple:
+                  size: str = "", compare: str = "") -> tuple:
         """Where one pixel looks: its feature cell's criss-cross attention at each recurrence step
         (its row and column) and composed over all steps (the whole image).
 
@@ -88,19 +89,29 @@ def attention_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tu
             y: the pixel's row in the analysed image (0 is the top edge).
             model: as for segment.
             size: as for segment.
+            compare: "nonlocal" to add the non-local sibling's map of the same cell (same backbone)
+                and how the two agree; "" for none. Only the embedded model's family has siblings.
         Returns:
             The composed map over the image (PNG, pixel and top-5 cells marked), every map side by
             side (PNG), and a JSON: grid, cell [row, col], steps and composed (h x w weights, each
-            summing to 1), topk (rank, cell, pixel, weight, class), pixel, class, confidence.
+            summing to 1), topk (rank, cell, pixel, weight, class), pixel, class, confidence; with
+            compare: nonlocal (h x w, sums to 1) and agreement (topk_overlap, js_divergence_bits,
+            on_cross_share of each map, top_cell of each).
         """
         image = upload_path(image)
         if x is None or y is None:
             raise CCNetError("give the pixel as x (column) and y (row)")
+        if compare not in ("", "nonlocal"):
+            raise CCNetError(f"compare must be empty or 'nonlocal', got {str(compare)[:40]!r}")
         shown = Display()
         explanation = explorer.explain(image, x, y, model=model or None, display=shown, size=size or None)
         pictures = explorer.render(explanation, shown)
         heatmap, steps = (exports.picture(explanation.analysis, name, pictures[name]) for name in ("heatmap", "steps"))
-        return heatmap, steps, explanation.to_json(explorer.classes(explanation.analysis.model))
+        data = explanation.to_json(explorer.classes(explanation.analysis.model))
+        if compare:
+            non_local, data["agreement"] = explorer.compare_nonlocal(explanation)
+            data["nonlocal"] = non_local.tolist()
+        return heatmap, steps, data
 
     return attention
 

@@ -1,0 +1,65 @@
+"""The embedded model's family: heads of every attention kind trained on its frozen backbone.
+
+`default` is criss-cross attention with R = 2, trained end to end. Its siblings (`default:none`,
+`default:rcca_r1`, `default:rcca_r3`, `default:nonlocal`) are heads trained on `default`'s backbone
+and auxiliary head, frozen (`python -m ccnet train --backbone assets/ccnet_default.pt ...`, see
+assets/MODEL_CARD.md), so a sibling differs from `default` in nothing but its head: what each
+attention sees of the same features can be compared cell by cell. One file holds every sibling's
+head (assets/ccnet_default_family.pt, read with weights_only).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from ccnet.errors import CCNetError
+from ccnet.nn.model import CCNet, CCNetConfig
+from ccnet.project import ASSETS
+from ccnet.weights.checkpoints import read_checkpoint, save_checkpoint
+
+FAMILY_FILE = ASSETS / "ccnet_default_family.pt"
+BASE = "default"
+SIBLINGS = ("none", "rcca_r1", "rcca_r3", "nonlocal")  # default itself is rcca_r2
+HEAD_PREFIX = "decode_head."
+
+
+def sibling_name(arm: str) -> str:
+    return BASE if arm == "rcca_r2" else f"{BASE}:{arm}"
+
+
+def is_sibling(name: str) -> bool:
+    return name.startswith(f"{BASE}:")
+
+
+def nonlocal_sibling(name: str) -> str:
+    """The model with a non-local head on the same backbone, or a one-line error."""
+    if name == BASE or is_sibling(name):
+        return sibling_name("nonlocal")
+    raise CCNetError(f"model {name!r} has no non-local sibling on its backbone (only 'default' and its "
+                     f"siblings {', '.join(sibling_name(a) for a in SIBLINGS)} have one)")
+
+
+def write_family(heads: dict[str, Path], path: Path = FAMILY_FILE) -> Path:
+    """Collect each arm's head (and its config and training record) from its training run."""
+    state_dict, arms = {}, {}
+    for arm, checkpoint in heads.items():
+        weights, meta = read_checkpoint(checkpoint)
+        state_dict.update({f"{arm}.{k}": v for k, v in weights.items() if k.startswith(HEAD_PREFIX)})
+        arms[arm] = {"ccnet_config": meta["ccnet_config"], "train": meta.get("train")}
+    save_checkpoint(path, {"meta": {"backbone": BASE, "arms": arms}, "state_dict": state_dict})
+    return path
+
+
+def load_sibling(base: CCNet, arm: str, path: Path = FAMILY_FILE) -> CCNet:
+    """`base` (the default model) with the head of `arm` in place of its own."""
+    if arm not in SIBLINGS:
+        raise CCNetError(f"unknown sibling {arm!r} of {BASE}: one of {', '.join(SIBLINGS)}")
+    if not Path(path).is_file():
+        raise CCNetError(f"the default model's family is missing: {path}")
+    weights, meta = read_checkpoint(path)
+    config = CCNetConfig.from_dict(meta["arms"][arm]["ccnet_config"])
+    net = CCNet(config).eval()
+    state = {k: v for k, v in copy.deepcopy(base.state_dict()).items() if not k.startswith(HEAD_PREFIX)}
+    state.update({k[len(arm) + 1:]: v for k, v in weights.items() if k.startswith(f"{arm}.")})
+    net.load_state_dict(state, strict=True)
+    return net
