@@ -21,13 +21,14 @@ from ccnet.app.analysis import INTERACTIVE_PIXELS, SIZES, Analysis, Display, Exp
 from ccnet.app.cache import LRUCache
 from ccnet.app.zerogpu import gpu_task, measure_seconds, network_seconds
 from ccnet.errors import CCNetError, ImageError
-from ccnet.inference.agreement import agreement, nonlocal_map
+from ccnet.inference.agreement import agreement, mean_on_cross_share, nonlocal_map
 from ccnet.inference.domain import domain_check
 from ccnet.inference.explain import attention_at
 from ccnet.inference.geometry import cell_centre
 from ccnet.inference.images import MAX_SIDE, check_size, decode_image, limit_size
 from ccnet.inference.predictor import Predictor, interactive, predict_or_fall_back, resolve_device
 from ccnet.nn import cost
+from ccnet.nn.attention import dense_matrix
 from ccnet.nn.cost import METHODS
 from ccnet.nn.model import CCNet
 from ccnet.viz import pictures as viz
@@ -268,22 +269,40 @@ class Explorer:
             "steps": viz.side_by_side(small, list(maps)),
         }
 
-    def compare_nonlocal(self, explanation: Explanation) -> tuple[np.ndarray, dict]:
-        """The non-local sibling's map of the explained cell (same backbone, same image) and how it
-        agrees with the criss-cross composed map; one non-local run per image, cached."""
-        analysis = explanation.analysis
-        sibling = family.nonlocal_sibling(analysis.model)
-
-        def run() -> tuple[torch.Tensor, int]:
+    def _sibling_run(self, sibling: str, analysis: Analysis) -> tuple[np.ndarray, torch.Tensor | None]:
+        """A sibling's class mask of an analysed image and, for the non-local one, its (N, N)
+        weights: one run per (sibling, image), cached beside the analyses."""
+        def run() -> tuple[tuple[np.ndarray, torch.Tensor | None], int]:
             prediction, _ = _run_network(self.predictor(sibling, "full"), analysis.image,
                                          lambda: self._cpu_predictor(sibling))
-            return prediction.attention[0], prediction.attention[0].numel() * 4
+            matrix = prediction.attention[0] if prediction.attention and prediction.attention[0].dim() == 2 else None
+            return (prediction.mask, matrix), prediction.mask.nbytes + (matrix.numel() * 4 if matrix is not None else 0)
 
-        attention = self.cache.get_or_create((sibling, "nonlocal", analysis.key), run)
-        if attention.shape[0] != analysis.grid[0] * analysis.grid[1]:
+        return self.cache.get_or_create((sibling, "sibling", analysis.key), run)
+
+    def compare_nonlocal(self, explanation: Explanation) -> tuple[np.ndarray, dict]:
+        """The non-local sibling's map of the explained cell (same backbone, same image) and how it
+        agrees with the criss-cross composed map, with both maps' on-cross share averaged over
+        every cell of the image."""
+        analysis = explanation.analysis
+        sibling = family.nonlocal_sibling(analysis.model)
+        matrix = self._sibling_run(sibling, analysis)[1]
+        if matrix is None or matrix.shape[0] != analysis.grid[0] * analysis.grid[1]:
             raise CCNetError(f"{sibling} saw a different feature grid than {analysis.model}")
-        non_local = nonlocal_map(attention, *explanation.maps.cell, analysis.grid)
-        return non_local, agreement(explanation.maps.composed, non_local, explanation.maps.cell)
+        non_local = nonlocal_map(matrix, *explanation.maps.cell, analysis.grid)
+        figures = agreement(explanation.maps.composed, non_local, explanation.maps.cell)
+        composed = functools.reduce(lambda total, step: dense_matrix(step) @ total,
+                                    analysis.attention[1:], dense_matrix(analysis.attention[0]))
+        figures["image_on_cross_share"] = {name: round(mean_on_cross_share(m.numpy(), analysis.grid), 6)
+                                           for name, m in (("criss_cross", composed), ("nonlocal", matrix))}
+        return non_local, figures
+
+    def head_classes(self, analysis: Analysis, x: int, y: int) -> dict[str, str]:
+        """The class every head of the embedded family gives pixel (x, y) of an analysed image."""
+        classes = self.classes(analysis.model)
+        heads = {family.BASE: analysis.mask, **{family.sibling_name(arm): self._sibling_run(
+            family.sibling_name(arm), analysis)[0] for arm in family.SIBLINGS}}
+        return {name: classes[int(mask[y, x])] for name, mask in heads.items()}
 
     # -- cost -----------------------------------------------------------------------------------
     def cost(self, source: ImageSource | Analysis, model: str | None = None, size: str | None = None) -> dict:

@@ -313,3 +313,26 @@ def test_a_real_photo_gets_the_out_of_domain_note_and_a_model_for_photos_one_cli
     assert "still using default" in status(page) and "127.0.0.1" not in status(page)
     page.locator("#input input[type=file]").set_input_files(str(DEMOS / "street_seed4_truck.png"))
     page.locator("#domain-note").wait_for(state="hidden", timeout=60_000)
+
+
+def test_a_pin_shows_the_non_local_head_beside_and_r1_misses_the_truck(page, live_app):
+    """The pinned car pixel of the first screen gets the non-local head's map, the agreement and
+    every head's class; switching to the R = 1 sibling redraws the segmentation, and the same pixel
+    is then a truck (one step cannot reach the blue panel)."""
+    url, explorer = live_app
+    page.goto(url)
+    wait_viewer(page)
+    wait_pinned(page, *FIRST_PIXEL)
+    page.locator("#compare-text").wait_for(state="visible", timeout=60_000)
+    text = page.locator("#compare-text").inner_text()
+    assert "against non-local" in text and "R = 1 truck" in text and "R = 2 car" in text
+    assert page.locator("#nonlocal-map img").count() == 1
+    shot(page, "compare")
+    before = composed_png(page)
+    page.locator("#model input").click()
+    page.locator("ul[role=listbox] li", has_text="R = 1 head").first.click()
+    page.wait_for_function("() => document.querySelector('#status span.md')?.innerText.includes('default:rcca_r1')",
+                           timeout=60_000)
+    page.mouse.click(*point(page, "composed", *FIRST_PIXEL))
+    assert "→ truck" in wait_pinned(page, *FIRST_PIXEL)
+    assert composed_png(page) != before

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from ccnet.inference.agreement import agreement, js_divergence, nonlocal_map, on_cross_share, topk_overlap
+from ccnet.inference.agreement import (
+    agreement,
+    js_divergence,
+    mean_on_cross_share,
+    nonlocal_map,
+    on_cross_share,
+    topk_overlap,
+)
 from ccnet.nn.attention import NonLocal2d
 
 
@@ -47,3 +54,11 @@ def test_on_cross_share_counts_the_row_and_column_once():
     figures = agreement(grid_map, grid_map, (1, 2), k=3)
     assert figures["topk_overlap"] == 1 and figures["js_divergence_bits"] == 0
     assert figures["on_cross_share"] == {"criss_cross": 0.5, "nonlocal": 0.5}
+
+
+def test_the_image_average_on_cross_share_equals_the_per_cell_one_averaged():
+    rng = np.random.default_rng(0)
+    matrix = rng.random((12, 12))
+    matrix /= matrix.sum(axis=1, keepdims=True)
+    expected = np.mean([on_cross_share(matrix[u].reshape(3, 4), u // 4, u % 4) for u in range(12)])
+    assert mean_on_cross_share(matrix, (3, 4)) == pytest.approx(expected)

@@ -6,16 +6,17 @@ from pathlib import Path
 
 import gradio as gr
 
-from ccnet.app.analysis import Analysis, Display
+from ccnet.app.analysis import Analysis, Display, Explanation
 from ccnet.app.explorer import PHOTO_MODEL, Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.links import parse_link
-from ccnet.app.present import compact_json, cost_note, cost_rows, legend_html, pixel_text, topk_rows
+from ccnet.app.present import compact_json, compare_text, cost_note, cost_rows, legend_html, pixel_text, topk_rows
 from ccnet.app.ui.common import EXAMPLES, FIRST_EXAMPLE, FIRST_PIXEL, Updates, log, ui_guard, upload_path
 from ccnet.app.viewer import payload_bytes, pinned_maps, viewer_value
 from ccnet.errors import CCNetError, for_visitor
 from ccnet.viz import charts
-from ccnet.weights import presets
+from ccnet.viz.pictures import heatmap, mark_pixel
+from ccnet.weights import family, presets
 
 HINT = "Hover over any panel to see where that feature cell looks; click, tap or press Enter to pin a pixel."
 DEFAULT_K = 5  # top-k cells listed for a pinned pixel until the slider says otherwise
@@ -77,7 +78,8 @@ class Handlers:
             self.colour_file: _enabled(self.exports.colour_png(analysis, loaded.palette)),
             self.overlay_file: _enabled(self.exports.picture(analysis, "overlay", self.explorer.overlay(analysis))),
             self.click_state: None, **dict.fromkeys((self.topk, self.chart, self.summary)),
-            self.npz_file: _enabled(None),
+            self.npz_file: _enabled(None), self.compare_image: gr.update(value=None, visible=False),
+            self.compare_text: gr.update(value="", visible=False),
         }
         if pin:
             updates.update(self.pin_views(analysis, pin, view, DEFAULT_K))
@@ -131,12 +133,27 @@ class Handlers:
         if not self.in_browser(analysis):  # over the viewer's budget: the server's maps of this cell
             updates[self.viewer] = self.viewer_for(analysis, view, pixel, pinned=pinned_maps(explanation.maps))
         return {
-            **updates,
+            **updates, **self.compare_views(explanation),
             self.pixel: pixel_text(explanation, classes), self.topk: topk_rows(explanation),
             self.chart: charts.cross_weights(explanation.maps, analysis.views), self.summary: compact_json(summary),
             self.npz_file: _enabled(self.exports.attention_npz(explanation)),
             self.click_state: [*pixel, view],
         }
+
+    def compare_views(self, explanation: Explanation) -> Updates:
+        """For the embedded family: the non-local head's map of the pinned cell, how it agrees with
+        the criss-cross composed map, and every head's class at the pixel; hidden for other models."""
+        analysis = explanation.analysis
+        if analysis.model != family.BASE and not family.is_sibling(analysis.model):
+            return {self.compare_image: gr.update(value=None, visible=False),
+                    self.compare_text: gr.update(value="", visible=False)}
+        non_local, figures = self.explorer.compare_nonlocal(explanation)
+        picture = heatmap(non_local, analysis.thumbnail, "magma", 0.2, "log", "nearest")
+        scale = analysis.thumbnail.shape[1] / analysis.size[1]
+        picture = mark_pixel(picture, round(explanation.x * scale), round(explanation.y * scale))
+        text = compare_text(figures, self.explorer.head_classes(analysis, explanation.x, explanation.y))
+        return {self.compare_image: gr.update(value=picture, visible=True),
+                self.compare_text: gr.update(value=text, visible=True)}
 
     def current(self, path: dict | None, key: str | None, model: str, size: str | None = None) -> Analysis:
         """The image the page shows: the uploaded or example file, else the cached one a link named."""

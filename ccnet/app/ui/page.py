@@ -12,7 +12,7 @@ import gradio as gr
 
 from ccnet.app.explorer import Explorer
 from ccnet.app.exports import Exports
-from ccnet.app.present import COST_HEADERS, TOPK_HEADERS
+from ccnet.app.present import COST_HEADERS, TOPK_HEADERS, claim_table
 from ccnet.app.ui.api import api_endpoints
 from ccnet.app.ui.common import EXAMPLES, MAX_FILE_SIZE, VIEWS
 from ccnet.app.ui.handlers import DEFAULT_K, HINT, Handlers
@@ -22,6 +22,10 @@ from ccnet.inference.images import MAX_ASPECT, MAX_SIDE, MIN_SIDE
 from ccnet.weights import presets
 
 HERE = Path(__file__).parent
+FAMILY_MENU = {  # the embedded model's criss-cross siblings; non-local is shown beside every pin
+    "default:rcca_r1": "default:rcca_r1 · R = 1 head on the embedded backbone (one step: row and column only)",
+    "default:rcca_r3": "default:rcca_r3 · R = 3 head on the embedded backbone",
+}
 INTRO = (
     "## CCNet Explorer · criss-cross attention, pixel by pixel\n"
     "Each panel shows where one feature cell looks: **step 1** sees only its row and column, **step 2** "
@@ -39,7 +43,7 @@ class ExplorerUI(Handlers):
 
     def __init__(self, explorer: Explorer, exports: Exports, viewer_budget: int = BUDGET_BYTES) -> None:
         self.explorer, self.exports, self.viewer_budget = explorer, exports, viewer_budget
-        self.models = ["default", *presets.presets()]
+        self.models = ["default", *FAMILY_MENU, *presets.presets()]
         if explorer.default_model not in self.models:
             self.models.insert(0, explorer.default_model)
         explorer.restrict_models(self.models)
@@ -50,7 +54,7 @@ class ExplorerUI(Handlers):
         and the API keep the names."""
         found = presets.presets()
         ordered = sorted((p for p in found.values()), key=lambda p: (p.dataset, p.backbone, p.name))
-        labels = {"default": "default · embedded · synthetic street scenes only (11 classes)"}
+        labels = {"default": "default · embedded · synthetic street scenes only (11 classes)", **FAMILY_MENU}
         return [(labels.get(name, name), name) for name in self.models if name not in found] + [
             (p.label, p.name) for p in ordered if p.name in self.models]
 
@@ -94,6 +98,12 @@ class ExplorerUI(Handlers):
                                          elem_id="topk", interactive=False, wrap=True)
             with gr.Column(scale=3, min_width=320):
                 self.chart = gr.Plot(label="weights along the pinned cell's row and column", elem_id="cross-chart")
+        with gr.Row(equal_height=False, elem_id="compare-row"):
+            with gr.Column(scale=2, min_width=280):
+                self.compare_image = gr.Image(label="the non-local head's map of the pinned cell (same backbone)",
+                                              elem_id="nonlocal-map", interactive=False, height=220, visible=False)
+            with gr.Column(scale=3, min_width=280):
+                self.compare_text = gr.Markdown(elem_id="compare-text", visible=False)
         with gr.Accordion("pinned cell as JSON (full maps: API /attention or the npz)", open=False):
             self.summary = gr.Code(language="json", elem_id="attention-json", interactive=False, max_lines=16)
 
@@ -103,6 +113,9 @@ class ExplorerUI(Handlers):
         self.cost_table = gr.Dataframe(headers=COST_HEADERS, label="RCCA R=1, R=2 and the non-local block",
                                        elem_id="cost-table", interactive=False, wrap=True)
         self.cost_chart = gr.Plot(label="growth with the input size", elem_id="cost-chart")
+        with gr.Accordion("The paper's claim on this data: context mIoU against cost, per head", open=False,
+                          elem_id="claim"):
+            gr.Markdown(claim_table())
 
     def downloads_layout(self) -> None:
         gr.Markdown("## Downloads")
@@ -121,6 +134,7 @@ class ExplorerUI(Handlers):
     def pin_views_out(self) -> list:
         """What a pin writes."""
         return [self.pixel, self.topk, self.chart, self.summary, self.npz_file, self.click_state, self.status,
+                self.compare_image, self.compare_text,
                 self.viewer]  # the viewer only when it holds no maps (over the budget)
 
     @property
