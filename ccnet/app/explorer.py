@@ -37,6 +37,7 @@ from ccnet.weights.download import ProgressFn
 from ccnet.weights.load import LoadedModel, load_model
 
 PHOTO_MODEL = "ccnet_r50-d8_512x512_160k_ade20k"  # offered when the embedded model meets a photo
+PANEL_CLASSES = ("traffic sign", "traffic light")  # the cue panel's labels in the synthetic scenes
 PAPER_GRID = (97, 97)  # the paper's cost setting: a 769x769 input at output stride 8
 ImageSource = str | Path | bytes | np.ndarray
 
@@ -295,7 +296,19 @@ class Explorer:
                                     analysis.attention[1:], dense_matrix(analysis.attention[0]))
         figures["image_on_cross_share"] = {name: round(mean_on_cross_share(m.numpy(), analysis.grid), 6)
                                            for name, m in (("criss_cross", composed), ("nonlocal", matrix))}
+        panel = self._panel_cells(analysis)
+        figures["panel_weight"] = {name: round(float(m[panel].sum()), 6)
+                                   for name, m in (("criss_cross", explanation.maps.composed), ("nonlocal", non_local))}
         return non_local, figures
+
+    def _panel_cells(self, analysis: Analysis) -> np.ndarray:
+        """The feature cells whose centre pixel the model labels as the cue panel (traffic sign or light)."""
+        classes = self.classes(analysis.model)
+        panel_classes = [classes.index(name) for name in PANEL_CLASSES if name in classes]
+        h, w = analysis.grid
+        labels = np.array([[analysis.mask[cell_centre(r, c, analysis.grid, analysis.size)[::-1]] for c in range(w)]
+                           for r in range(h)])
+        return np.isin(labels, panel_classes)
 
     def head_classes(self, analysis: Analysis, x: int, y: int) -> dict[str, str]:
         """The class every head of the embedded family gives pixel (x, y) of an analysed image."""

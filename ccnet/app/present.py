@@ -110,8 +110,11 @@ def paper_size_figures(path: Path = ASSETS / "bench_attention_cpu.json") -> dict
     if block is None:
         return None
     ratio = {r["case"]: r["memory_vs_fast"] for r in block["rows"] if r["impl"] == "nonlocal"}
+    peaks = {(r["case"], r["impl"]): r["peak_bytes"] / 2**20 for r in block["rows"]}
     paper = report["paper"]
     return {"training_memory_x": ratio["training"], "inference_memory_x": ratio["inference"],
+            "training_mib": {"rcca2": peaks[("training", "fast")], "nonlocal": peaks[("training", "nonlocal")]},
+            "gflops": {"rcca2": block["flops"]["rcca2"] / 1e9, "nonlocal": block["flops"]["nonlocal"] / 1e9},
             "fewer_flops": block["rcca2_fewer_flops_than_nonlocal"],
             "paper_memory_x": paper["nonlocal"]["memory_mb"] / paper["rcca2"]["memory_mb"],
             "paper_fewer_flops": 1 - paper["rcca2"]["gflops"] / paper["nonlocal"]["gflops"]}
@@ -134,7 +137,9 @@ def compare_text(figures: dict, classes: dict[str, str]) -> str:
             f"bits (0: the same map, 1: disjoint).\n\n"
             f"Weight on the pinned cell's own row and column: criss-cross **{100 * share['criss_cross']:.0f}%**, "
             f"non-local **{100 * share['nonlocal']:.0f}%** (averaged over the image: "
-            f"{100 * image['criss_cross']:.0f}% and {100 * image['nonlocal']:.0f}%).\n\n"
+            f"{100 * image['criss_cross']:.0f}% and {100 * image['nonlocal']:.0f}%). On the cue panel (cells "
+            f"labelled traffic sign or light): criss-cross **{100 * figures['panel_weight']['criss_cross']:.0f}%**, "
+            f"non-local **{100 * figures['panel_weight']['nonlocal']:.0f}%**.\n\n"
             f"Each head's class here: {heads}.")
 
 

@@ -101,3 +101,32 @@ def cost_growth(growth: dict) -> go.Figure:
          for v, style in ((paper[0] * paper[1], dict(color="grey", dash="dot")),
                           (here, dict(color="black", dash="dash", width=1)))],
     )
+
+
+def paper_bars(figures: dict) -> go.Figure:
+    """RCCA R=2 against the non-local block at the paper's 97x97 grid, as labelled bars (training
+    memory, FLOPs), each non-local bar carrying its ratio: readable without a legend, on a phone too."""
+    rows = (("training memory (MiB)", figures["training_mib"]), ("GFLOPs", figures["gflops"]))
+    traces = []
+    for i, (title, values) in enumerate(rows):
+        ratio = values["nonlocal"] / values["rcca2"]
+        axis = "" if i == 0 else "2"
+        traces.append(dict(
+            type="bar", orientation="h", y=["RCCA R=2", "non-local"], x=[values["rcca2"], values["nonlocal"]],
+            marker=dict(color=[METHOD_COLORS["rcca2"], METHOD_COLORS["nonlocal"]]), showlegend=False,
+            text=[_amount(values["rcca2"]), f"{_amount(values['nonlocal'])} ({ratio:.1f}×)"], textposition="auto",
+            xaxis=f"x{axis}", yaxis=f"y{axis}", hoverinfo="x+y", name=title))
+    headings = [dict(text=title, x=0, y=top, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
+                     showarrow=False, font=dict(size=12)) for (title, _), top in zip(rows, (1.0, 0.42))]
+    layout = dict(  # two full-width rows, one above the other: nothing sits beside anything on a phone
+        yaxis=dict(domain=[0.6, 1.0]), xaxis=dict(anchor="y", showticklabels=False),
+        yaxis2=dict(domain=[0.0, 0.42], anchor="x2"), xaxis2=dict(anchor="y2", showticklabels=False),
+        annotations=headings, margin=dict(l=80, r=15, t=60, b=20), height=300, template=_template(),
+        title=dict(text="at the paper's size, 1×512×97×97", font=dict(size=14)))
+    return go.Figure(data=traces, layout=layout, _validate=False)
+
+
+def _amount(value: float) -> str:
+    """A bar's number: whole above 100 (1,055, not 1.05e+03), three digits below."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+

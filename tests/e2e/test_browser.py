@@ -325,7 +325,7 @@ def test_a_pin_shows_the_non_local_head_beside_and_r1_misses_the_truck(page, liv
     wait_pinned(page, *FIRST_PIXEL)
     page.locator("#compare-text").wait_for(state="visible", timeout=60_000)
     text = page.locator("#compare-text").inner_text()
-    assert "against non-local" in text and "R = 1 truck" in text and "R = 2 car" in text
+    assert "against non-local" in text and "R = 1 truck" in text and "R = 2 car" in text and "On the cue panel" in text
     assert page.locator("#nonlocal-map img").count() == 1
     shot(page, "compare")
     before = composed_png(page)

@@ -56,3 +56,22 @@ def test_attention_compare_nonlocal_from_the_command_line(tmp_path):
     result = run_cli("attention", str(tmp_path / "i.png"), "--pixel", "3,3", "--model",
                      "ccnet_r50-d8_512x1024_80k_cityscapes", "--compare", "nonlocal", "--out", str(tmp_path / "m.npz"))
     assert result.returncode == 2 and "has no non-local sibling" in result.stderr
+
+
+@pytest.mark.parametrize("seed, cue", [(1, "car"), (2, "truck")])
+def test_the_apps_comparison_shows_each_head_on_its_own_panel_colour(seed, cue):
+    """The explorer's comparison of a vehicle pixel: R = 2's weight on the panel is large in the car
+    scene and small in the truck scene; the non-local head's the other way round."""
+    from ccnet.app.explorer import Explorer
+    from ccnet.experiments.scenes import generate_scene
+    from ccnet.project import DEMOS
+
+    explorer = Explorer("default", device="cpu")
+    scene = generate_scene(seed, split="demo", cue=cue)
+    x0, y0, x1, y1 = scene.vehicle_boxes[0]
+    analysis = explorer.analyse(DEMOS / f"street_seed{seed}_{cue}.png")
+    _, figures = explorer.compare_nonlocal(explorer.explain(analysis, (x0 + x1) // 2, (y0 + y1) // 2))
+    looking, blind = ("criss_cross", "nonlocal") if cue == "car" else ("nonlocal", "criss_cross")
+    assert figures["panel_weight"][looking] > 0.5 > 0.05 > figures["panel_weight"][blind]
+    shares = figures["image_on_cross_share"]
+    assert 0 < shares["nonlocal"] < shares["criss_cross"] < 1

@@ -12,13 +12,14 @@ import gradio as gr
 
 from ccnet.app.explorer import Explorer
 from ccnet.app.exports import Exports
-from ccnet.app.present import COST_HEADERS, TOPK_HEADERS, claim_table
+from ccnet.app.present import COST_HEADERS, TOPK_HEADERS, claim_table, paper_size_figures
 from ccnet.app.ui.api import api_endpoints
 from ccnet.app.ui.common import EXAMPLES, MAX_FILE_SIZE, VIEWS
 from ccnet.app.ui.handlers import DEFAULT_K, HINT, Handlers
 from ccnet.app.viewer import BUDGET_BYTES
 from ccnet.errors import CCNetError
 from ccnet.inference.images import MAX_ASPECT, MAX_SIDE, MIN_SIDE
+from ccnet.viz import charts
 from ccnet.weights import presets
 
 HERE = Path(__file__).parent
@@ -31,7 +32,10 @@ INTRO = (
     "Each panel shows where one feature cell looks: **step 1** sees only its row and column, **step 2** "
     "does so again from every cell of that cross, and **composed** is the two together, which reaches "
     "the whole image. On the example, the car's composed attention lands on the far-away **blue sign**: "
-    "the cue that tells the model it is a car, not a truck. Hover, use the arrow keys, click to pin.\n\n"
+    "the cue that tells the model it is a car, not a truck. Hover, use the arrow keys, click to pin. Below the "
+    "pin, a **non-local** head trained on the same backbone: it learned the mirror rule (it looks for the "
+    "**red** panel of the truck scenes); **R = 1** (in the menu) cannot reach the panel and gets nearly "
+    "every truck wrong.\n\n"
     "The embedded **default** model knows **synthetic street scenes only**; for your own photos choose a "
     "released model in the menu (ADE20K for everyday scenes, Cityscapes for streets)."
 )
@@ -113,6 +117,10 @@ class ExplorerUI(Handlers):
         self.cost_table = gr.Dataframe(headers=COST_HEADERS, label="RCCA R=1, R=2 and the non-local block",
                                        elem_id="cost-table", interactive=False, wrap=True)
         self.cost_chart = gr.Plot(label="growth with the input size", elem_id="cost-chart")
+        figures = paper_size_figures()
+        if figures:
+            gr.Plot(charts.paper_bars(figures), label="criss-cross against non-local at the paper's size",
+                    elem_id="paper-bars")
         with gr.Accordion("The paper's claim on this data: context mIoU against cost, per head", open=False,
                           elem_id="claim"):
             gr.Markdown(claim_table())
