@@ -18,9 +18,20 @@ class DownloadError(CCNetError):
         self.visitor = visitor
 
 
+VISITOR_MESSAGE_LIMIT = 400  # characters of a message a web visitor is shown
+
+
 def for_visitor(err: CCNetError) -> str:
-    """What a visitor of the web app is shown: no server path, no URL."""
-    return getattr(err, "visitor", None) or str(err)
+    """What a visitor of the web app is shown: no server path, no URL, and never more than
+    VISITOR_MESSAGE_LIMIT characters (a message that echoes a huge input is cut)."""
+    message = getattr(err, "visitor", None) or str(err)
+    return message if len(message) <= VISITOR_MESSAGE_LIMIT else message[:VISITOR_MESSAGE_LIMIT - 1] + "…"
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """A value a client sent, as a message may echo it: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 1]}… ({len(text)} characters)"
 
 
 class CheckpointError(CCNetError):

@@ -20,7 +20,7 @@ import torch
 from ccnet.app.analysis import INTERACTIVE_PIXELS, SIZES, Analysis, Display, Explanation, size_note
 from ccnet.app.cache import LRUCache
 from ccnet.app.zerogpu import gpu_task, measure_seconds, network_seconds
-from ccnet.errors import CCNetError, ImageError
+from ccnet.errors import CCNetError, ImageError, shown
 from ccnet.inference.agreement import agreement, mean_on_cross_share, nonlocal_map
 from ccnet.inference.domain import domain_check
 from ccnet.inference.explain import attention_at
@@ -108,7 +108,7 @@ class Explorer:
         if name in self._models:
             return self._models[name]
         if self.allowed_models is not None and name not in self.allowed_models:
-            raise CCNetError(f"unknown model {name!r}; choose one of: {', '.join(self.allowed_models)}")
+            raise CCNetError(f"unknown model {shown(name)}; choose one of: {', '.join(self.allowed_models)}")
         with self._model_lock:  # one lock per name: a long download does not block the other models
             name_lock = self._load_locks.setdefault(name, threading.Lock())
         with name_lock:
@@ -122,7 +122,7 @@ class Explorer:
         default (interactive on a CPU); always "full" for other models (the embedded one runs at
         256×128 by its own protocol)."""
         if size not in (None, "", *SIZES):
-            raise CCNetError(f"unknown analysis size {size!r}; choose one of: {', '.join(SIZES)}")
+            raise CCNetError(f"unknown analysis size {shown(size)}; choose one of: {', '.join(SIZES)}")
         return (size or self.default_size) if (name or self.default_model) in presets.presets() else "full"
 
     def predictor(self, name: str, size: str) -> Predictor:
@@ -369,9 +369,9 @@ def _growth_curves(channels: int) -> tuple[tuple[int, ...], dict]:
 
 
 def _pixel(x: Any, y: Any) -> tuple[int, int]:
-    """Coordinates from a client as ints; anything else is a one-line error."""
+    """Coordinates from a client as ints; anything else (text, 1e999, NaN) is a one-line error."""
     try:
         return int(x), int(y)
-    except (TypeError, ValueError):
-        raise CCNetError(f"pixel coordinates must be integers, got x={x!r}, y={y!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise CCNetError(f"pixel coordinates must be integers, got x={shown(x)}, y={shown(y)}") from None
 

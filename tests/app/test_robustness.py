@@ -304,3 +304,20 @@ def test_a_download_larger_than_the_free_space_is_refused_before_it_starts(serve
         download.fetch(url, progress=lambda done, total: None)
     assert [p.name for p in download.cache_dir().iterdir()] == []
 
+
+
+@pytest.mark.parametrize("x", [float("inf"), float("nan"), "1e999", "Infinity"])
+def test_coordinates_that_are_not_finite_numbers_are_one_line(explorer, picture, x):
+    with pytest.raises(CCNetError, match="pixel coordinates must be integers"):
+        explorer.explain(picture, x, 3)
+
+
+def test_a_huge_echoed_input_is_cut(explorer):
+    from ccnet.errors import VISITOR_MESSAGE_LIMIT, for_visitor
+
+    explorer.restrict_models(["default"])
+    with pytest.raises(CCNetError) as err:
+        explorer.model("x" * (1 << 20))
+    message = for_visitor(err.value)
+    assert len(str(err.value)) < 300 and f"({(1 << 20) + 2} characters)" in message
+    assert len(for_visitor(CCNetError("y" * 5000))) == VISITOR_MESSAGE_LIMIT

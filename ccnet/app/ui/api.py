@@ -12,7 +12,7 @@ from ccnet.app.analysis import Display
 from ccnet.app.explorer import PHOTO_MODEL, Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.ui.common import VIEWS, api_guard, upload_path
-from ccnet.errors import CCNetError
+from ccnet.errors import CCNetError, shown
 from ccnet.viz.pictures import legend
 
 
@@ -102,10 +102,10 @@ def attention_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tu
         if x is None or y is None:
             raise CCNetError("give the pixel as x (column) and y (row)")
         if compare not in ("", "nonlocal"):
-            raise CCNetError(f"compare must be empty or 'nonlocal', got {str(compare)[:40]!r}")
-        shown = Display()
-        explanation = explorer.explain(image, x, y, model=model or None, display=shown, size=size or None)
-        pictures = explorer.render(explanation, shown)
+            raise CCNetError(f"compare must be empty or 'nonlocal', got {shown(compare)}")
+        display = Display()
+        explanation = explorer.explain(image, x, y, model=model or None, display=display, size=size or None)
+        pictures = explorer.render(explanation, display)
         heatmap, steps = (exports.picture(explanation.analysis, name, pictures[name]) for name in ("heatmap", "steps"))
         data = explanation.to_json(explorer.classes(explanation.analysis.model))
         if compare:

@@ -13,7 +13,7 @@ from ccnet.app.links import parse_link
 from ccnet.app.present import compact_json, compare_text, cost_note, cost_rows, legend_html, pixel_text, topk_rows
 from ccnet.app.ui.common import EXAMPLES, FIRST_EXAMPLE, FIRST_PIXEL, Updates, log, ui_guard, upload_path
 from ccnet.app.viewer import payload_bytes, pinned_maps, viewer_value
-from ccnet.errors import CCNetError, for_visitor
+from ccnet.errors import CCNetError, for_visitor, shown
 from ccnet.viz import charts
 from ccnet.viz.pictures import heatmap, mark_pixel
 from ccnet.weights import family, presets
@@ -188,13 +188,13 @@ class Handlers:
         def report(done: int, total: int | None) -> None:
             progress(done / total if total else None, desc=f"downloading {name}: {done / 2**20:.0f} MiB")
 
-        log.info("model switch to %s (from %s)", name, previous)
         try:
             self.explorer.model(name, progress=report)
-        except CCNetError as err:
-            log.warning("model switch to %s failed: %s", name, err)
+        except CCNetError as err:  # a name outside the menu is refused before anything is loaded or logged
+            log.warning("model switch to %s failed: %s", shown(name), err)
             return {self.model: gr.update(value=previous or self.explorer.default_model),
                     self.status: f"⚠️ {for_visitor(err)} — still using {previous or self.explorer.default_model}"}
+        log.info("model switch to %s (from %s)", name, previous)
         switched = {self.model: name, self.model_state: name}
         if upload_path(path) is None:
             return {**switched, self.status: self.explorer.status(None, name)}
