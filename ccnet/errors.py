@@ -18,7 +18,7 @@ class DownloadError(CCNetError):
         self.visitor = visitor
 
 
-VISITOR_MESSAGE_LIMIT = 400  # characters of a message a web visitor is shown
+VISITOR_MESSAGE_LIMIT = 1000  # characters of a message a web visitor is shown (the model list fits)
 
 
 def for_visitor(err: CCNetError) -> str:

@@ -143,7 +143,7 @@ class Explorer:
         names = [self.default_model, *(n for n in names if n != self.default_model)]
         if family.BASE in names:
             names += [family.sibling_name(arm) for arm in family.SIBLINGS]
-        self.allowed_models = tuple(names)
+        self.allowed_models = tuple(dict.fromkeys(names))
 
     def _cpu_predictor(self, name: str) -> Predictor:
         """A CPU copy of a model, for images the GPU has no memory for (made on first need)."""
