@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from ccnet.weights.load import LoadedModel, load_model
 
 PHOTO_MODEL = "ccnet_r50-d8_512x512_160k_ade20k"  # offered when the embedded model meets a photo
 PANEL_CLASSES = ("traffic sign", "traffic light")  # the cue panel's labels in the synthetic scenes
+LOAD_BACKOFF_S, LOAD_BACKOFF_MAX_S = 30.0, 600.0  # a failed model load is not retried for 30 s, doubling to 10 min
 PAPER_GRID = (97, 97)  # the paper's cost setting: a 769x769 input at output stride 8
 ImageSource = str | Path | bytes | np.ndarray
 
@@ -97,6 +99,7 @@ class Explorer:
         self._interactive: dict[str, Predictor] = {}
         self._model_lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
+        self._failures: dict[str, tuple[float, CCNetError, int]] = {}  # name -> (retry after, error, failures)
         self.network_runs = 0
         self._in_flight, self.max_in_flight = 0, 0  # concurrent network runs, for the load test
         self._count_lock = threading.Lock()
@@ -113,9 +116,22 @@ class Explorer:
             name_lock = self._load_locks.setdefault(name, threading.Lock())
         with name_lock:
             if name not in self._models:
-                loaded = self._loader(name, progress=progress)
+                failed = self._failures.get(name)
+                if failed and time.monotonic() < failed[0]:  # remembered: no request retries a failing host
+                    raise failed[1]
+                try:
+                    loaded = self._loader(name, progress=progress)
+                except CCNetError as err:
+                    backoff = min(LOAD_BACKOFF_MAX_S, LOAD_BACKOFF_S * 2 ** (failed[2] if failed else 0))
+                    self._failures[name] = (time.monotonic() + backoff, err, (failed[2] + 1) if failed else 1)
+                    raise
+                self._failures.pop(name, None)
                 self._models[name] = (loaded, Predictor(loaded.net, loaded.protocol, self.device, self.amp))
         return self._models[name]
+
+    def loaded(self, name: str) -> bool:
+        """Whether a model is ready (loading one may mean a download)."""
+        return name in self._models
 
     def size_for(self, name: str | None, size: str | None = None) -> str:
         """The analysis size an image gets: for a released model `size` if given, else the app's

@@ -330,3 +330,32 @@ def test_kept_examples_survive_a_flood_of_uploads(checkpoint, tmp_path):
     for example in examples:
         explorer.explain(example, 10, 10)
     assert explorer.network_runs == 7  # answered from the kept cache
+
+
+def test_a_failed_model_load_is_remembered_and_retried_with_backoff(checkpoint, monkeypatch):
+    from ccnet.app import explorer as explorer_module
+    from ccnet.errors import DownloadError
+
+    calls, now = [], [1000.0]
+    monkeypatch.setattr(explorer_module.time, "monotonic", lambda: now[0])
+
+    def loader(name, progress=None):
+        calls.append(name)
+        if len(calls) < 3:
+            raise DownloadError("cannot download x from http://host/", "cannot download x now")
+        return load_file(checkpoint, name=name)
+
+    explorer = Explorer("default", device="cpu", loader=loader)
+    for _ in range(5):  # five requests inside the first backoff: one attempt
+        with pytest.raises(DownloadError):
+            explorer.model("preset")
+    assert calls == ["preset"]
+    now[0] += 31  # after 30 s: one retry, which fails again; the next wait doubles
+    with pytest.raises(DownloadError):
+        explorer.model("preset")
+    now[0] += 31
+    with pytest.raises(DownloadError):
+        explorer.model("preset")
+    assert len(calls) == 2
+    now[0] += 30  # 61 s after the second failure: retried, and it works
+    assert explorer.model("preset")[0].name == "preset" and len(calls) == 3

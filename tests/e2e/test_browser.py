@@ -336,3 +336,49 @@ def test_a_pin_shows_the_non_local_head_beside_and_r1_misses_the_truck(page, liv
     page.mouse.click(*point(page, "composed", *FIRST_PIXEL))
     assert "→ truck" in wait_pinned(page, *FIRST_PIXEL)
     assert composed_png(page) != before
+
+
+def test_a_slow_model_download_does_not_hold_up_other_visitors(browser, tmp_path_factory, checkpoint):
+    """While one visitor's chosen model takes seconds to load (a slow download), another visitor's
+    click on a cached image is answered at once: loading runs on its own queue."""
+    import threading
+    import time
+
+    from gradio_client import Client, handle_file
+
+    from app import build_app
+    from ccnet.app.explorer import Explorer
+    from ccnet.app.exports import Exports
+    from ccnet.tools.ports import free_port
+    from ccnet.weights.load import load_file, load_model
+
+    preset, started = "ccnet_r50-d8_512x1024_80k_cityscapes", threading.Event()
+
+    def slow_loader(name, progress=None):
+        if name != preset:
+            return load_model(name)
+        started.set()
+        time.sleep(8)  # a download on a slow link
+        return load_file(checkpoint, name=name)
+
+    port, explorer = free_port(), Explorer("default", device="cpu", loader=slow_loader)
+    demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")))
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    page = open_page(browser)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path_factory.mktemp("dl")))
+        client.predict(handle_file(str(FIRST)), 165, 182, api_name="/attention")  # cached from now on
+        page.goto(f"http://127.0.0.1:{port}/")
+        wait_viewer(page)
+        page.locator("#model input").click()
+        page.locator("ul[role=listbox] li", has_text="Cityscapes (street scenes) · R-50-D8 · 19 classes · crop 512×1024"
+                     " · 80k").first.click()
+        assert started.wait(30)
+        start = time.perf_counter()
+        client.predict(handle_file(str(FIRST)), 300, 120, api_name="/attention")
+        assert time.perf_counter() - start < 2.0 and not explorer.loaded(preset)  # answered during the load
+        page.wait_for_function(f"() => document.querySelector('#status span.md')?.innerText.includes('{preset}')",
+                               timeout=60_000)
+    finally:
+        page.context.close()
+        demo.close()

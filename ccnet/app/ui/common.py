@@ -19,6 +19,7 @@ FIRST_EXAMPLE = str(DEMOS / "street_seed1_car.png")  # the first screen: this sc
 FIRST_PIXEL = (165, 182)  # ... with a pixel of its car pinned (tests/e2e checks it is a car)
 MAX_FILE_SIZE = "20mb"  # uploads above this are refused by Gradio before they reach the server's disk
 VIEWS = "views"  # concurrency id of every event that writes the segmentation or attention views
+MODELS = "models"  # concurrency id of model loading (downloads): its own queue, so views are not held up
 Updates = dict[Any, Any]  # component -> new value
 
 

@@ -179,9 +179,13 @@ class Handlers:
         return self.pin_views(self.current(path, key, model, size), (click[0], click[1]), click[2], k)
 
     # ---- the model menu -------------------------------------------------------------------------
+    # Two events: loading (a download, minutes on a slow link) runs on its own queue, so visitors on
+    # cached images are answered meanwhile; the views then run on the views' queue. `model_state`
+    # holds the model the page shows; the menu's value, the one asked for.
     @ui_guard
-    def on_model(self, name: str, previous: str | None, path: dict | None, key: str | None, size: str,
-                 progress: gr.Progress = gr.Progress()) -> Updates:  # noqa: B008 - Gradio's progress idiom
+    def on_model_load(self, name: str, previous: str | None,
+                      progress: gr.Progress = gr.Progress()) -> Updates:  # noqa: B008 - Gradio's progress idiom
+        """Load (download once) the model chosen in the menu; on failure the menu goes back."""
         if name == previous:  # choosing the model already in use changes nothing
             return self.unchanged()
 
@@ -194,17 +198,26 @@ class Handlers:
             log.warning("model switch to %s failed: %s", shown(name), err)
             return {self.model: gr.update(value=previous or self.explorer.default_model),
                     self.status: f"⚠️ {for_visitor(err)} — still using {previous or self.explorer.default_model}"}
-        log.info("model switch to %s (from %s)", name, previous)
+        log.info("model %s loaded (switching from %s)", name, previous)
+        return {self.model: name}
+
+    @ui_guard
+    def on_photo_model_load(self, previous: str | None,
+                            progress: gr.Progress = gr.Progress()) -> Updates:  # noqa: B008 - Gradio's idiom
+        """The out-of-domain note's button: load the released model for photos, then show it."""
+        return self.on_model_load(PHOTO_MODEL, previous, progress)
+
+    @ui_guard
+    def on_model_views(self, name: str, shown_model: str | None, path: dict | None, key: str | None,
+                       size: str) -> Updates:
+        """Show the image with the model the menu holds, once it is loaded (a failed load has put
+        the menu back, so nothing changes)."""
+        if name == shown_model or not self.explorer.loaded(name):
+            return self.unchanged()
         switched = {self.model: name, self.model_state: name}
         if upload_path(path) is None:
             return {**switched, self.status: self.explorer.status(None, name)}
         return {**switched, **self.image_views(self.current(path, key, name, size))}
-
-    @ui_guard
-    def on_photo_model(self, previous: str | None, path: dict | None, key: str | None, size: str,
-                       progress: gr.Progress = gr.Progress()) -> Updates:  # noqa: B008 - Gradio's progress idiom
-        """The out-of-domain note's button: switch to the released model for photos."""
-        return self.on_model(PHOTO_MODEL, previous, path, key, size, progress)
 
     @ui_guard
     def on_size(self, size: str, path: dict | None, key: str | None, model: str) -> Updates:

@@ -14,7 +14,7 @@ from ccnet.app.explorer import Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.present import COST_HEADERS, TOPK_HEADERS, claim_table, paper_size_figures
 from ccnet.app.ui.api import api_endpoints
-from ccnet.app.ui.common import EXAMPLES, MAX_FILE_SIZE, VIEWS
+from ccnet.app.ui.common import EXAMPLES, MAX_FILE_SIZE, MODELS, VIEWS
 from ccnet.app.ui.handlers import DEFAULT_K, HINT, Handlers
 from ccnet.app.viewer import BUDGET_BYTES
 from ccnet.errors import CCNetError
@@ -167,11 +167,12 @@ class ExplorerUI(Handlers):
                           **private)
         self.k.change(self.on_topk, [*source, self.click_state, self.k], self.pin_views_out,
                       concurrency_id=VIEWS, trigger_mode="always_last", **quiet, **private)
-        switch = [self.model, self.model_state, *self.image_views_out]
-        self.model.select(self.on_model, [self.model, self.model_state, self.image, self.key_state, self.size],
-                          switch, concurrency_id=VIEWS, **private).then(**cost)
-        self.photo_button.click(self.on_photo_model, [self.model_state, self.image, self.key_state, self.size],
-                                switch, concurrency_id=VIEWS, **private).then(**cost)
+        views = dict(fn=self.on_model_views, inputs=[self.model, self.model_state, self.image, self.key_state,
+                                                     self.size],
+                     outputs=[self.model, self.model_state, *self.image_views_out], concurrency_id=VIEWS, **private)
+        loading = dict(outputs=[self.model, self.status], concurrency_id=MODELS, **private)
+        self.model.select(self.on_model_load, [self.model, self.model_state], **loading).then(**views).then(**cost)
+        self.photo_button.click(self.on_photo_model_load, [self.model_state], **loading).then(**views).then(**cost)
         self.size.input(self.on_size, [self.size, self.image, self.key_state, self.model], self.image_views_out,
                         concurrency_id=VIEWS, **private).then(**cost)
         demo.load(self.on_load, None, [self.model, self.model_state, *self.image_views_out],
