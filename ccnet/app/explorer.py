@@ -308,23 +308,28 @@ class Explorer:
             raise CCNetError(f"{sibling} saw a different feature grid than {analysis.model}")
         non_local = nonlocal_map(matrix, *explanation.maps.cell, analysis.grid)
         figures = agreement(explanation.maps.composed, non_local, explanation.maps.cell)
-        composed = functools.reduce(lambda total, step: dense_matrix(step) @ total,
-                                    analysis.attention[1:], dense_matrix(analysis.attention[0]))
-        figures["image_on_cross_share"] = {name: round(mean_on_cross_share(m.numpy(), analysis.grid), 6)
-                                           for name, m in (("criss_cross", composed), ("nonlocal", matrix))}
-        panel = self._panel_cells(analysis)
+        figures["image_on_cross_share"], panel = self._image_figures(analysis, matrix)
         figures["panel_weight"] = {name: round(float(m[panel].sum()), 6)
                                    for name, m in (("criss_cross", explanation.maps.composed), ("nonlocal", non_local))}
         return non_local, figures
 
-    def _panel_cells(self, analysis: Analysis) -> np.ndarray:
-        """The feature cells whose centre pixel the model labels as the cue panel (traffic sign or light)."""
-        classes = self.classes(analysis.model)
-        panel_classes = [classes.index(name) for name in PANEL_CLASSES if name in classes]
-        h, w = analysis.grid
-        labels = np.array([[analysis.mask[cell_centre(r, c, analysis.grid, analysis.size)[::-1]] for c in range(w)]
-                           for r in range(h)])
-        return np.isin(labels, panel_classes)
+    def _image_figures(self, analysis: Analysis, matrix: torch.Tensor) -> tuple[dict, np.ndarray]:
+        """Per image, once (cached; every pin reuses them): both heads' on-cross share averaged over
+        the image, and the feature cells whose centre pixel is labelled as the cue panel."""
+        def compute() -> tuple[tuple[dict, np.ndarray], int]:
+            composed = functools.reduce(lambda total, step: dense_matrix(step) @ total,
+                                        analysis.attention[1:], dense_matrix(analysis.attention[0]))
+            shares = {name: round(mean_on_cross_share(m.numpy(), analysis.grid), 6)
+                      for name, m in (("criss_cross", composed), ("nonlocal", matrix))}
+            classes = self.classes(analysis.model)
+            panel_classes = [classes.index(name) for name in PANEL_CLASSES if name in classes]
+            h, w = analysis.grid
+            labels = np.array([[analysis.mask[cell_centre(r, c, analysis.grid, analysis.size)[::-1]]
+                                for c in range(w)] for r in range(h)])
+            panel = np.isin(labels, panel_classes)
+            return (shares, panel), panel.nbytes + 256
+
+        return self.cache.get_or_create((analysis.model, "image figures", analysis.key), compute)
 
     def head_classes(self, analysis: Analysis, x: int, y: int) -> dict[str, str]:
         """The class every head of the embedded family gives pixel (x, y) of an analysed image."""
