@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
-from ccnet.inference.export import export_onnx
 from ccnet.inference.predictor import Predictor, Protocol
-from ccnet.inference.runtime import OnnxPredictor
+from ccnet.inference.runtime import exported_predictor
 from ccnet.weights.load import LoadedModel, load_model
 
 
@@ -55,10 +52,7 @@ def make_predictor(args: argparse.Namespace) -> tuple[LoadedModel, Predictor]:
 
 
 def onnx_predictor(loaded: LoadedModel, protocol: Protocol) -> Predictor:
-    """The model exported to a temporary ONNX file (with its attention) and loaded by onnxruntime;
-    the session holds the graph, so the file goes once it is loaded."""
+    """The model exported to ONNX (with its attention) and loaded by onnxruntime."""
     print(f"exporting {loaded.name} to ONNX ...", file=sys.stderr, flush=True)
-    with tempfile.TemporaryDirectory(prefix="ccnet-onnx-") as folder:
-        path = Path(folder) / "model.onnx"
-        export_onnx(loaded.net, protocol, path, with_attention=loaded.net.config.attention == "cca")
-        return OnnxPredictor(path, protocol, threads=torch.get_num_threads())
+    return exported_predictor(loaded.net, protocol, with_attention=loaded.net.config.attention == "cca",
+                              threads=torch.get_num_threads())

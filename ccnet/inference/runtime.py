@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from ccnet.errors import CCNetError
+from ccnet.inference.export import export_onnx
 from ccnet.inference.predictor import Predictor, Protocol
+from ccnet.nn.model import CCNet
 
 
 class OnnxPredictor(Predictor):
@@ -43,3 +46,14 @@ class OnnxPredictor(Predictor):
         results = self.session.run(None, {"image": x.contiguous().numpy()})
         attention = [torch.from_numpy(a[0]) for a in results[1:]] if with_attention else []
         return torch.from_numpy(results[0]), attention
+
+
+def exported_predictor(net: CCNet, protocol: Protocol, with_attention: bool = False,
+                       threads: int | None = None) -> OnnxPredictor:
+    """`net` exported to a temporary ONNX file and loaded by onnxruntime; the session holds the
+    graph, so the file goes once it is loaded."""
+    with tempfile.TemporaryDirectory(prefix="ccnet-onnx-") as folder:
+        path = Path(folder) / "model.onnx"
+        export_onnx(net, protocol, path, with_attention=with_attention)
+        return OnnxPredictor(path, protocol, threads=threads)
+

@@ -9,11 +9,9 @@ folded + channels-last, onnxruntime), each against the previous one, with the lo
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -114,18 +112,17 @@ def build(name: str) -> CCNet:
     return net
 
 
-def paths(net: CCNet, x: torch.Tensor, repeats: int, folder: Path, total_flops: float) -> list[dict]:
+def paths(net: CCNet, x: torch.Tensor, repeats: int, total_flops: float) -> list[dict]:
     """Each inference path against the previous one, same input, runs interleaved: median seconds,
     achieved GFLOP/s and the logits' deviation from eager."""
-    from ccnet.inference.export import ExportGraph, export_onnx
+    from ccnet.inference.export import ExportGraph
     from ccnet.inference.predictor import Protocol
-    from ccnet.inference.runtime import OnnxPredictor
+    from ccnet.inference.runtime import exported_predictor
 
     image = x * 58 + 120  # the graph takes 0-255 RGB and normalises itself
     reference = ExportGraph(net, Protocol(), attention_impl="fast")  # the PyTorch path the Predictor runs
     optimized = optimize_for_inference(reference.net)
-    export_onnx(net, Protocol(), folder / "model.onnx")
-    session = OnnxPredictor(folder / "model.onnx", threads=torch.get_num_threads()).session
+    session = exported_predictor(net, Protocol(), threads=torch.get_num_threads()).session
 
     def torch_path(model: torch.nn.Module) -> Callable[[], torch.Tensor]:
         def run() -> torch.Tensor:
@@ -158,13 +155,12 @@ def bench_stages(repeats: int = 3, size: tuple[int, int] = (512, 1024),
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
     report: dict = {"size": list(size), "gemm_peaks_gflop_per_s": [], "stages": [], "paths": {},
                     "peak_rule": "of_peak divides by the largest GEMM peak measured in the run (conservative)"}
-    with tempfile.TemporaryDirectory(prefix="ccnet-bench-") as folder:
-        for name in models:  # the peak is measured before each model and at the end: the machine drifts
-            report["gemm_peaks_gflop_per_s"].append(gemm_peak())
-            net = build(name)
-            report["stages"] += stage_rows(name, net, x, repeats)
-            total = next(r["gflops"] for r in report["stages"][::-1] if r["stage"] == "total") * 1e9
-            report["paths"][name] = paths(net, x, repeats, Path(folder), total)
+    for name in models:  # the peak is measured before each model and at the end: the machine drifts
+        report["gemm_peaks_gflop_per_s"].append(gemm_peak())
+        net = build(name)
+        report["stages"] += stage_rows(name, net, x, repeats)
+        total = next(r["gflops"] for r in report["stages"][::-1] if r["stage"] == "total") * 1e9
+        report["paths"][name] = paths(net, x, repeats, total)
     report["gemm_peaks_gflop_per_s"].append(gemm_peak())
     peak = report["gemm_peak_gflop_per_s"] = max(report["gemm_peaks_gflop_per_s"])
     for row in [*report["stages"], *(r for rows in report["paths"].values() for r in rows)]:

@@ -43,7 +43,7 @@ def bench_uploads(device: torch.device, repeats: int = 3, full_repeats: int = 1,
     for name, (height, width) in cases:
         preset = presets.get(name)
         torch.manual_seed(0)
-        net = CCNet(CCNetConfig(depth=int(preset.backbone.split("-")[1]), num_classes=preset.num_classes)).eval()
+        net = CCNet(CCNetConfig(depth=preset.depth, num_classes=preset.num_classes)).eval()
         image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
         sizes = {"interactive": (interactive(preset.protocol, INTERACTIVE_PIXELS), repeats),
                  "full": (preset.protocol, full_repeats)}

@@ -50,9 +50,14 @@ class Preset:
         return download.cached_path(self.url)
 
     @property
+    def depth(self) -> int:
+        """The ResNet depth of the backbone ("R-101-D8" -> 101)."""
+        return int(self.backbone.split("-")[1])
+
+    @property
     def download_mb(self) -> float:
         """The checkpoint's size estimated from its parameter and buffer count (float32), in MB."""
-        return _estimated_mb(int(self.backbone.split("-")[1]), self.num_classes)
+        return _estimated_mb(self.depth, self.num_classes)
 
     @property
     def label(self) -> str:
