@@ -49,6 +49,13 @@ class Analysis:
     analysis_size: str = "full"  # the analysis size used: "interactive" or "full" (the model's own protocol)
     input_size: tuple[int, int] | None = None  # (h, w) the network saw
     domain: DomainVerdict | None = None  # the embedded model's out-of-domain check; None for other models
+    dense: torch.Tensor | None = None  # a non-local head's (h*w, h*w) weights, row q = where cell q looks
+
+    @property
+    def kind(self) -> str:
+        """The head's attention: "criss-cross" (per-step crosses), "non-local" (one dense map per
+        cell) or "none" (a head without attention: nothing to show beyond the segmentation)."""
+        return "criss-cross" if self.attention else "non-local" if self.dense is not None else "none"
 
     @property
     def out_of_domain(self) -> bool:
@@ -69,12 +76,17 @@ class Analysis:
 
     @property
     def views(self) -> list[str]:
+        """The maps a click shows: every step and their composition; a non-local head's one map is
+        its "composed" view (the whole image in one step); none for a head without attention."""
+        if self.kind == "none":
+            return []
         return [f"step {i + 1}" for i in range(len(self.attention))] + ["composed"]
 
     @property
     def nbytes(self) -> int:
         arrays = (self.image, self.mask, self.confidence)
-        return sum(a.nbytes for a in arrays) + sum(t.numel() * t.element_size() for t in self.attention)
+        tensors = [*self.attention, *([self.dense] if self.dense is not None else [])]
+        return sum(a.nbytes for a in arrays) + sum(t.numel() * t.element_size() for t in tensors)
 
 
 @dataclass

@@ -24,12 +24,12 @@ from ccnet.app.zerogpu import gpu_task, measure_seconds, network_seconds
 from ccnet.errors import CCNetError, ImageError, shown
 from ccnet.inference.agreement import agreement, mean_on_cross_share, nonlocal_map
 from ccnet.inference.domain import domain_check
-from ccnet.inference.explain import attention_at
-from ccnet.inference.geometry import cell_centre
+from ccnet.inference.explain import PixelAttention, attention_at
+from ccnet.inference.geometry import cell_centre, cell_of
 from ccnet.inference.images import MAX_SIDE, check_size, decode_image, limit_size
 from ccnet.inference.predictor import Predictor, interactive, predict_or_fall_back, resolve_device
 from ccnet.nn import cost
-from ccnet.nn.attention import dense_matrix
+from ccnet.nn.attention import composed_map, dense_matrix
 from ccnet.nn.cost import METHODS
 from ccnet.nn.model import CCNet
 from ccnet.viz import pictures as viz
@@ -209,8 +209,6 @@ class Explorer:
     def _run(self, name: str, size: str, key: str, source: ImageSource) -> tuple[Analysis, int]:
         image, note = load_image(source)
         loaded, predictor = self.model(name)[0], self.predictor(name, size)
-        if loaded.net.config.attention != "cca":
-            raise CCNetError(f"model {name!r} has no criss-cross attention to show")
         with self._count_lock:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
@@ -231,7 +229,8 @@ class Explorer:
             model=name, key=key, image=image,
             mask=mask.numpy().astype(np.uint8 if len(loaded.classes) <= 256 else np.int32),
             confidence=confidence.numpy().astype(np.float16),
-            attention=prediction.attention, grid=prediction.grid,
+            attention=[a for a in prediction.attention if a.dim() == 3], grid=prediction.grid,
+            dense=next((a for a in prediction.attention if a.dim() == 2), None),
             seconds=prediction.seconds, device="cpu" if fallback_note else predictor.device.type, note=note,
             analysis_size=size, input_size=prediction.input_size, domain=check.assess(probabilities) if check else None,
         )
@@ -249,7 +248,14 @@ class Explorer:
         Never runs the network for an image already analysed."""
         analysis = source if isinstance(source, Analysis) else self.analyse(source, model, size)
         x, y = _pixel(x, y)
-        maps = attention_at(analysis.attention, analysis.grid, analysis.size, x, y)
+        if analysis.kind == "none":
+            raise CCNetError(f"{analysis.model} has no attention to show: its head sees each pixel's "
+                             "neighbourhood only; pick a head with attention (R = 1, 2, 3 or non-local)")
+        if analysis.kind == "non-local":
+            cell = cell_of(x, y, analysis.size, analysis.grid)
+            maps = PixelAttention(analysis.grid, cell, [], nonlocal_map(analysis.dense, *cell, analysis.grid))
+        else:
+            maps = attention_at(analysis.attention, analysis.grid, analysis.size, x, y)
         view = display.view if display.view in analysis.views else "composed"
         explanation = Explanation(analysis, x, y, maps, view)
         explanation.topk = self._topk(explanation, display.k)
@@ -286,39 +292,57 @@ class Explorer:
             "steps": viz.side_by_side(small, list(maps)),
         }
 
-    def _sibling_run(self, sibling: str, analysis: Analysis) -> tuple[np.ndarray, torch.Tensor | None]:
-        """A sibling's class mask of an analysed image and, for the non-local one, its (N, N)
-        weights: one run per (sibling, image), cached beside the analyses."""
-        def run() -> tuple[tuple[np.ndarray, torch.Tensor | None], int]:
+    def _sibling_run(self, sibling: str, analysis: Analysis) -> tuple[np.ndarray, list[torch.Tensor]]:
+        """A family head's class mask of an analysed image and its attention (per-step crosses, or
+        the non-local (N, N) weights): one run per (head, image), cached beside the analyses."""
+        def run() -> tuple[tuple[np.ndarray, list[torch.Tensor]], int]:
             prediction, _ = _run_network(self.predictor(sibling, "full"), analysis.image,
                                          lambda: self._cpu_predictor(sibling))
-            matrix = prediction.attention[0] if prediction.attention and prediction.attention[0].dim() == 2 else None
-            return (prediction.mask, matrix), prediction.mask.nbytes + (matrix.numel() * 4 if matrix is not None else 0)
+            nbytes = prediction.mask.nbytes + sum(a.numel() * 4 for a in prediction.attention)
+            return (prediction.mask, prediction.attention), nbytes
 
         return self.cache.get_or_create((sibling, "sibling", analysis.key), run)
 
-    def compare_nonlocal(self, explanation: Explanation) -> tuple[np.ndarray, dict]:
-        """The non-local sibling's map of the explained cell (same backbone, same image) and how it
-        agrees with the criss-cross composed map, with both maps' on-cross share averaged over
-        every cell of the image."""
-        analysis = explanation.analysis
+    def _criss_cross_of(self, analysis: Analysis) -> tuple[str, list[torch.Tensor]]:
+        """The criss-cross head a comparison uses: the analysis' own, else (a head without one) R = 2's."""
+        if analysis.kind == "criss-cross":
+            return analysis.model, analysis.attention
+        return family.BASE, self._sibling_run(family.BASE, analysis)[1]
+
+    def _nonlocal_of(self, analysis: Analysis) -> torch.Tensor:
+        """The non-local head's (N, N) weights of the analysed image: the analysis' own, else its sibling's."""
+        if analysis.kind == "non-local":
+            return analysis.dense
         sibling = family.nonlocal_sibling(analysis.model)
-        matrix = self._sibling_run(sibling, analysis)[1]
+        matrix = next(iter(self._sibling_run(sibling, analysis)[1]), None)
         if matrix is None or matrix.shape[0] != analysis.grid[0] * analysis.grid[1]:
             raise CCNetError(f"{sibling} saw a different feature grid than {analysis.model}")
-        non_local = nonlocal_map(matrix, *explanation.maps.cell, analysis.grid)
-        figures = agreement(explanation.maps.composed, non_local, explanation.maps.cell)
-        figures["image_on_cross_share"], panel = self._image_figures(analysis, matrix)
+        return matrix
+
+    def compare_nonlocal(self, analysis: Analysis, x: int, y: int) -> tuple[np.ndarray, dict]:
+        """The non-local head's map of the cell under pixel (x, y) (same backbone, same image) and how
+        it agrees with a criss-cross head's composed map (the shown head's, or R = 2's for a head
+        without criss-cross attention), with both maps' on-cross share averaged over the image."""
+        cell = cell_of(*_pixel(x, y), analysis.size, analysis.grid)
+        family.nonlocal_sibling(analysis.model)  # a one-line error for models outside the family
+        criss_cross, steps = self._criss_cross_of(analysis)
+        matrix = self._nonlocal_of(analysis)
+        composed = composed_map(steps, *cell).numpy().astype(np.float32)
+        non_local = nonlocal_map(matrix, *cell, analysis.grid)
+        figures = agreement(composed, non_local, cell)
+        figures["criss_cross_model"] = criss_cross
+        figures["image_on_cross_share"], panel = self._image_figures(analysis, steps, matrix)
         figures["panel_weight"] = {name: round(float(m[panel].sum()), 6)
-                                   for name, m in (("criss_cross", explanation.maps.composed), ("nonlocal", non_local))}
+                                   for name, m in (("criss_cross", composed), ("nonlocal", non_local))}
         return non_local, figures
 
-    def _image_figures(self, analysis: Analysis, matrix: torch.Tensor) -> tuple[dict, np.ndarray]:
+    def _image_figures(self, analysis: Analysis, steps: list[torch.Tensor],
+                       matrix: torch.Tensor) -> tuple[dict, np.ndarray]:
         """Per image, once (cached; every pin reuses them): both heads' on-cross share averaged over
         the image, and the feature cells whose centre pixel is labelled as the cue panel."""
         def compute() -> tuple[tuple[dict, np.ndarray], int]:
             composed = functools.reduce(lambda total, step: dense_matrix(step) @ total,
-                                        analysis.attention[1:], dense_matrix(analysis.attention[0]))
+                                        steps[1:], dense_matrix(steps[0]))
             shares = {name: round(mean_on_cross_share(m.numpy(), analysis.grid), 6)
                       for name, m in (("criss_cross", composed), ("nonlocal", matrix))}
             classes = self.classes(analysis.model)
@@ -334,8 +358,8 @@ class Explorer:
     def head_classes(self, analysis: Analysis, x: int, y: int) -> dict[str, str]:
         """The class every head of the embedded family gives pixel (x, y) of an analysed image."""
         classes = self.classes(analysis.model)
-        heads = {family.BASE: analysis.mask, **{family.sibling_name(arm): self._sibling_run(
-            family.sibling_name(arm), analysis)[0] for arm in family.SIBLINGS}}
+        heads = {name: analysis.mask if name == analysis.model else self._sibling_run(name, analysis)[0]
+                 for name in (family.BASE, *map(family.sibling_name, family.SIBLINGS))}
         return {name: classes[int(mask[y, x])] for name, mask in heads.items()}
 
     # -- cost -----------------------------------------------------------------------------------

@@ -37,6 +37,14 @@ def pixel_text(explanation: Explanation, classes: tuple[str, ...]) -> str:
             f" · feature cell ({row}, {col}) of {h}×{w}")
 
 
+def bare_pixel_text(analysis: Analysis, x: int, y: int, classes: tuple[str, ...]) -> str:
+    """One line about a pixel pinned on a head without attention: its class and confidence."""
+    label = int(analysis.mask[y, x])
+    name = classes[label] if label < len(classes) else str(label)
+    return (f"pixel ({x}, {y}) → **{name}** ({100 * float(analysis.confidence[y, x]):.1f}% confident)"
+            f" · {analysis.model} has no attention: each pixel sees only its neighbourhood")
+
+
 def compact_json(data: dict) -> str:
     """JSON with one key per line and each top-k entry on its own line: readable in a small box."""
     lines = []
@@ -132,7 +140,8 @@ def compare_text(figures: dict, classes: dict[str, str]) -> str:
     """What the comparison panel says: agreement, on-cross shares and every head's class."""
     share, image = figures["on_cross_share"], figures["image_on_cross_share"]
     heads = " · ".join(f"{HEAD_LABELS.get(name, name)} **{label}**" for name, label in classes.items())
-    return (f"**Criss-cross (composed) against non-local**, same backbone: top-{figures['topk']} overlap "
+    criss_cross = HEAD_LABELS.get(figures["criss_cross_model"], figures["criss_cross_model"])
+    return (f"**Criss-cross {criss_cross} (composed) against non-local**, same backbone: top-{figures['topk']} overlap "
             f"**{figures['topk_overlap']:.2f}**, Jensen–Shannon divergence **{figures['js_divergence_bits']:.2f}** "
             f"bits (0: the same map, 1: disjoint).\n\n"
             f"Weight on the pinned cell's own row and column: criss-cross **{100 * share['criss_cross']:.0f}%**, "

@@ -88,12 +88,13 @@ def pinned_maps(maps: PixelAttention) -> dict:
 def viewer_value(analysis: Analysis, classes: tuple[str, ...], palette: tuple[tuple[int, int, int], ...],
                  budget: int = BUDGET_BYTES) -> dict:
     """Everything the page needs to draw this analysis: the image, the segmentation, the classes,
-    the colormaps and, within the budget, every cell's quantised cross of every step."""
+    the colormaps and, within the budget, every cell's quantised cross of every step. A non-local
+    head's dense maps (h·w weights per cell) are never sent: a pin asks the server for its cell's."""
     height, width = analysis.size
     steps = len(analysis.attention)
     value = {
-        "key": analysis.key, "model": analysis.model, "size": [height, width], "grid": list(analysis.grid),
-        "steps": steps, "image": _data_url(analysis.image),
+        "key": analysis.key, "model": analysis.model, "kind": analysis.kind, "size": [height, width],
+        "grid": list(analysis.grid), "steps": steps, "image": _data_url(analysis.image),
         "mask": _data_url(palette_image(analysis.mask, palette), "PNG"),
         "classes": list(classes), "palette": [list(rgb) for rgb in palette],
         "colormaps": _colormaps(),

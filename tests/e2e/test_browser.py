@@ -338,6 +338,51 @@ def test_a_pin_shows_the_non_local_head_beside_and_r1_misses_the_truck(page, liv
     assert composed_png(page) != before
 
 
+def choose_head(page, label: str, name: str) -> None:
+    page.locator("#model input").click()
+    page.locator("ul[role=listbox] li", has_text=label).first.click()
+    page.wait_for_function("(m) => document.querySelector('#status span.md')?.innerText.includes(m)", arg=name,
+                           timeout=60_000)
+    page.wait_for_function("(m) => window.__ccnetViewer?.state.value?.model === m", arg=name, timeout=60_000)
+
+
+def test_the_heads_without_criss_cross_attention_can_be_shown(page, live_app):
+    """Choosing `none` redraws the segmentation with that head's (the truck becomes a car) and shows
+    no attention panel; choosing non-local gives one whole-image panel, which a pin fills with the
+    head's dense map of that cell from the server; both keep the comparison against R = 2."""
+    url, explorer = live_app
+    truck = DEMOS / "street_seed2_truck.png"
+    page.goto(f"{url}?example={truck.name}")
+    wait_viewer(page)
+    mask_of = "() => window.__ccnetViewer.state.value.mask"
+    before = page.evaluate(mask_of)
+    choose_head(page, "no attention, same backbone", "default:none")
+    assert page.evaluate(mask_of) != before
+    assert page.locator(".ccv-panel").evaluate_all("ps => ps.map(p => p.dataset.view)") == ["segmentation"]
+    assert "no attention in this head" in page.locator(".ccv-hover").inner_text()
+    assert not page.locator(".ccv-bar").is_visible()  # no map, no colour scale
+    x, y = 246, 157  # on a truck
+    page.mouse.click(*point(page, "segmentation", x, y))
+    text = wait_pinned(page, x, y)
+    assert "→ car" in text and "default:none has no attention" in text
+    page.locator("#compare-text").wait_for(state="visible", timeout=60_000)
+    assert "Criss-cross R = 2 (composed) against non-local" in page.locator("#compare-text").inner_text()
+    choose_head(page, "non-local head on the embedded backbone", "default:nonlocal")
+    views = page.locator(".ccv-panel").evaluate_all("ps => ps.map(p => p.dataset.view)")
+    assert views == ["segmentation", "composed"]
+    assert "non-local · the whole image" in page.locator(".ccv-panel[data-view=composed] .ccv-title").inner_text()
+    page.mouse.click(*point(page, "composed", x, y))
+    assert "→ truck" in wait_pinned(page, x, y)
+    page.wait_for_function("() => window.__ccnetViewer.state.shown.composed === true", timeout=60_000)
+    truth = explorer.explain(explorer.analyse(str(truck), "default:nonlocal"), x, y).maps.composed
+    drawn = page.evaluate("() => { const p = window.__ccnetViewer.state.value.pinned_maps;"
+                          " const raw = atob(p.composed), b = new Uint8Array(raw.length);"
+                          " for (let i = 0; i < raw.length; i++) b[i] = raw.charCodeAt(i);"
+                          " return Array.from(new Float32Array(b.buffer)); }")
+    np.testing.assert_array_equal(np.asarray(drawn, np.float32).reshape(truth.shape), truth)
+    shot(page, "nonlocal-head")
+
+
 def test_a_slow_model_download_does_not_hold_up_other_visitors(browser, tmp_path_factory, checkpoint):
     """While one visitor's chosen model takes seconds to load (a slow download), another visitor's
     click on a cached image is answered at once: loading runs on its own queue."""

@@ -70,7 +70,7 @@ def test_the_apps_comparison_shows_each_head_on_its_own_panel_colour(seed, cue):
     scene = generate_scene(seed, split="demo", cue=cue)
     x0, y0, x1, y1 = scene.vehicle_boxes[0]
     analysis = explorer.analyse(DEMOS / f"street_seed{seed}_{cue}.png")
-    _, figures = explorer.compare_nonlocal(explorer.explain(analysis, (x0 + x1) // 2, (y0 + y1) // 2))
+    _, figures = explorer.compare_nonlocal(analysis, (x0 + x1) // 2, (y0 + y1) // 2)
     looking, blind = ("criss_cross", "nonlocal") if cue == "car" else ("nonlocal", "criss_cross")
     assert figures["panel_weight"][looking] > 0.5 > 0.05 > figures["panel_weight"][blind]
     shares = figures["image_on_cross_share"]

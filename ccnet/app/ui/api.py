@@ -109,7 +109,7 @@ def attention_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tu
         heatmap, steps = (exports.picture(explanation.analysis, name, pictures[name]) for name in ("heatmap", "steps"))
         data = explanation.to_json(explorer.classes(explanation.analysis.model))
         if compare:
-            non_local, data["agreement"] = explorer.compare_nonlocal(explanation)
+            non_local, data["agreement"] = explorer.compare_nonlocal(explanation.analysis, explanation.x, explanation.y)
             data["nonlocal"] = non_local.tolist()
         return heatmap, steps, data
 

@@ -6,11 +6,20 @@ from pathlib import Path
 
 import gradio as gr
 
-from ccnet.app.analysis import Analysis, Display, Explanation
+from ccnet.app.analysis import Analysis, Display
 from ccnet.app.explorer import PHOTO_MODEL, Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.links import parse_link
-from ccnet.app.present import compact_json, compare_text, cost_note, cost_rows, legend_html, pixel_text, topk_rows
+from ccnet.app.present import (
+    bare_pixel_text,
+    compact_json,
+    compare_text,
+    cost_note,
+    cost_rows,
+    legend_html,
+    pixel_text,
+    topk_rows,
+)
 from ccnet.app.ui.common import EXAMPLES, FIRST_EXAMPLE, FIRST_PIXEL, Updates, log, ui_guard, upload_path
 from ccnet.app.viewer import payload_bytes, pinned_maps, viewer_value
 from ccnet.errors import CCNetError, for_visitor, shown
@@ -42,7 +51,7 @@ class Handlers:
 
     def in_browser(self, analysis: Analysis) -> bool:
         """Whether the page holds this image's maps (else a pin asks the server for them)."""
-        return payload_bytes(analysis.grid, len(analysis.attention)) <= self.viewer_budget
+        return analysis.kind != "non-local" and payload_bytes(analysis.grid, len(analysis.attention)) <= self.viewer_budget
 
     def example_name(self, analysis: Analysis) -> str | None:
         """The demo file an analysis came from, if any: links then name it, not its key."""
@@ -125,6 +134,8 @@ class Handlers:
     def pin_views(self, analysis: Analysis, pixel: tuple[int, int], view: str, k: float) -> Updates:
         """What needs the server for a pinned pixel: its class, the top-k of the chosen view, the
         row/column chart and the maps as a download."""
+        if analysis.kind == "none":
+            return self.bare_pin_views(analysis, pixel, view)
         shown = Display(view=view.replace("step", "step ") if view.startswith("step") else "composed", k=int(k))
         explanation = self.explorer.explain(analysis, *pixel, display=shown)
         classes = self.explorer.classes(analysis.model)
@@ -133,25 +144,33 @@ class Handlers:
         if not self.in_browser(analysis):  # over the viewer's budget: the server's maps of this cell
             updates[self.viewer] = self.viewer_for(analysis, view, pixel, pinned=pinned_maps(explanation.maps))
         return {
-            **updates, **self.compare_views(explanation),
+            **updates, **self.compare_views(analysis, *pixel),
             self.pixel: pixel_text(explanation, classes), self.topk: topk_rows(explanation),
             self.chart: charts.cross_weights(explanation.maps, analysis.views), self.summary: compact_json(summary),
             self.npz_file: _enabled(self.exports.attention_npz(explanation)),
             self.click_state: [*pixel, view],
         }
 
-    def compare_views(self, explanation: Explanation) -> Updates:
+    def bare_pin_views(self, analysis: Analysis, pixel: tuple[int, int], view: str) -> Updates:
+        """A pin on a head without attention: the pixel's class and the family's comparison only."""
+        return {
+            **self.compare_views(analysis, *pixel),
+            self.pixel: bare_pixel_text(analysis, *pixel, self.explorer.classes(analysis.model)),
+            **dict.fromkeys((self.topk, self.chart, self.summary)), self.npz_file: _enabled(None),
+            self.click_state: [*pixel, view],
+        }
+
+    def compare_views(self, analysis: Analysis, x: int, y: int) -> Updates:
         """For the embedded family: the non-local head's map of the pinned cell, how it agrees with
         the criss-cross composed map, and every head's class at the pixel; hidden for other models."""
-        analysis = explanation.analysis
         if analysis.model != family.BASE and not family.is_sibling(analysis.model):
             return {self.compare_image: gr.update(value=None, visible=False),
                     self.compare_text: gr.update(value="", visible=False)}
-        non_local, figures = self.explorer.compare_nonlocal(explanation)
+        non_local, figures = self.explorer.compare_nonlocal(analysis, x, y)
         picture = heatmap(non_local, analysis.thumbnail, "magma", 0.2, "log", "nearest")
         scale = analysis.thumbnail.shape[1] / analysis.size[1]
-        picture = mark_pixel(picture, round(explanation.x * scale), round(explanation.y * scale))
-        text = compare_text(figures, self.explorer.head_classes(analysis, explanation.x, explanation.y))
+        picture = mark_pixel(picture, round(x * scale), round(y * scale))
+        text = compare_text(figures, self.explorer.head_classes(analysis, x, y))
         return {self.compare_image: gr.update(value=picture, visible=True),
                 self.compare_text: gr.update(value=text, visible=True)}
 

@@ -23,9 +23,11 @@ from ccnet.viz import charts
 from ccnet.weights import presets
 
 HERE = Path(__file__).parent
-FAMILY_MENU = {  # the embedded model's criss-cross siblings; non-local is shown beside every pin
+FAMILY_MENU = {  # the embedded model's siblings: every ablation arm's head on its frozen backbone
+    "default:none": "default:none · no attention, same backbone (the ablation's baseline)",
     "default:rcca_r1": "default:rcca_r1 · R = 1 head on the embedded backbone (one step: row and column only)",
     "default:rcca_r3": "default:rcca_r3 · R = 3 head on the embedded backbone",
+    "default:nonlocal": "default:nonlocal · non-local head on the embedded backbone (every cell, one step)",
 }
 INTRO = (
     "## CCNet Explorer · criss-cross attention, pixel by pixel\n"
@@ -34,8 +36,9 @@ INTRO = (
     "the whole image. On the example, the car's composed attention lands on the far-away **blue sign**: "
     "the cue that tells the model it is a car, not a truck. Hover, use the arrow keys, click to pin. Below the "
     "pin, a **non-local** head trained on the same backbone: it learned the mirror rule (it looks for the "
-    "**red** panel of the truck scenes); **R = 1** (in the menu) cannot reach the panel and gets nearly "
-    "every truck wrong.\n\n"
+    "**red** panel of the truck scenes). Switch the head in the menu: **R = 1** cannot reach the panel and "
+    "gets nearly every truck wrong, **none** (no attention) fails on the vehicles, **non-local** gets them "
+    "right at many times R = 2's memory.\n\n"
     "The embedded **default** model knows **synthetic street scenes only**; for your own photos choose a "
     "released model in the menu (ADE20K for everyday scenes, Cityscapes for streets)."
 )

@@ -209,7 +209,8 @@ function show(r, c, ev) {
   renderAll();
   const [x, y] = cellCentre(r, c), label = S.classAt ? S.classAt(x, y) : "";
   $(".ccv-hover").textContent = `cell (${r}, ${c}) of ${S.value.grid[0]}×${S.value.grid[1]}` +
-    (label ? ` · ${label}` : "") + (S.pinned ? ` · pinned (${S.pinned[0]}, ${S.pinned[1]})` : "");
+    (label ? ` · ${label}` : "") + (S.pinned ? ` · pinned (${S.pinned[0]}, ${S.pinned[1]})` : "") +
+    (S.value.kind === "none" ? " · no attention in this head" : "");
   element.dataset.cell = `${r},${c}`;
   if (ev) {
     const t0 = ev.timeStamp, done = performance.now();
@@ -395,11 +396,14 @@ function build() {
   readSettings(v);
   decode(v);
   const steps = Array.from({ length: v.steps }, (_, s) => ["step" + (s + 1), `step ${s + 1} · its row and column`]);
+  const whole = { "criss-cross": [["composed", "composed · the whole image"]], "none": [],
+                  "non-local": [["composed", "non-local · the whole image in one step"]] }[v.kind || "criss-cross"];
   root.innerHTML = toolbar() + '<div class="ccv-panels">' +
-    [["segmentation", "segmentation"], ...steps, ["composed", "composed · the whole image"]]
+    [["segmentation", "segmentation"], ...steps, ...whole]
       .map(([n, t]) => panelHtml(n, t)).join("") + "</div>" + colourbar() +
     '<div class="ccv-hover" aria-live="polite"></div>';
   root.dataset.mode = hasWeights() ? "browser" : "server";
+  root.dataset.kind = v.kind || "criss-cross";
   const [H, W] = v.size;
   S.mapCanvas = {};
   S.shown = {};
