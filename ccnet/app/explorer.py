@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ccnet.app.analysis import INTERACTIVE_PIXELS, SIZES, Analysis, Display, Explanation, size_note
+from ccnet.app.analysis import SIZES, Analysis, Display, Explanation, size_note
 from ccnet.app.cache import LRUCache
+from ccnet.app.models import ModelStore
 from ccnet.app.zerogpu import gpu_task, measure_seconds, network_seconds
 from ccnet.errors import CCNetError, ImageError, shown
 from ccnet.inference.agreement import agreement, mean_on_cross_share, nonlocal_map
@@ -27,11 +27,10 @@ from ccnet.inference.domain import domain_check
 from ccnet.inference.explain import PixelAttention, attention_at
 from ccnet.inference.geometry import cell_centre, cell_of
 from ccnet.inference.images import MAX_SIDE, check_size, decode_image, limit_size
-from ccnet.inference.predictor import Predictor, interactive, predict_or_fall_back, resolve_device
+from ccnet.inference.predictor import Predictor, predict_or_fall_back, resolve_device
 from ccnet.nn import cost
 from ccnet.nn.attention import composed_map, dense_matrix
 from ccnet.nn.cost import METHODS
-from ccnet.nn.model import CCNet
 from ccnet.viz import pictures as viz
 from ccnet.weights import family, presets
 from ccnet.weights.download import ProgressFn
@@ -39,7 +38,6 @@ from ccnet.weights.load import LoadedModel, load_model
 
 PHOTO_MODEL = "ccnet_r50-d8_512x512_160k_ade20k"  # offered when the embedded model meets a photo
 PANEL_CLASSES = ("traffic sign", "traffic light")  # the cue panel's labels in the synthetic scenes
-LOAD_BACKOFF_S, LOAD_BACKOFF_MAX_S = 30.0, 600.0  # a failed model load is not retried for 30 s, doubling to 10 min
 PAPER_GRID = (97, 97)  # the paper's cost setting: a 769x769 input at output stride 8
 ImageSource = str | Path | bytes | np.ndarray
 
@@ -87,51 +85,29 @@ class Explorer:
     ) -> None:
         self.default_model = model
         self.default_size = "interactive" if resolve_device(device).type == "cpu" else "full"
-        self.allowed_models: tuple[str, ...] | None = None  # None: any name load_model accepts
         self.device = resolve_device(device).type
         self.amp = amp
+        self.models = ModelStore(model, self.device, amp, loader)
         self.cache = LRUCache(max_entries, max_bytes)
         self.kept: set[str] = set()  # image keys (the examples) held in their own cache, never evicted
         self.kept_cache = LRUCache(64, 1 << 30)
         self.cost_cache = LRUCache(64, 1 << 20)
-        self._loader = loader
-        self._models: dict[str, tuple[LoadedModel, Predictor]] = {}
-        self._interactive: dict[str, Predictor] = {}
-        self._model_lock = threading.Lock()
-        self._load_locks: dict[str, threading.Lock] = {}
-        self._failures: dict[str, tuple[float, CCNetError, int]] = {}  # name -> (retry after, error, failures)
         self.network_runs = 0
         self._in_flight, self.max_in_flight = 0, 0  # concurrent network runs, for the load test
         self._count_lock = threading.Lock()
 
-    # -- models -------------------------------------------------------------------------------
+    # -- models (ccnet.app.models) ----------------------------------------------------------------
     def model(self, name: str | None = None, progress: ProgressFn | None = None) -> tuple[LoadedModel, Predictor]:
         """The loaded model and its predictor; a preset is fetched (with progress) on first use."""
-        name = name or self.default_model
-        if name in self._models:
-            return self._models[name]
-        if self.allowed_models is not None and name not in self.allowed_models:
-            raise CCNetError(f"unknown model {shown(name)}; choose one of: {', '.join(self.allowed_models)}")
-        with self._model_lock:  # one lock per name: a long download does not block the other models
-            name_lock = self._load_locks.setdefault(name, threading.Lock())
-        with name_lock:
-            if name not in self._models:
-                failed = self._failures.get(name)
-                if failed and time.monotonic() < failed[0]:  # remembered: no request retries a failing host
-                    raise failed[1]
-                try:
-                    loaded = self._loader(name, progress=progress)
-                except CCNetError as err:
-                    backoff = min(LOAD_BACKOFF_MAX_S, LOAD_BACKOFF_S * 2 ** (failed[2] if failed else 0))
-                    self._failures[name] = (time.monotonic() + backoff, err, (failed[2] + 1) if failed else 1)
-                    raise
-                self._failures.pop(name, None)
-                self._models[name] = (loaded, Predictor(loaded.net, loaded.protocol, self.device, self.amp))
-        return self._models[name]
+        return self.models.model(name, progress)
 
     def loaded(self, name: str) -> bool:
         """Whether a model is ready (loading one may mean a download)."""
-        return name in self._models
+        return self.models.loaded(name)
+
+    def restrict_models(self, names: Iterable[str]) -> None:
+        """Only these names (the app's menu), the start-up model and the embedded model's siblings."""
+        self.models.restrict(names)
 
     def size_for(self, name: str | None, size: str | None = None) -> str:
         """The analysis size an image gets: for a released model `size` if given, else the app's
@@ -143,34 +119,7 @@ class Explorer:
 
     def predictor(self, name: str, size: str) -> Predictor:
         """The model's predictor at this analysis size (one network shared by both sizes)."""
-        loaded, full = self.model(name)
-        if size == "full":
-            return full
-        with self._model_lock:
-            if name not in self._interactive:
-                self._interactive[name] = Predictor(full.net, interactive(loaded.protocol, INTERACTIVE_PIXELS),
-                                                    self.device, self.amp, optimize=False)  # one network
-        return self._interactive[name]
-
-    def restrict_models(self, names: Iterable[str]) -> None:
-        """Only these names (and the start-up model) may be loaded: the app passes its menu, so a
-        request cannot make the server open an arbitrary checkpoint path. The embedded model's
-        siblings (heads on its backbone, shipped in assets/) come with it."""
-        names = [self.default_model, *(n for n in names if n != self.default_model)]
-        if family.BASE in names:
-            names += [family.sibling_name(arm) for arm in family.SIBLINGS]
-        self.allowed_models = tuple(dict.fromkeys(names))
-
-    def _cpu_predictor(self, name: str) -> Predictor:
-        """A CPU copy of a model, for images the GPU has no memory for (made on first need)."""
-        key = f"{name}\0cpu"
-        with self._model_lock:
-            if key not in self._models:
-                loaded = self._models[name][0]
-                clone = CCNet(loaded.net.config)  # built on the CPU: the GPU has no room for a copy
-                clone.load_state_dict({k: v.detach().cpu() for k, v in loaded.net.state_dict().items()})
-                self._models[key] = (loaded, Predictor(clone, loaded.protocol, "cpu"))
-        return self._models[key][1]
+        return self.models.predictor(name, size)
 
     def classes(self, name: str | None = None) -> tuple[str, ...]:
         return self.model(name)[0].classes
@@ -183,6 +132,7 @@ class Explorer:
         if source is None:
             raise ImageError("no image yet: upload one or pick an example")
         size = self.size_for(name, size)
+        self.models.ready(name)  # a download goes on in the background: this queue is everyone's
         key = image_key(source)
         cache = self.kept_cache if key in self.kept else self.cache
         return cache.get_or_create((name, size, key), lambda: self._run(name, size, key, source))
@@ -213,7 +163,7 @@ class Explorer:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
-            prediction, fallback_note = _run_network(predictor, image, lambda: self._cpu_predictor(name))
+            prediction, fallback_note = _run_network(predictor, image, lambda: self.models.cpu_predictor(name))
         finally:
             with self._count_lock:
                 self._in_flight -= 1
@@ -297,7 +247,7 @@ class Explorer:
         the non-local (N, N) weights): one run per (head, image), cached beside the analyses."""
         def run() -> tuple[tuple[np.ndarray, list[torch.Tensor]], int]:
             prediction, _ = _run_network(self.predictor(sibling, "full"), analysis.image,
-                                         lambda: self._cpu_predictor(sibling))
+                                         lambda: self.models.cpu_predictor(sibling))
             nbytes = prediction.mask.nbytes + sum(a.numel() * 4 for a in prediction.attention)
             return (prediction.mask, prediction.attention), nbytes
 

@@ -333,11 +333,11 @@ def test_kept_examples_survive_a_flood_of_uploads(checkpoint, tmp_path):
 
 
 def test_a_failed_model_load_is_remembered_and_retried_with_backoff(checkpoint, monkeypatch):
-    from ccnet.app import explorer as explorer_module
+    from ccnet.app import models as models_module
     from ccnet.errors import DownloadError
 
     calls, now = [], [1000.0]
-    monkeypatch.setattr(explorer_module.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(models_module.time, "monotonic", lambda: now[0])
 
     def loader(name, progress=None):
         calls.append(name)

@@ -218,22 +218,38 @@ class _OutOfMemoryOnce:
 def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_note(explorer, scene):
     expected = Explorer(explorer.default_model, device="cpu").analyse(scene).mask
     loaded, _ = explorer.model()
-    explorer._models[explorer.default_model] = (loaded, _OutOfMemoryOnce())
+    explorer.models._models[explorer.default_model] = (loaded, _OutOfMemoryOnce())
     analysis = explorer.analyse(scene)
     assert analysis.device == "cpu" and "GPU ran out of memory" in analysis.note
     np.testing.assert_array_equal(analysis.mask, expected)
     assert "GPU ran out of memory" in explorer.status(analysis)
 
 
-def test_cpu_out_of_memory_is_a_clear_error():
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("out of memory"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory"),  # torch's CPU
+    MemoryError(),  # numpy, Pillow
+])
+def test_cpu_out_of_memory_is_a_clear_error(error):
     class CpuFull:
         device = torch.device("cpu")
 
         def predict(self, image, with_attention=True):
-            raise torch.OutOfMemoryError("out of memory")
+            raise error
 
     with pytest.raises(CCNetError, match="out of memory segmenting a 5x4 image"):
         predict_or_fall_back(CpuFull(), np.zeros((4, 5, 3), np.uint8), True, lambda: None)
+
+
+def test_other_runtime_errors_of_a_prediction_are_not_taken_for_out_of_memory():
+    class Broken:
+        device = torch.device("cpu")
+
+        def predict(self, image, with_attention=True):
+            raise RuntimeError("shapes do not match")
+
+    with pytest.raises(RuntimeError, match="shapes do not match"):
+        predict_or_fall_back(Broken(), np.zeros((4, 5, 3), np.uint8), True, lambda: None)
 
 
 def test_a_full_disk_while_exporting_is_a_clear_error(explorer, scene, tmp_path, monkeypatch):

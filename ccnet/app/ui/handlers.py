@@ -51,7 +51,8 @@ class Handlers:
 
     def in_browser(self, analysis: Analysis) -> bool:
         """Whether the page holds this image's maps (else a pin asks the server for them)."""
-        return analysis.kind != "non-local" and payload_bytes(analysis.grid, len(analysis.attention)) <= self.viewer_budget
+        fits = payload_bytes(analysis.grid, len(analysis.attention)) <= self.viewer_budget
+        return analysis.kind != "non-local" and fits
 
     def example_name(self, analysis: Analysis) -> str | None:
         """The demo file an analysis came from, if any: links then name it, not its key."""
