@@ -21,6 +21,17 @@ def bomb_png(width: int = 40000, height: int = 40000) -> bytes:
             + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
 
 
+def flat_png(width: int, height: int, bit_depth: int = 16, color_type: int = 0) -> bytes:
+    """A complete, valid PNG of one constant colour: huge sizes in a file of a few KB (built row by row)."""
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[color_type]
+    row = b"\x00" + b"\x5a" * (width * channels * bit_depth // 8)
+    packer = zlib.compressobj()
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))
+
+
 def encoded(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **kwargs)

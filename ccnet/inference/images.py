@@ -1,4 +1,4 @@
-"""Decoding user images safely: any common format to RGB uint8, EXIF honoured, sizes bounded."""
+"""Decoding user images safely: any common format to RGB uint8, EXIF honoured, size and memory bounded."""
 from __future__ import annotations
 
 import io
@@ -9,27 +9,43 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ccnet.errors import ImageError
+from ccnet.inference.decode_budget import check_budget, strips
 
 MAX_PIXELS = 40_000_000  # refuse headers claiming more (decompression bombs)
 MAX_SIDE = 2048  # larger images are downscaled to this longest side before inference
 MIN_SIDE = 32  # below this the stride-8 feature grid has fewer than 4 cells per side
 MAX_ASPECT = 16  # longer/shorter side; beyond it the grid is a sliver (and MAX_SIDE/16 >= MIN_SIDE)
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16-bit and float: scaled to 8 bits by us
 
 
 def decode_image(source: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
     """RGB uint8 (H, W, 3) from a path, bytes, a PIL image or an array; first frame of animations.
 
     EXIF orientation is applied, 16-bit and float images are scaled to 8 bits, alpha is dropped
-    (as OpenCV's reader in mmseg does). Anything else raises ImageError with a one-line reason.
+    (as OpenCV's reader in mmseg does). A file whose decode would need more than the memory budget
+    is refused from its header. Anything else raises ImageError with a one-line reason.
     """
+    try:
+        return _decode(source)
+    except MemoryError:
+        pass  # raised below, outside this block, so the error does not keep the failed decode's arrays alive
+    raise ImageError(f"not enough memory to decode {_name(source)}; try a smaller image")
+
+
+def _name(source: object) -> str:
+    return Path(source).name if isinstance(source, (str, Path)) else "image"
+
+
+def _decode(source: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source)
     if isinstance(source, Image.Image):
-        return _pil_to_rgb(source)
-    name = "image" if isinstance(source, bytes) else Path(source).name
+        return _pil_to_rgb(source, owned=False)
+    name = _name(source)
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise ImageError(f"image not found: {source}")
-    if (len(source) if isinstance(source, bytes) else Path(source).stat().st_size) == 0:
+    file_size = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
+    if file_size == 0:
         raise ImageError(f"{name} is empty (0 bytes)")
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
@@ -38,8 +54,9 @@ def decode_image(source: str | Path | bytes | Image.Image | np.ndarray) -> np.nd
             with Image.open(stream) as img:
                 if img.width * img.height > MAX_PIXELS:
                     raise ImageError(f"{name} is too large: {img.width}x{img.height} pixels (limit {MAX_PIXELS:,})")
+                check_budget(img, name, file_size)
                 img.seek(0)
-                return _pil_to_rgb(img)
+                return _pil_to_rgb(img, owned=True)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -50,12 +67,21 @@ def decode_image(source: str | Path | bytes | Image.Image | np.ndarray) -> np.nd
         raise ImageError(f"{name} is damaged or truncated ({str(err).splitlines()[0][:80]})") from None
 
 
-def _pil_to_rgb(img: Image.Image) -> np.ndarray:
+def _pil_to_rgb(img: Image.Image, owned: bool) -> np.ndarray:
+    """Filled a strip of rows at a time, so the peak is the decoded image plus the result: a whole
+    convert() and numpy's copies would hold several full-size copies at once. An image we opened
+    ourselves is rotated in place; a caller's image is left as it was."""
     img.load()
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return _array_to_rgb(np.asarray(img))
-    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    if owned:
+        ImageOps.exif_transpose(img, in_place=True)
+    else:
+        img = ImageOps.exif_transpose(img)
+    scale = _scale(img.getextrema()[1]) if img.mode in WIDE_MODES else None
+    out = np.empty((img.height, img.width, 3), np.uint8)
+    for top, bottom in strips(img.height, img.width):
+        rows = img.crop((0, top, img.width, bottom))
+        out[top:bottom] = _rgb_rows(np.asarray(rows), scale) if scale is not None else np.asarray(rows.convert("RGB"))
+    return out
 
 
 def _array_to_rgb(array: np.ndarray) -> np.ndarray:
@@ -63,13 +89,30 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or 0 in array.shape:
         raise ImageError(f"expected an H x W (x 3 or 4) image array, got shape {array.shape}")
-    if array.dtype != np.uint8:
-        data = array.astype(np.float64)
-        peak = 1.0 if data.max(initial=0) <= 1.0 else 65535.0 if data.max() > 255 else 255.0
-        array = np.clip(np.rint(data / peak * 255.0), 0, 255).astype(np.uint8)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=2)
-    return np.ascontiguousarray(array[..., :3])
+    scale = None if array.dtype == np.uint8 else _scale(array.max(initial=0))
+    height, width = array.shape[:2]
+    out = np.empty((height, width, 3), np.uint8)
+    for top, bottom in strips(height, width):
+        out[top:bottom] = _rgb_rows(array[top:bottom], scale)
+    return out
+
+
+def _scale(maximum: float) -> float:
+    """255 over the full scale the values use: 1 (floats in 0-1), 65535 (16-bit) or 255."""
+    return 255.0 / (1.0 if maximum <= 1.0 else 65535.0 if maximum > 255 else 255.0)
+
+
+def _rgb_rows(rows: np.ndarray, scale: float | None) -> np.ndarray:
+    """A strip of an H x W (x C) array as uint8 that broadcasts to RGB. Scaled in one float64 copy of
+    the strip, in place: the result is that of the whole-image formula, at a strip's memory."""
+    rows = rows[..., :3] if rows.ndim == 3 else rows[..., None]
+    if scale is None:
+        return rows
+    data = rows.astype(np.float64)
+    data *= scale
+    np.rint(data, out=data)
+    np.clip(data, 0, 255, out=data)
+    return data.astype(np.uint8)
 
 
 def check_size(image: np.ndarray) -> None:

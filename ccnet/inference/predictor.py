@@ -199,10 +199,13 @@ class Predictor:
 def predict_or_fall_back(predictor: Predictor, image: np.ndarray, with_attention: bool,
                          cpu_predictor: Callable[[], Predictor]) -> tuple[Prediction, str | None]:
     """Predict on the predictor's device; if a GPU runs out of memory, free it and run the same
-    image on the CPU instead, with a note for the user. A CPU out-of-memory is a clear error."""
+    image on the CPU instead, with a note for the user. A CPU out-of-memory is a clear error (torch
+    reports it as a plain RuntimeError from its CPU allocator, numpy and Pillow as MemoryError)."""
     try:
         return predictor.predict(image, with_attention), None
-    except torch.OutOfMemoryError:
+    except (RuntimeError, MemoryError) as err:
+        if not isinstance(err, (torch.OutOfMemoryError, MemoryError)) and "can't allocate memory" not in str(err):
+            raise
         if predictor.device.type != "cuda":
             height, width = image.shape[:2]
             raise CCNetError(f"out of memory segmenting a {width}x{height} image; try a smaller one") from None

@@ -11,6 +11,7 @@ from ccnet.inference.predictor import (
     Protocol,
     preprocess,
     rescale_size,
+    resized_input,
     slide_windows,
 )
 from tests.helpers import tiny_model
@@ -72,6 +73,15 @@ def test_test_resize_then_back_to_image_size():
     assert pred.input_size == (80, 120)
     assert tuple(pred.logits.shape[1:]) == (40, 60)
     assert pred.grid == (10, 15)
+
+
+def test_the_test_resize_rounds_to_uint8_as_opencv_does():
+    """1 x 3 -> 1 x 2, half-pixel bilinear: the outputs sample x = 0.25 and x = 1.75, so
+    0.75 * 0 + 0.25 * 9 = 2.25 and 0.25 * 9 + 0.75 * 40 = 32.25, kept as the uint8 values 2 and 32."""
+    image = np.repeat(np.uint8([[0, 9, 40]])[..., None], 3, axis=2)
+    x = resized_input(image, Protocol(test_resize=(2, 1)))
+    assert x.dtype == torch.float32 and tuple(x.shape) == (1, 3, 1, 2)
+    assert x[0, :, 0].tolist() == [[2.0, 32.0]] * 3
 
 
 def test_preprocess_normalises_rgb_and_bgr():

@@ -21,6 +21,7 @@ MAX_FILE_SIZE = "20mb"  # uploads above this are refused by Gradio before they r
 VIEWS = "views"  # concurrency id of every event that writes the segmentation or attention views
 MODELS = "models"  # concurrency id of model loading (downloads): its own queue, so views are not held up
 Updates = dict[Any, Any]  # component -> new value
+OUT_OF_MEMORY = "the server ran out of memory on this request; try a smaller image"
 
 
 def upload_path(payload: dict | str | None) -> str | None:
@@ -43,6 +44,9 @@ def ui_guard(fn: Callable[..., Updates]) -> Callable[..., Updates]:
             if for_visitor(err) != str(err):
                 log.warning("%s: %s", fn.__name__, err)  # the details (URL, paths) for the server's log
             return {page.status: f"⚠️ {for_visitor(err)}"}
+        except MemoryError:
+            log.exception("handler %s ran out of memory", fn.__name__)
+            return {page.status: f"⚠️ {OUT_OF_MEMORY}"}
         except Exception:
             log.exception("handler %s failed", fn.__name__)
             return {page.status: "⚠️ Something went wrong on the server (details in its log); try another image."}
@@ -61,8 +65,12 @@ def api_guard(fn: Callable) -> Callable:
             if for_visitor(err) != str(err):
                 log.warning("%s: %s", fn.__name__, err)
             raise gr.Error(for_visitor(err), print_exception=False) from None
+        except MemoryError:
+            log.exception("endpoint %s ran out of memory", fn.__name__)
         except Exception:
             log.exception("endpoint %s failed", fn.__name__)
             raise gr.Error("internal error (details in the server log)", print_exception=False) from None
+        # only a MemoryError gets here: raised outside its block, the error keeps none of the request's arrays
+        raise gr.Error(OUT_OF_MEMORY, print_exception=False)
 
     return wrapper
