@@ -2,11 +2,15 @@
 
 `python app.py [--model NAME] [--device auto|cpu|cuda] [--amp fp16|bf16]`; GRADIO_SERVER_NAME /
 GRADIO_SERVER_PORT choose the address, CCNET_MODEL the start-up model (default: the embedded
-`default`). The page itself is ccnet/app/ui.py.
+`default`). The page itself is ccnet/app/ui.py. CCNET_DISK_BUDGET_MB bounds the app's files on disk
+(ccnet/app/disk.py).
 """
-from ccnet.app.ui import MAX_FILE_SIZE, build_app, main
+from ccnet.app.disk import app_folder
 
-__all__ = ["MAX_FILE_SIZE", "build_app", "main"]
+app_folder()  # before Gradio is imported: some of its modules read GRADIO_TEMP_DIR only then
+from ccnet.app.ui import MAX_FILE_SIZE, build_app, launch_options, main  # noqa: E402
+
+__all__ = ["MAX_FILE_SIZE", "build_app", "launch_options", "main"]
 
 if __name__ == "__main__":
     main()

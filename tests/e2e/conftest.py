@@ -43,14 +43,14 @@ def _importable(name: str) -> bool:
 def live_app(tmp_path_factory):
     """(url, explorer): the app on the embedded model, launched in-process on loopback."""
     _require_browser()
-    from app import build_app
+    from app import build_app, launch_options
     from ccnet.app.explorer import Explorer
     from ccnet.app.exports import Exports
 
     port = free_port()
     explorer = Explorer("default", device="cpu")
     demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")))
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     yield f"http://127.0.0.1:{port}/", explorer
     demo.close()
 

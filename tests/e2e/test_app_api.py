@@ -30,15 +30,15 @@ def served(tmp_path_factory):
     """(client, explorer): the app launched in-process; the explorer lets tests count network runs."""
     from gradio_client import Client
 
-    from app import MAX_FILE_SIZE, build_app
+    from app import build_app, launch_options
     from ccnet.app.explorer import Explorer
     from ccnet.app.exports import Exports
 
     explorer = Explorer(os.environ.get("CCNET_MODEL", "default"), device="cpu")
     demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")))
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                max_file_size=MAX_FILE_SIZE, mcp_server=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, mcp_server=True,
+                **launch_options())  # the app's own limits: a test of them fails if app.py drops one
     try:
         downloads = str(tmp_path_factory.mktemp("dl"))
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=downloads)

@@ -6,16 +6,23 @@ import argparse
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
+from ccnet.app.body_limit import BodyLimit
+from ccnet.app.disk import MAX_AGE_S, Sweeper, app_folder, budget_bytes
 from ccnet.app.explorer import Explorer
 from ccnet.app.exports import Exports
+from ccnet.app.fairness import cap_per_client
 from ccnet.app.present import COST_HEADERS, TOPK_HEADERS, claim_table, paper_size_figures
+from ccnet.app.shutdown import serve_until_signal
 from ccnet.app.ui.api import api_endpoints
 from ccnet.app.ui.common import EXAMPLES, MAX_FILE_SIZE, MODELS, VIEWS
 from ccnet.app.ui.handlers import DEFAULT_K, HINT, Handlers
+from ccnet.app.upload_limit import UploadLimit
 from ccnet.app.viewer import BUDGET_BYTES
 from ccnet.errors import CCNetError
 from ccnet.inference.images import MAX_ASPECT, MAX_SIDE, MIN_SIDE
@@ -42,6 +49,7 @@ INTRO = (
     "The embedded **default** model knows **synthetic street scenes only**; for your own photos choose a "
     "released model in the menu (ADE20K for everyday scenes, Cityscapes for streets)."
 )
+SESSION_CAPACITY = 256  # sessions whose state is kept: ~30 MiB at most; the oldest go first
 VIEWER_ROOT = '<div class="ccv-root" data-testid="attention-viewer" tabindex="0"></div>'
 
 
@@ -186,19 +194,33 @@ def build_app(explorer: Explorer | None = None, exports: Exports | None = None,
               viewer_budget: int = BUDGET_BYTES) -> gr.Blocks:
     """The Blocks app around one Explorer (model cache and image cache shared by all visitors);
     `viewer_budget` bounds the bytes of maps the page receives per image (beyond: server pins)."""
-    page = ExplorerUI(explorer or Explorer(os.environ.get("CCNET_MODEL", "default")), exports or Exports(),
-                      viewer_budget)
+    folder = app_folder()  # first: the Blocks read GRADIO_TEMP_DIR, which this points into the app's folder
+    page = ExplorerUI(explorer or Explorer(os.environ.get("CCNET_MODEL", "default")),
+                      exports or Exports(folder.results), viewer_budget)
     # every pin sends new files through Gradio's cache: clear files older than an hour, hourly
-    with gr.Blocks(title="CCNet Explorer", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+    with gr.Blocks(title="CCNet Explorer", analytics_enabled=False, delete_cache=(MAX_AGE_S, MAX_AGE_S)) as demo:
         page.layout()
         page.wire(demo)
         api_endpoints(page.explorer, page.exports)
     demo.queue(default_concurrency_limit=1, max_size=64)
+    cap_per_client(demo._queue)  # one client cannot fill the queue everyone shares (ccnet/app/fairness.py)
     return demo
 
 
+def launch_options(sweeper: Sweeper | None = None, budget: int | None = None) -> dict:
+    """The launch settings that bound what visitors can make the server hold: 20 MB per file,
+    SESSION_CAPACITY sessions' state (Gradio keeps 10,000 by default, ~120 KiB each: memory that grew
+    with every sessionless call), request bodies (BodyLimit) and, with a sweeper, the upload space."""
+    middleware = [Middleware(BodyLimit)]
+    if sweeper is not None:
+        middleware.append(Middleware(UploadLimit, usage=sweeper.usage, budget=budget, failed=sweeper.soon))
+    return {"max_file_size": MAX_FILE_SIZE, "state_session_capacity": SESSION_CAPACITY, "ssr_mode": False,
+            "app_kwargs": {"middleware": middleware}}
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`python app.py [--model NAME] [--device auto|cpu|cuda] [--amp fp16|bf16]`."""
+    """`python app.py [--model NAME] [--device auto|cpu|cuda] [--amp fp16|bf16]`: serves until SIGINT or
+    SIGTERM, then removes the app's folder (uploads, Gradio's cache, results)."""
     parser = argparse.ArgumentParser(description="CCNet Explorer web app")
     parser.add_argument("--model", default=os.environ.get("CCNET_MODEL", "default"),
                         help="start-up model: 'default', a preset name or a checkpoint file (env CCNET_MODEL)")
@@ -206,12 +228,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--amp", choices=("fp16", "bf16"), help="autocast dtype on CUDA")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        explorer = Explorer(args.model, args.device, args.amp)
-        explorer.model()  # load now: a bad --model fails here, not on the first click
-    except CCNetError as err:
-        raise SystemExit(f"error: {err}") from None
-    # the examples' analyses, once, in the background: every visitor's first example is instant
-    threading.Thread(target=explorer.keep, args=(EXAMPLES,), daemon=True, name="warm-examples").start()
-    # mcp_server: segment, attention and cost are also tools for MCP clients (gradio's mcp extra)
-    build_app(explorer).launch(max_file_size=MAX_FILE_SIZE, ssr_mode=False, footer_links=["api"], mcp_server=True)
+    folder = app_folder()
+
+    def start() -> Callable[[], None]:
+        try:
+            budget = budget_bytes()
+            explorer = Explorer(args.model, args.device, args.amp)
+            explorer.model()  # load now: a bad --model fails here, not on the first click
+        except CCNetError as err:
+            raise SystemExit(f"error: {err}") from None
+        # the examples' analyses, once, in the background: every visitor's first example is instant
+        threading.Thread(target=explorer.keep, args=(EXAMPLES,), daemon=True, name="warm-examples").start()
+        demo = build_app(explorer)
+        # the sweeper spares the examples Gradio cached at build time; the upload limit shares its byte count
+        sweeper = Sweeper(folder, budget, keep=lambda: set().union(
+            *(getattr(block, "keep_in_cache", ()) for block in demo.blocks.values()))).start()
+        # mcp_server: segment, attention and cost are also tools for MCP clients (gradio's mcp extra)
+        demo.launch(footer_links=["api"], mcp_server=True, prevent_thread_lock=True,
+                    **launch_options(sweeper, budget))
+
+        def stop() -> None:
+            sweeper.stop()
+            demo.close()
+
+        return stop
+
+    serve_until_signal(start, folder.remove)

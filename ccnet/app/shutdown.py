@@ -1,0 +1,70 @@
+"""Stopping the served app on SIGINT or SIGTERM: the server is closed, the app's files are removed,
+and the process exits within a few seconds even if a thread hangs.
+
+Why: Gradio's server thread ignores signals; SIGTERM (what a host sends to stop a container) killed
+the process outright, leaving every upload and result behind, and SIGINT waited on worker threads.
+The process ends with os._exit once the files are gone: a daemon thread still inside PyTorch (the
+examples' warm-up, a network run) makes the interpreter's own finalisation abort ("terminate called
+without an active exception", exit status -6).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import NoReturn
+
+log = logging.getLogger("ccnet.app")
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def serve_until_signal(start: Callable[[], Callable[[], None]], cleanup: Callable[[], None],
+                       grace_s: float = 10.0) -> NoReturn:
+    """Run ``start`` (which returns how to stop what it started) and wait for SIGINT or SIGTERM, also
+    during start-up; then stop, ``cleanup`` and end the process (status 0). Further signals are
+    ignored meanwhile; if stopping takes over ``grace_s`` seconds, it cleans up and ends (status 1).
+    An exception from ``start`` (e.g. SystemExit for a bad model) is raised after the cleanup."""
+    for number in SIGNALS:
+        signal.signal(number, _interrupt)
+    stop = None
+    try:
+        stop = start()
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        log.info("signal received: stopping the server")
+    finally:
+        for number in SIGNALS:
+            signal.signal(number, signal.SIG_IGN)
+        watchdog = threading.Timer(grace_s, _force_exit, args=(cleanup,))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            if stop is not None:
+                stop()
+        finally:
+            cleanup()
+    _end(0)
+
+
+def _interrupt(number: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def _force_exit(cleanup: Callable[[], None]) -> NoReturn:
+    """Stopping hangs (e.g. on a connection that does not close): end the process anyway."""
+    log.warning("the server did not stop within the grace period; exiting now")
+    cleanup()
+    _end(1)
+
+
+def _end(status: int) -> NoReturn:
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

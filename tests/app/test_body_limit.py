@@ -1,0 +1,76 @@
+"""Request bodies that are not uploads are bounded: declared or streamed past the limit, the
+client gets 413 in one line and the app never holds the body; small bodies and uploads pass."""
+from __future__ import annotations
+
+import asyncio
+
+from ccnet.app.body_limit import MAX_BODY_BYTES, BodyLimit
+
+
+class EchoApp:
+    """Reads the whole body (as a JSON route does), then answers 200 with its length."""
+
+    def __init__(self) -> None:
+        self.bodies: list[int] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RuntimeError("client went away")
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.bodies.append(len(body))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(len(body)).encode()})
+
+
+def call(app, chunks: list[bytes], headers: dict[str, str]) -> tuple[int | None, bytes]:
+    scope = {"type": "http", "method": "POST", "path": "/gradio_api/call/cost",
+             "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+    pending = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    sent: list[dict] = []
+
+    async def receive():
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    status = next((m["status"] for m in sent if m["type"] == "http.response.start"), None)
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def test_the_published_limit_is_one_mebibyte():
+    assert MAX_BODY_BYTES == 1 << 20
+
+
+def test_a_body_at_the_limit_passes_and_one_byte_more_is_refused_by_its_length():
+    inner = EchoApp()
+    app = BodyLimit(inner, limit=1000)
+    assert call(app, [b"x" * 1000], {"content-type": "application/json", "content-length": "1000"}) == (200, b"1000")
+    status, text = call(app, [b"x" * 1001], {"content-type": "application/json", "content-length": "1001"})
+    assert status == 413 and text.count(b"\n") == 1 and b"too large" in text
+    assert inner.bodies == [1000]  # the refused body never reached the app
+
+
+def test_a_body_streaming_past_the_limit_without_a_length_is_cut_off():
+    inner = EchoApp()
+    app = BodyLimit(inner, limit=1000)
+    status, text = call(app, [b"x" * 600, b"x" * 600, b"x" * 600], {"content-type": "application/json"})
+    assert status == 413 and b"too large" in text and inner.bodies == []
+
+
+def test_a_false_small_length_does_not_get_a_large_body_through():
+    inner = EchoApp()
+    status, _ = call(BodyLimit(inner, limit=1000), [b"x" * 800, b"x" * 800], {"content-length": "10"})
+    assert status == 413 and inner.bodies == []
+
+
+def test_uploads_are_left_to_the_upload_space_limit():
+    inner = EchoApp()
+    headers = {"content-type": "multipart/form-data; boundary=x", "content-length": "5000"}
+    assert call(BodyLimit(inner, limit=1000), [b"x" * 5000], headers) == (200, b"5000")

@@ -1,0 +1,75 @@
+"""The served app against hostile clients, on loopback with the app's own launch settings: one
+client's flood of unread requests does not lock another out, a body of tens of MB is refused
+before it is read, and sessionless calls by the hundred leave a bounded number of sessions."""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from ccnet.app.body_limit import MAX_BODY_BYTES
+from ccnet.app.fairness import PER_CLIENT_WAITING
+from ccnet.app.ui.page import SESSION_CAPACITY
+from ccnet.project import DEMOS
+from ccnet.tools import hostile
+from ccnet.tools.ports import free_port
+
+ATTACKER, VICTIM = "127.0.0.2", "127.0.0.3"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """(port, demo, image path on the server): the app with a cost measurement slowed to 0.3 s, so
+    that requests queue up behind each other as on a busy server."""
+    from app import build_app, launch_options
+    from ccnet.app.explorer import Explorer
+    from ccnet.app.exports import Exports
+
+    class SlowCost(Explorer):
+        def cost(self, *args, **kwargs):
+            time.sleep(0.3)
+            return super().cost(*args, **kwargs)
+
+    demo = build_app(SlowCost("default", device="cpu"), Exports(tmp_path_factory.mktemp("exports")))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
+    try:
+        status, path = hostile.upload(port, "scene.png", (DEMOS / "street_seed1_car.png").read_bytes())
+        assert status == 200, path
+        yield port, demo, {"path": path, "meta": {"_type": "gradio.FileData"}}
+    finally:
+        demo.close()
+
+
+def test_one_client_flooding_the_queue_does_not_lock_another_out(server):
+    """70 unread requests from one address: without a per-client cap they would fill the whole
+    queue (64) and the next visitor would be refused; with it, the flood stops at the cap."""
+    port, _, image = server
+    with ThreadPoolExecutor(8) as pool:
+        posted = list(pool.map(lambda _: hostile.submit(port, "cost", [image, ""], ATTACKER), range(70)))
+    statuses = [status for status, _ in posted]
+    assert statuses.count(200) <= PER_CLIENT_WAITING + 2  # + those already running when the rest arrived
+    refusal = next(text for status, text in posted if status != 200)
+    assert "retry" in refusal and "\n" not in refusal.strip()
+    victim = hostile.call(port, "cost", [image, ""], VICTIM)
+    assert victim.status == 200 and victim.outcome == "complete", victim.text
+
+
+def test_a_huge_body_is_refused_before_it_is_read(server):
+    port, _, _ = server
+    before = hostile.rss_mib(os.getpid())
+    status, text = hostile.huge_body(port, "segment", 64 << 20)
+    assert status in (413, 0), text  # 0: the server answered and hung up while the body was still being sent
+    assert hostile.rss_mib(os.getpid()) - before < 32  # the 64 MB were never held
+    status, text = hostile.huge_body(port, "segment", MAX_BODY_BYTES + 1)
+    assert status == 413 and "too large" in text
+
+
+def test_sessionless_calls_keep_a_bounded_number_of_sessions(server):
+    port, demo, image = server
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: hostile.call(port, "segment", [image, "", ""]), range(SESSION_CAPACITY + 60)))
+    assert all(a.outcome == "complete" for a in answers)
+    assert len(demo.state_holder.session_data) <= SESSION_CAPACITY
