@@ -14,6 +14,7 @@ from ccnet.cli.outputs import checked_output, write_text
 from ccnet.errors import CCNetError
 from ccnet.inference.predictor import resolve_device
 from ccnet.tools import viewer_bench
+from ccnet.tools.attacks import print_attacks, run_attacks
 from ccnet.tools.bench import (
     PAPER,
     bench_attention,
@@ -86,6 +87,8 @@ def _register_bench(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
+    if args.adversarial:
+        return _adversarial(args)
     if not 1 <= args.users <= MAX_USERS or not 1 <= args.clicks <= MAX_CLICKS:
         raise CCNetError(f"--users must be 1..{MAX_USERS} and --clicks 1..{MAX_CLICKS}")
     json_out = checked_output(args.json, "--json", (".json",))
@@ -109,6 +112,18 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     return 1 if result["errors"] else 0
 
 
+def _adversarial(args: argparse.Namespace) -> int:
+    """Replay the attacks (ccnet/tools/attacks.py) and print what each cost the server and a victim."""
+    json_out = checked_output(args.json, "--json", (".json",))
+    torch.set_num_threads(1)  # the server gets the rest of the machine
+    with tempfile.TemporaryDirectory(prefix="ccnet-attacks-") as folder:
+        result = run_attacks(Path(args.app).resolve(), Path(folder))
+    print_attacks(result)
+    if json_out:
+        write_text(json_out, json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def print_table(result: dict) -> None:
     print(f"{result['visitors']} visitors at once, {result['requests']} requests in {result['wall_s']} s "
           f"({result['requests_per_s']}/s), errors {result['errors']}, "
@@ -128,6 +143,10 @@ def _register_loadtest(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clicks", type=int, default=5, help=f"clicks per visitor after the upload (1..{MAX_CLICKS})")
     p.add_argument("--timeout", type=float, default=300, help="give up after this many seconds")
     p.add_argument("--app", default="app.py", help="the app to serve")
+    p.add_argument("--adversarial", action="store_true",
+                   help="replay hostile clients instead (sessionless floods, a slow download, a queue flood, "
+                        "decoding bombs, huge bodies, a disk flood, a shutdown) and report RSS, disk and a victim's "
+                        "latency")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.set_defaults(func=cmd_loadtest)
 

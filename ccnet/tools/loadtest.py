@@ -12,6 +12,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -142,16 +143,19 @@ def peak_rss_mib(pid: int) -> float | None:
     return None
 
 
-def serve_app(app_py: Path, port: int, timeout_s: float = 120) -> subprocess.Popen:
-    """Start `python app.py` on 127.0.0.1:port and wait until it answers."""
+def serve_app(app_py: Path, port: int, timeout_s: float = 120, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `python app.py` on 127.0.0.1:port (with `env` added) and wait until it answers; its
+    log goes to a temporary file (a pipe nobody reads would stall a talkative server)."""
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **(env or {})}
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the server (closed with it)
     server = subprocess.Popen([sys.executable, str(app_py)], env=env, cwd=app_py.parent,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.DEVNULL, stderr=log, text=True)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise CCNetError(f"the app exited before serving: {server.stderr.read().strip().splitlines()[-1:]}")
+            log.seek(0)
+            raise CCNetError(f"the app exited before serving: {log.read().strip().splitlines()[-1:]}")
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2).close()
             return server
