@@ -10,13 +10,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from ccnet.project import ROOT
+from ccnet.tools import hostile
 from ccnet.tools.ports import free_port
 
 # gradio 6.31's queue calls pandas APIs that pandas 3 deprecates (not ours to fix)
@@ -241,11 +241,12 @@ def test_requests_cannot_read_server_files_or_load_arbitrary_checkpoints(served)
 
     client, explorer = served
     runs = explorer.network_runs
-    for path in ("/etc/hostname", str(ROOT / "assets" / "MODEL_CARD.md"), str(ROOT / "app.py")):
-        status, message = raw_call(client.src, "segment", [{"path": path, "meta": {"_type": "gradio.FileData"}}, ""])
-        # Gradio refuses first (InvalidPathError); ccnet.app.uploads would refuse next (test_robustness)
-        assert status == "error", message
-        assert str(ROOT) not in message and Path(path).read_text()[:40] not in message
+    port = int(client.src.rstrip("/").rsplit(":", 1)[1])
+    for path in ("/etc/hostname", str(ROOT / "assets" / "MODEL_CARD.md"), str(ROOT / "app.py"), "http://10.0.0.1/x.png"):
+        # refused before it is queued (ccnet.app.uploads.refuse_foreign_files), in one line
+        status, message = hostile.submit(port, "segment", [{"path": path, "meta": {"_type": "gradio.FileData"}}, ""])
+        assert status == 400 and "was not uploaded to this app" in message, message
+        assert str(ROOT) not in message and "/etc" not in message
     for model in (str(ROOT / "assets" / "ccnet_default.pt"), "/etc/passwd"):
         with pytest.raises(AppError, match="unknown model"):
             client.predict(handle_demo(), model, api_name="/segment")

@@ -73,3 +73,13 @@ def test_sessionless_calls_keep_a_bounded_number_of_sessions(server):
         answers = list(pool.map(lambda _: hostile.call(port, "segment", [image, "", ""]), range(SESSION_CAPACITY + 60)))
     assert all(a.outcome == "complete" for a in answers)
     assert len(demo.state_holder.session_data) <= SESSION_CAPACITY
+
+
+def test_a_request_naming_a_server_file_is_refused_in_one_line_without_a_traceback(server, capfd):
+    port, _, image = server
+    capfd.readouterr()
+    status, text = hostile.submit(port, "segment", [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}},
+                                                    "", ""], ATTACKER)
+    assert status == 400 and "passwd was not uploaded to this app" in text
+    assert hostile.call(port, "segment", [image, "", ""], VICTIM).outcome == "complete"
+    assert "Traceback" not in capfd.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -29,7 +30,12 @@ def upload_path(payload: dict | str | None) -> str | None:
     so that a broken or odd file reaches ccnet.inference.images and gets its one-line message:
     Gradio's own image decoding would fail first, with a bare "Error". So the path is checked
     here: only Gradio's upload folder and the bundled examples may be read."""
-    return checked_upload(payload, (gr.utils.get_upload_folder(), DEMOS))
+    return checked_upload(payload, upload_roots())
+
+
+def upload_roots() -> tuple[Path, ...]:
+    """The folders a request's files may lie in: Gradio's uploads (and cache) and the examples."""
+    return Path(gr.utils.get_upload_folder()), DEMOS
 
 
 def ui_guard(fn: Callable[..., Updates]) -> Callable[..., Updates]:

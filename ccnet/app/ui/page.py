@@ -20,9 +20,10 @@ from ccnet.app.fairness import cap_per_client
 from ccnet.app.present import COST_HEADERS, TOPK_HEADERS, claim_table, paper_size_figures
 from ccnet.app.shutdown import serve_until_signal
 from ccnet.app.ui.api import api_endpoints
-from ccnet.app.ui.common import EXAMPLES, MAX_FILE_SIZE, MODELS, VIEWS
+from ccnet.app.ui.common import EXAMPLES, MAX_FILE_SIZE, MODELS, VIEWS, upload_roots
 from ccnet.app.ui.handlers import DEFAULT_K, HINT, Handlers
 from ccnet.app.upload_limit import UploadLimit
+from ccnet.app.uploads import refuse_foreign_files
 from ccnet.app.viewer import BUDGET_BYTES
 from ccnet.errors import CCNetError
 from ccnet.inference.images import MAX_ASPECT, MAX_SIDE, MIN_SIDE
@@ -204,6 +205,7 @@ def build_app(explorer: Explorer | None = None, exports: Exports | None = None,
         api_endpoints(page.explorer, page.exports)
     demo.queue(default_concurrency_limit=1, max_size=64)
     cap_per_client(demo._queue)  # one client cannot fill the queue everyone shares (ccnet/app/fairness.py)
+    refuse_foreign_files(demo._queue, upload_roots)  # a request may only name uploaded files and the demos
     return demo
 
 
