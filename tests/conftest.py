@@ -1,10 +1,11 @@
-"""Test-wide guards: no test may reach a non-loopback host; Gradio and HF stay offline."""
+"""Test-wide guards: no test, nor any Python process a test starts, may reach a non-loopback host;
+Gradio and HF stay offline."""
 from __future__ import annotations
 
-import ipaddress
+import atexit
 import os
-import socket
-import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,46 +13,24 @@ from PIL import Image
 
 from ccnet.app.explorer import Explorer
 from tests.helpers import tiny_checkpoint
+from tests.netguard.loopback_guard import install
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 BLOCKED: list[str] = []
-LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+install(BLOCKED.append)
 
-
-def _is_loopback(host: object) -> bool:
-    if host is None:
-        return True
-    if isinstance(host, bytes):
-        host = host.decode(errors="replace")
-    host = str(host)
-    if host in LOOPBACK_NAMES or host == "":
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def _network_guard(event: str, args: tuple) -> None:
-    """Refuse any lookup or connection to a host that is not loopback (kept trivial on purpose)."""
-    if event == "socket.getaddrinfo":
-        host = args[0]
-    elif event == "socket.connect" and isinstance(args[1], tuple):
-        sock = args[0]
-        if sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return
-        host = args[1][0]
-    else:
-        return
-    if not _is_loopback(host):
-        BLOCKED.append(f"{event} {host}")
-        raise ConnectionRefusedError(f"tests may not reach the network: {host}")
-
-
-sys.addaudithook(_network_guard)
+# Every Python child of the tests (CLI runs, bench, `python app.py`) loads tests/netguard/sitecustomize.py,
+# which installs the same guard and appends its refusals to CHILD_LOG.
+NETGUARD = Path(__file__).parent / "netguard"
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), os.environ.get("PYTHONPATH")]))
+_handle, _log = tempfile.mkstemp(prefix="ccnet-netguard-", suffix=".log")
+os.close(_handle)
+CHILD_LOG = Path(_log)
+atexit.register(CHILD_LOG.unlink, missing_ok=True)
+os.environ["CCNET_TEST_NETGUARD_LOG"] = str(CHILD_LOG)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +56,9 @@ def picture(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _no_network_reached():
-    """Fail the test that tried (even if it swallowed the refusal)."""
-    before = len(BLOCKED)
+    """Fail the test that tried, or whose child process tried (even if the refusal was swallowed)."""
+    before, child_before = len(BLOCKED), CHILD_LOG.stat().st_size
     yield
     assert BLOCKED[before:] == [], f"non-loopback network access: {BLOCKED[before:]}"
+    children = CHILD_LOG.read_bytes()[child_before:].decode(errors="replace").splitlines()
+    assert children == [], f"non-loopback network access in a child process: {children}"

@@ -18,13 +18,11 @@ from ccnet.app.exports import Exports, cost_csv_text
 from ccnet.app.present import cost_note, cost_rows, legend_html, pixel_text
 from ccnet.errors import CCNetError, for_visitor
 from ccnet.nn import cost
-from ccnet.nn.attention import step_map
 from ccnet.nn.cost import METHODS
 from ccnet.project import DEMOS
 from ccnet.tools.latency import click_latency
-from ccnet.viz import pictures as viz
 from ccnet.weights.load import load_file
-from tests.helpers import tiny_checkpoint
+from tests.helpers import composed_reference, step_reference, tiny_checkpoint, topk_reference
 
 
 # ---- the bounded LRU ---------------------------------------------------------------------------
@@ -140,13 +138,19 @@ def test_explain_gives_the_clicked_cell_and_distributions(explorer, picture):
     analysis = explorer.analyse(picture)
     row, col = explanation.maps.cell
     for attn, grid_map in zip(analysis.attention, explanation.maps.steps):
-        np.testing.assert_allclose(grid_map, step_map(attn, row, col).numpy())
+        np.testing.assert_allclose(grid_map, step_reference(attn, row, col), atol=1e-7)
+    np.testing.assert_allclose(explanation.maps.composed, composed_reference(analysis.attention, row, col),
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_topk_follows_the_chosen_view(explorer, picture):
+    attention = explorer.analyse(picture).attention
     for view in ("step 1", "composed"):
         explanation = explorer.explain(picture, 50, 30, display=Display(view=view, k=4))
-        expected = viz.topk(explanation.view_map, 4)
+        row, col = explanation.maps.cell
+        shown = step_reference(attention[0], row, col) if view == "step 1" else composed_reference(attention, row, col)
+        np.testing.assert_allclose(explanation.view_map, shown, rtol=1e-5, atol=1e-7)
+        expected = topk_reference(explanation.view_map, 4)
         assert [tuple(t["cell"]) for t in explanation.topk] == [(r, c) for r, c, _ in expected]
         np.testing.assert_allclose([t["weight"] for t in explanation.topk], [w for _, _, w in expected], atol=1e-6)
         assert [t["rank"] for t in explanation.topk] == [1, 2, 3, 4]
@@ -249,14 +253,36 @@ def fake_cost(monkeypatch):
 
 
 def test_cost_is_measured_once_per_feature_size(explorer, picture, fake_cost):
+    """Caching only: the stand-in's figures prove nothing about the methods (see the test below)."""
     first = explorer.cost(picture)
     again = explorer.cost(picture)
     same_size = explorer.cost(np.zeros((64, 96, 3), np.uint8))
     assert first is again is same_size and len(fake_cost) == len(METHODS)
     assert first["feature_size"] == list(explorer.analyse(picture).grid) and first["channels"] == 16
-    assert first["nonlocal"]["memory_bytes"] > first["rcca2"]["memory_bytes"]
     growth = explorer.cost_growth(first)
     assert 97 in growth["sides"] and set(growth["curves"]) == set(METHODS)
+
+
+def test_cost_on_an_8x16_grid_matches_the_sizes_worked_out_by_hand(explorer):
+    """The real measurement (no stand-in): the paper's memory claim is about the attention maps.
+
+    A 128 x 64 image gives the tiny model an 8 x 16 feature grid: N = 128 cells. A non-local block
+    stores one N x N float32 map: 128 * 128 * 4 = 65,536 bytes. A criss-cross step stores, for each
+    cell, the weights of its cross of 8 + 16 - 1 = 23 cells: 128 * 23 * 4 = 11,776 bytes per step,
+    23,552 for R = 2. FLOPs (2 per multiply-add, C = 16, C/8 = 2): the 1x1 convs 2 * 128 * 16 * (2 + 2
+    + 16) = 81,920 per step, affinity and aggregation 2 * 128 * S * (2 + 16) with S = 128 for non-local
+    and S = 8 + 16 = 24 for a criss-cross step (the stored layout's always-zero centre entry is computed
+    too: one cell more than the paper's 23)."""
+    measured = explorer.cost(np.zeros((64, 128, 3), np.uint8))
+    assert measured["feature_size"] == [8, 16] and measured["channels"] == 16
+    by_hand = {"rcca1": 11_776, "rcca2": 23_552, "nonlocal": 65_536}
+    assert {method: measured[method]["analytic_bytes"] for method in METHODS} == by_hand
+    flops = {"rcca1": 81_920 + 110_592, "rcca2": 2 * (81_920 + 110_592), "nonlocal": 81_920 + 589_824}
+    assert {method: measured[method]["flops"] for method in METHODS} == flops
+    assert not any(measured[method]["estimated"] for method in METHODS)
+    memory = {method: measured[method]["memory_bytes"] for method in METHODS}
+    assert memory["nonlocal"] > memory["rcca2"] > memory["rcca1"] > 0
+    assert memory["nonlocal"] >= by_hand["nonlocal"]  # the N x N map was really allocated
 
 
 def test_cost_table_and_csv_flag_estimates():

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from ccnet.app.uploads import checked_upload
 from ccnet.errors import CCNetError, ImageError
 from ccnet.inference.images import MAX_ASPECT, MIN_SIDE, decode_image
 from ccnet.inference.predictor import predict_or_fall_back
-from ccnet.project import ROOT
+from ccnet.project import DEMOS, ROOT
 from ccnet.weights import download
 from tests.files import BAD_FILES, exif_rotated, odd_files
 from tests.helpers import tiny_checkpoint
@@ -195,6 +197,33 @@ def test_only_uploads_and_examples_may_be_read(tmp_path):
         assert str(ROOT) not in str(info.value) and "/etc" not in str(info.value)
     with pytest.raises(ImageError, match="uploaded file"):
         checked_upload({"path": 42}, roots)
+
+
+def test_the_app_reads_only_its_own_upload_folder_and_the_examples(tmp_path):
+    """upload_path with the roots the app really passes (Gradio's upload folder and demos/): a wider
+    root, say "/" or the temp folder, would let a crafted request read any file the server sees."""
+    import gradio as gr
+
+    from ccnet.app.ui.common import upload_path
+
+    uploads = Path(gr.utils.get_upload_folder()).resolve()
+    outside = tmp_path / "photo.png"  # under the temp folder, but not under Gradio's upload folder
+    outside.write_bytes(b"x")
+    assert not outside.resolve().is_relative_to(uploads)
+    made = not uploads.exists()
+    uploads.mkdir(parents=True, exist_ok=True)
+    upload = Path(tempfile.mkdtemp(dir=uploads)) / "photo.png"
+    try:
+        upload.write_bytes(b"x")
+        assert upload_path({"path": str(upload)}) == str(upload.resolve())
+    finally:
+        shutil.rmtree(uploads if made else upload.parent)
+    example = DEMOS / "street_seed1_car.png"
+    assert upload_path(str(example)) == str(example.resolve())
+    for path in [outside, "/", "/etc/hostname", ROOT / "app.py"]:
+        with pytest.raises(ImageError, match="was not uploaded to this app") as info:
+            upload_path({"path": str(path)})
+        assert "\n" not in str(info.value) and str(tmp_path) not in str(info.value)
 
 
 def test_model_names_outside_the_menu_are_refused(explorer, checkpoint, scene):

@@ -11,10 +11,9 @@ from PIL import Image
 
 from ccnet.cli import main
 from ccnet.inference.predictor import Predictor, Protocol
-from ccnet.nn.attention import composed_map
 from ccnet.project import ROOT
 from ccnet.weights.load import load_model
-from tests.helpers import tiny_checkpoint, tiny_model
+from tests.helpers import composed_reference, step_reference, tiny_checkpoint, tiny_model
 
 
 @pytest.fixture()
@@ -62,7 +61,9 @@ def test_attention_export_matches_model(files):
         off[row, :] = off[:, col] = False
         assert np.all(m[off] == 0)
     pred = Predictor(load_model(str(tmp / "tiny.pth")).net, Protocol(), device="cpu").predict(image)
-    torch.testing.assert_close(torch.from_numpy(maps["composed"]), composed_map(pred.attention, row, col))
+    for step, attn in zip(("step1", "step2"), pred.attention):
+        np.testing.assert_allclose(maps[step], step_reference(attn, row, col), atol=1e-7)
+    np.testing.assert_allclose(maps["composed"], composed_reference(pred.attention, row, col), rtol=1e-5, atol=1e-7)
     assert maps["composed"].sum() == pytest.approx(1.0, abs=1e-5)
 
 
