@@ -85,6 +85,24 @@ def _project(rows: Tensor, weight: Tensor, bias: Tensor, grid: tuple[int, int]) 
     return out.view(rows.shape[0], *grid, weight.shape[0])
 
 
+def _project_residual(agg: Tensor, weight: Tensor, bias: Tensor, x: Tensor) -> Tensor:
+    """``x + conv1x1(agg)`` for channels-last (B, H, W, C) ``agg``, in ``x``'s memory format: one GEMM
+    per image whose addend is the residual (an NCHW output is W @ agg^T, already in NCHW order)."""
+    batch, channels = x.shape[:2]
+    aggregated = agg.view(batch, -1, agg.shape[-1])
+    if x.dtype != agg.dtype:  # autocast: the residual is promoted like the reference's
+        return x + _project(aggregated, weight, bias, agg.shape[1:3]).permute(0, 3, 1, 2)
+    out = torch.empty_like(x)
+    if x.is_contiguous():
+        for n in range(batch):
+            torch.addmm(x[n].view(channels, -1), weight, aggregated[n].t(), out=out[n].view(channels, -1))
+        return out.add_(bias.view(1, channels, 1, 1))
+    rows, out_rows = _rows(x), _rows(out)
+    for n in range(batch):
+        torch.addmm(rows[n], aggregated[n], weight.t(), out=out_rows[n])
+    return out.add_(bias.view(1, channels, 1, 1))
+
+
 # Bytes of one temporary block of the fast path. Bigger blocks are a little faster, smaller ones
 # lower the training peak; tests set tiny values to exercise the blocking.
 ROW_BLOCK_BYTES = 8 << 20
@@ -198,12 +216,15 @@ class _CrissCrossFunction(torch.autograd.Function):
         qk = _project(rows, weight_qk, bias_qk, grid)
         attn = _cross_softmax(qk[..., :channels_qk], qk[..., channels_qk:])
         del qk
-        # gamma is folded into the value projection: a C x C scaling instead of a pass over B*C*H*W
-        value = _project(rows, weight_v * gamma, bias_v * gamma, grid)
-        agg = _cross_gather(attn, value, torch.empty_like(value))
-        del value
+        # The input is aggregated, then projected: sum_p a_p (W x_p + b) = W (sum_p a_p x_p) + b, as
+        # each cell's weights sum to 1. So the projection's GEMM can write the output in the input's
+        # own layout, with the residual as its addend: no transpose back from channels-last.
+        cells = x.to(weight_v.dtype).permute(0, 2, 3, 1).contiguous()  # NHWC: unit-stride rows and columns
+        agg = _cross_gather(attn, cells, torch.empty_like(cells))
+        del cells
         ctx.mark_non_differentiable(attn)
-        return _add_nhwc(x, agg), attn
+        # gamma is folded into the value projection: a C x C scaling instead of a pass over B*C*H*W
+        return _project_residual(agg, weight_v * gamma, bias_v * gamma, x), attn
 
     @staticmethod
     @torch.autograd.function.once_differentiable

@@ -1,7 +1,8 @@
 """`python -m ccnet bench [attention|model|all]`: measured costs, printed as a table and saved as JSON.
 
 attention: RCCA (R=2) fast path against the einsum reference (same module, same weights, runs
-interleaved in one process), inference and training (forward + backward), the non-local block
+interleaved in one process), inference and training (forward + backward), inference again on a
+channels-last input (the layout the model's default path feeds the block), the non-local block
 beside them, and FLOPs counted by FlopCounterMode. model: the R50-D8 CCNet and the small
 embedded config at 512x1024, eager against ``optimize_for_inference``.
 """
@@ -71,10 +72,11 @@ def _ratio_rows(measured: dict[str, tuple]) -> list[dict]:
     non-local's memory against the fast path."""
     rows = []
     for mode in ("inference", "training"):
-        ref_times, ref_peak = measured[f"{mode}/reference"]
-        for impl in ("reference", "fast", "nonlocal"):
+        for impl in ("reference", "fast", "nonlocal", "reference_nhwc", "fast_nhwc"):
             if f"{mode}/{impl}" not in measured:
                 continue
+            # a channels-last input is compared with the reference on the same input
+            ref_times, ref_peak = measured[f"{mode}/reference" + ("_nhwc" if impl.endswith("_nhwc") else "")]
             times, peak = measured[f"{mode}/{impl}"]
             rows.append(_row(
                 mode, impl, times, peak,
@@ -82,7 +84,8 @@ def _ratio_rows(measured: dict[str, tuple]) -> list[dict]:
                 memory_vs_reference=peak / ref_peak,
             ))
         if f"{mode}/nonlocal" in measured:
-            rows[-1]["memory_vs_fast"] = measured[f"{mode}/nonlocal"][1] / measured[f"{mode}/fast"][1]
+            row = next(r for r in rows if r["case"] == mode and r["impl"] == "nonlocal")
+            row["memory_vs_fast"] = measured[f"{mode}/nonlocal"][1] / measured[f"{mode}/fast"][1]
     return rows
 
 
@@ -92,15 +95,17 @@ def bench_attention(channels: int, h: int, w: int, device: torch.device, repeats
     cca, steps = build_block("rcca2", channels)
     cca.to(device)
     x = make_input(channels, h, w, device)
+    x_nhwc = x.contiguous(memory_format=torch.channels_last)  # the layout the model's default path feeds
     x_train = x.clone().requires_grad_()
     grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(7)).to(device)
 
-    def infer(block: torch.nn.Module, impl: str | None = None, n: int = steps) -> Callable[[], torch.Tensor]:
+    def infer(block: torch.nn.Module, impl: str | None = None, n: int = steps,
+              inputs: torch.Tensor = x) -> Callable[[], torch.Tensor]:
         def run() -> torch.Tensor:
             if impl:
                 block.impl = impl
             with torch.no_grad():
-                return run_steps(block, x, n)
+                return run_steps(block, inputs, n)
         return run
 
     def train(block: torch.nn.Module, impl: str | None = None, n: int = steps) -> Callable[[], list[torch.Tensor]]:
@@ -120,6 +125,8 @@ def bench_attention(channels: int, h: int, w: int, device: torch.device, repeats
     cases = {
         "inference/reference": infer(cca, "reference"), "inference/fast": infer(cca, "fast"),
         "training/reference": train(cca, "reference"), "training/fast": train(cca, "fast"),
+        "inference/reference_nhwc": infer(cca, "reference", inputs=x_nhwc),
+        "inference/fast_nhwc": infer(cca, "fast", inputs=x_nhwc),
     }
     nonlocal_skipped = analytic_attention_bytes("nonlocal", h, w) > budget
     if not nonlocal_skipped:
@@ -186,7 +193,7 @@ def _mib(n: int) -> str:
 
 def format_tables(report: dict) -> str:
     """The report as fixed-width text tables."""
-    head = f"{'case':<22}{'impl':<11}{'median ms':>10}{'min-max ms':>18}{'runs':>5}{'x ref':>7}" \
+    head = f"{'case':<22}{'impl':<15}{'median ms':>10}{'min-max ms':>18}{'runs':>5}{'x ref':>7}" \
            f"{'peak MiB':>10}{'x ref':>7}"
     lines = []
     for block in report.get("attention", []):
@@ -194,7 +201,7 @@ def format_tables(report: dict) -> str:
         lines += ["", f"Attention, 1x{block['channels']}x{h}x{w}, RCCA R={block['recurrence']} "
                       f"(reference = einsum formulas, same weights)", head]
         for r in block["rows"]:
-            lines.append(f"{r['case']:<22}{r['impl']:<11}{r['median_ms']:>10.1f}"
+            lines.append(f"{r['case']:<22}{r['impl']:<15}{r['median_ms']:>10.1f}"
                          f"{r['min_ms']:>9.1f}-{r['max_ms']:<8.1f}{r['runs']:>5}{r['time_vs_reference']:>7.2f}"
                          f"{_mib(r['peak_bytes']):>10}{r['memory_vs_reference']:>7.2f}"
                          + (f"   non-local / fast memory: {r['memory_vs_fast']:.1f}x" if "memory_vs_fast" in r else ""))
@@ -211,7 +218,7 @@ def format_tables(report: dict) -> str:
         lines += ["", f"Whole model, 1x3x{size[0]}x{size[1]}, inference (optimized = BN folded + channels_last"
                       " + inference_mode)", head.replace("case", "model")]
         for r in report["model"]:
-            lines.append(f"{r['case']:<22}{r['impl']:<11}{r['median_ms']:>10.1f}"
+            lines.append(f"{r['case']:<22}{r['impl']:<15}{r['median_ms']:>10.1f}"
                          f"{r['min_ms']:>9.1f}-{r['max_ms']:<8.1f}{r['runs']:>5}{r['time_vs_reference']:>7.2f}"
                          f"{_mib(r['peak_bytes']):>10}{r['memory_vs_reference']:>7.2f}"
                          + (f"   logits rel. error {r['rel_error']:.1e}" if r["impl"] == "optimized" else ""))
