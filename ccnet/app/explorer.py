@@ -26,7 +26,7 @@ from ccnet.inference.agreement import agreement, mean_on_cross_share, nonlocal_m
 from ccnet.inference.domain import domain_check
 from ccnet.inference.explain import PixelAttention, attention_at
 from ccnet.inference.geometry import cell_centre, cell_of
-from ccnet.inference.images import MAX_SIDE, check_size, decode_image, limit_size
+from ccnet.inference.images import MAX_SIDE, check_size, decode_image, displayed_size, limit_size
 from ccnet.inference.predictor import Predictor, predict_or_fall_back, resolve_device
 from ccnet.nn import cost
 from ccnet.nn.attention import composed_map, dense_matrix
@@ -65,9 +65,10 @@ def image_key(source: ImageSource) -> str:
 
 def load_image(source: ImageSource) -> tuple[np.ndarray, str | None]:
     """Decoded RGB at the size the app works with, and a note when it had to be downscaled."""
-    image = decode_image(source)
-    check_size(image)
-    image, note = limit_size(image, MAX_SIDE)
+    image = decode_image(source, max_side=MAX_SIDE)  # a big JPEG decodes at a reduced scale (memory, time)
+    original = displayed_size(source)  # the file's own size, for the checks and the note
+    check_size(original)
+    image, note = limit_size(image, MAX_SIDE, original)
     return (image if image.flags.writeable else image.copy()), note
 
 
