@@ -87,8 +87,8 @@ def test_bench_cli_writes_json(tmp_path: Path):
     (block,) = report["attention"]
     assert block["size"] == [9, 11] and block["channels"] == 16 and block["recurrence"] == 2
     cases = {(r["case"], r["impl"]) for r in block["rows"]}
-    assert cases == {(mode, impl) for mode in ("inference", "training") for impl in ("reference", "fast", "nonlocal")} | {
-        ("inference", "reference_nhwc"), ("inference", "fast_nhwc")}  # the model's channels-last input
+    expected = {(mode, impl) for mode in ("inference", "training") for impl in ("reference", "fast", "nonlocal")}
+    assert cases == expected | {("inference", "reference_nhwc"), ("inference", "fast_nhwc")}  # + channels-last
     for row in block["rows"]:
         assert row["runs"] == 1 and row["peak_bytes"] > 0 and row["min_ms"] <= row["median_ms"] <= row["max_ms"]
     assert block["fast_output_rel_error"] < 1e-5 and block["fast_grad_rel_error"] < 1e-5
