@@ -89,6 +89,16 @@ def _ratio_rows(measured: dict[str, tuple]) -> list[dict]:
     return rows
 
 
+def _fast_errors(cases: dict[str, Callable], names: list[str]) -> tuple[float, float]:
+    """Accuracy of the fast path against the reference on the same weights: output, and the worst
+    gradient. The key bias gets no gradient in exact arithmetic (softmax ignores a per-query
+    constant), so it is skipped."""
+    out_error = _rel_error(cases["inference/fast"](), cases["inference/reference"]())
+    grad_error = max(_rel_error(a, b) for name, a, b in zip(names, cases["training/fast"](),
+                                                          cases["training/reference"]()) if name != "key_conv.bias")
+    return out_error, grad_error
+
+
 def bench_attention(channels: int, h: int, w: int, device: torch.device, repeats: int,
                     budget: int = DEFAULT_BUDGET) -> dict:
     """RCCA (R=2) reference vs fast, inference and training, beside the non-local block."""
@@ -135,14 +145,7 @@ def bench_attention(channels: int, h: int, w: int, device: torch.device, repeats
         cases |= {"inference/nonlocal": infer(nl, n=1), "training/nonlocal": train(nl, n=1)}
     measured = _measure(cases, repeats, device)
 
-    # Accuracy of the fast path against the reference on the same weights. The key bias gets
-    # no gradient in exact arithmetic (softmax ignores a per-query constant), so it is skipped.
-    out_error = _rel_error(cases["inference/fast"](), cases["inference/reference"]())
-    names = ["x"] + [n for n, _ in cca.named_parameters()]
-    grad_error = max(
-        _rel_error(a, b) for name, a, b in zip(names, cases["training/fast"](), cases["training/reference"]())
-        if name != "key_conv.bias"
-    )
+    out_error, grad_error = _fast_errors(cases, ["x"] + [n for n, _ in cca.named_parameters()])
     flops = {m: count_flops(m, channels, h, w) for m in METHODS}
     return {
         "size": [h, w], "channels": channels, "recurrence": steps, "rows": _ratio_rows(measured),
