@@ -26,7 +26,7 @@ from ccnet.inference.agreement import agreement, mean_on_cross_share, nonlocal_m
 from ccnet.inference.domain import domain_check
 from ccnet.inference.explain import PixelAttention, attention_at
 from ccnet.inference.geometry import cell_centre, cell_of
-from ccnet.inference.images import MAX_SIDE, check_size, decode_image, displayed_size, limit_size
+from ccnet.inference.images import MAX_SIDE, check_size, decode_reduced, limit_size
 from ccnet.inference.predictor import Predictor, predict_or_fall_back, resolve_device
 from ccnet.nn import cost
 from ccnet.nn.attention import composed_map, dense_matrix
@@ -65,9 +65,8 @@ def image_key(source: ImageSource) -> str:
 
 def load_image(source: ImageSource) -> tuple[np.ndarray, str | None]:
     """Decoded RGB at the size the app works with, and a note when it had to be downscaled."""
-    image = decode_image(source, max_side=MAX_SIDE)  # a big JPEG decodes at a reduced scale (memory, time)
-    original = displayed_size(source)  # the file's own size, for the checks and the note
-    check_size(original)
+    image, original = decode_reduced(source, MAX_SIDE)  # a big JPEG decodes at a reduced scale (memory, time)
+    check_size(original)  # the file's own size, for the checks and the note
     image, note = limit_size(image, MAX_SIDE, original)
     return (image if image.flags.writeable else image.copy()), note
 
@@ -135,8 +134,7 @@ class Explorer:
         size = self.size_for(name, size)
         self.models.ready(name)  # a download goes on in the background: this queue is everyone's
         key = image_key(source)
-        cache = self.kept_cache if key in self.kept else self.cache
-        return cache.get_or_create((name, size, key), lambda: self._run(name, size, key, source))
+        return self._cache_for(key).get_or_create((name, size, key), lambda: self._run(name, size, key, source))
 
     def keep(self, sources: Iterable[ImageSource], now: bool = True) -> dict[str, ImageSource]:
         """Keep these images' analyses (the examples) apart from the uploads' cache, so that no flood
@@ -243,29 +241,28 @@ class Explorer:
             "steps": viz.side_by_side(small, list(maps)),
         }
 
-    def _sibling_run(self, sibling: str, analysis: Analysis) -> tuple[np.ndarray, list[torch.Tensor]]:
-        """A family head's class mask of an analysed image and its attention (per-step crosses, or
-        the non-local (N, N) weights): one run per (head, image), cached beside the analyses."""
-        def run() -> tuple[tuple[np.ndarray, list[torch.Tensor]], int]:
-            prediction, _ = _run_network(self.predictor(sibling, "full"), analysis.image,
-                                         lambda: self.models.cpu_predictor(sibling))
-            nbytes = prediction.mask.nbytes + sum(a.numel() * 4 for a in prediction.attention)
-            return (prediction.mask, prediction.attention), nbytes
+    def _sibling(self, name: str, analysis: Analysis) -> Analysis:
+        """Another family head's analysis of the same image: the very one choosing it in the menu
+        makes (same cache and key, kept with the examples), so each head runs once per image."""
+        if name == analysis.model:
+            return analysis
+        return self._cache_for(analysis.key).get_or_create(
+            (name, "full", analysis.key), lambda: self._run(name, "full", analysis.key, analysis.image))
 
-        return self.cache.get_or_create((sibling, "sibling", analysis.key), run)
+    def _cache_for(self, key: str) -> LRUCache:
+        """The examples' results live in their own cache, never evicted by uploads."""
+        return self.kept_cache if key in self.kept else self.cache
 
     def _criss_cross_of(self, analysis: Analysis) -> tuple[str, list[torch.Tensor]]:
         """The criss-cross head a comparison uses: the analysis' own, else (a head without one) R = 2's."""
         if analysis.kind == "criss-cross":
             return analysis.model, analysis.attention
-        return family.BASE, self._sibling_run(family.BASE, analysis)[1]
+        return family.BASE, self._sibling(family.BASE, analysis).attention
 
     def _nonlocal_of(self, analysis: Analysis) -> torch.Tensor:
-        """The non-local head's (N, N) weights of the analysed image: the analysis' own, else its sibling's."""
-        if analysis.kind == "non-local":
-            return analysis.dense
+        """The non-local head's (N, N) weights of the analysed image (its own, for that head)."""
         sibling = family.nonlocal_sibling(analysis.model)
-        matrix = next(iter(self._sibling_run(sibling, analysis)[1]), None)
+        matrix = self._sibling(sibling, analysis).dense
         if matrix is None or matrix.shape[0] != analysis.grid[0] * analysis.grid[1]:
             raise CCNetError(f"{sibling} saw a different feature grid than {analysis.model}")
         return matrix
@@ -304,12 +301,12 @@ class Explorer:
             panel = np.isin(labels, panel_classes)
             return (shares, panel), panel.nbytes + 256
 
-        return self.cache.get_or_create((analysis.model, "image figures", analysis.key), compute)
+        return self._cache_for(analysis.key).get_or_create((analysis.model, "image figures", analysis.key), compute)
 
     def head_classes(self, analysis: Analysis, x: int, y: int) -> dict[str, str]:
         """The class every head of the embedded family gives pixel (x, y) of an analysed image."""
         classes = self.classes(analysis.model)
-        heads = {name: analysis.mask if name == analysis.model else self._sibling_run(name, analysis)[0]
+        heads = {name: self._sibling(name, analysis).mask
                  for name in (family.BASE, *map(family.sibling_name, family.SIBLINGS))}
         return {name: classes[int(mask[y, x])] for name, mask in heads.items()}
 

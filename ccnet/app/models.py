@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from ccnet.app.analysis import INTERACTIVE_PIXELS
 from ccnet.errors import CCNetError, shown
@@ -76,7 +77,10 @@ class ModelStore:
                     self._failures[name] = (time.monotonic() + backoff, err, (failed[2] + 1) if failed else 1)
                     raise
                 self._failures.pop(name, None)
-                self._models[name] = (loaded, Predictor(loaded.net, loaded.protocol, self.device, self.amp))
+                predictor = Predictor(loaded.net, loaded.protocol, self.device, self.amp)
+                if self.device == "cpu":  # the predictor's BatchNorm-folded copy serves; drop the original
+                    loaded = replace(loaded, net=predictor.net)  # (on a GPU it stays: the CPU fallback copies it)
+                self._models[name] = (loaded, predictor)
         return self._models[name]
 
     def loaded(self, name: str) -> bool:
@@ -142,7 +146,10 @@ class ModelStore:
         with self._lock:
             if key not in self._models:
                 loaded = self._models[name][0]
-                clone = CCNet(loaded.net.config)  # built on the CPU: the GPU has no room for a copy
-                clone.load_state_dict({k: v.detach().cpu() for k, v in loaded.net.state_dict().items()})
-                self._models[key] = (loaded, Predictor(clone, loaded.protocol, "cpu"))
+                if next(loaded.net.parameters()).device.type == "cpu":  # the CPU store's folded network
+                    self._models[key] = (loaded, Predictor(loaded.net, loaded.protocol, "cpu", optimize=False))
+                else:
+                    clone = CCNet(loaded.net.config)  # built on the CPU: the GPU has no room for a copy
+                    clone.load_state_dict({k: v.detach().cpu() for k, v in loaded.net.state_dict().items()})
+                    self._models[key] = (loaded, Predictor(clone, loaded.protocol, "cpu"))
         return self._models[key][1]

@@ -19,15 +19,21 @@ MAX_ASPECT = 16  # longer/shorter side; beyond it the grid is a sliver (and MAX_
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16-bit and float: scaled to 8 bits by us
 
 
-def decode_image(source: str | Path | bytes | Image.Image | np.ndarray, max_side: int | None = None) -> np.ndarray:
+def decode_image(source: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
     """RGB uint8 (H, W, 3) from a path, bytes, a PIL image or an array; first frame of animations.
 
     EXIF orientation is applied, 16-bit and float images are scaled to 8 bits, alpha is dropped
     (as OpenCV's reader in mmseg does). A file whose decode would need more than the memory budget
-    is refused from its header. With ``max_side``, a JPEG at least twice that size is decoded at a
-    reduced scale (1/2, 1/4 or 1/8, never below ``max_side``): for callers that downscale anyway,
-    a fraction of the memory and time. Anything else raises ImageError with a one-line reason.
+    is refused from its header. Anything else raises ImageError with a one-line reason.
     """
+    return decode_reduced(source, None)[0]
+
+
+def decode_reduced(source: str | Path | bytes | Image.Image | np.ndarray,
+                   max_side: int | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """``decode_image``, but a JPEG at least twice ``max_side`` is decoded at a reduced scale (1/2,
+    1/4 or 1/8, never below ``max_side``): for callers that downscale anyway, a fraction of the
+    memory and time. Also returns the image's own (width, height) as displayed, from its header."""
     try:
         return _decode(source, max_side)
     except MemoryError:
@@ -39,11 +45,12 @@ def _name(source: object) -> str:
     return Path(source).name if isinstance(source, (str, Path)) else "image"
 
 
-def _decode(source: str | Path | bytes | Image.Image | np.ndarray, max_side: int | None) -> np.ndarray:
+def _decode(source: str | Path | bytes | Image.Image | np.ndarray,
+            max_side: int | None) -> tuple[np.ndarray, tuple[int, int]]:
     if isinstance(source, np.ndarray):
-        return _array_to_rgb(source)
+        return _array_to_rgb(source), (source.shape[1], source.shape[0])
     if isinstance(source, Image.Image):
-        return _pil_to_rgb(source, owned=False)
+        return _pil_to_rgb(source, owned=False), _turned(source)
     name = _name(source)
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise ImageError(f"image not found: {source}")
@@ -59,8 +66,9 @@ def _decode(source: str | Path | bytes | Image.Image | np.ndarray, max_side: int
                     raise ImageError(f"{name} is too large: {img.width}x{img.height} pixels (limit {MAX_PIXELS:,})")
                 check_budget(img, name, file_size)
                 img.seek(0)
+                size = _turned(img)
                 _reduce_jpeg(img, max_side)
-                return _pil_to_rgb(img, owned=True)
+                return _pil_to_rgb(img, owned=True), size
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -139,18 +147,8 @@ def check_size(image: np.ndarray | tuple[int, int]) -> None:
         raise ImageError(f"image is too elongated: {width}x{height} pixels, {ratio:.0f}:1 (at most {MAX_ASPECT}:1)")
 
 
-def displayed_size(source: str | Path | bytes | Image.Image | np.ndarray) -> tuple[int, int]:
-    """(width, height) as displayed (EXIF rotation applied), read from the header of an image that
-    decoded: what a note about downscaling names when the decoder already reduced it."""
-    if isinstance(source, np.ndarray):
-        return source.shape[1], source.shape[0]
-    if isinstance(source, Image.Image):
-        return _turned(source)
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-        return _turned(img)
-
-
 def _turned(img: Image.Image) -> tuple[int, int]:
+    """(width, height) as displayed: EXIF orientations 5-8 swap the sides."""
     swapped = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
     return (img.height, img.width) if swapped else img.size
 

@@ -92,7 +92,8 @@ def _project_residual(agg: Tensor, weight: Tensor, bias: Tensor, x: Tensor) -> T
     aggregated = agg.view(batch, -1, agg.shape[-1])
     if x.dtype != agg.dtype:  # autocast: the residual is promoted like the reference's
         return x + _project(aggregated, weight, bias, agg.shape[1:3]).permute(0, 3, 1, 2)
-    out = torch.empty_like(x)
+    # NCHW or channels-last, so that the rows of ``out`` below are a view (x may be any dense layout)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format if x.is_contiguous() else torch.channels_last)
     if x.is_contiguous():
         for n in range(batch):
             torch.addmm(x[n].view(channels, -1), weight, aggregated[n].t(), out=out[n].view(channels, -1))
@@ -212,16 +213,17 @@ class _CrissCrossFunction(torch.autograd.Function):
         ctx.save_for_backward(x, weight_qk, bias_qk, weight_v, bias_v, gamma)
         ctx.set_materialize_grads(False)  # no zero (B,H,W,H+W) gradient for the weights output
         grid, channels_qk = x.shape[2:], weight_qk.shape[0] // 2
-        rows = _rows(x.to(weight_v.dtype))
+        cast = x.to(weight_v.dtype)
+        rows = _rows(cast)
         qk = _project(rows, weight_qk, bias_qk, grid)
         attn = _cross_softmax(qk[..., :channels_qk], qk[..., channels_qk:])
         del qk
         # The input is aggregated, then projected: sum_p a_p (W x_p + b) = W (sum_p a_p x_p) + b, as
         # each cell's weights sum to 1. So the projection's GEMM can write the output in the input's
         # own layout, with the residual as its addend: no transpose back from channels-last.
-        cells = x.to(weight_v.dtype).permute(0, 2, 3, 1).contiguous()  # NHWC: unit-stride rows and columns
+        cells = cast.permute(0, 2, 3, 1).contiguous()  # NHWC: unit-stride rows and columns
         agg = _cross_gather(attn, cells, torch.empty_like(cells))
-        del cells
+        del cells, cast
         ctx.mark_non_differentiable(attn)
         # gamma is folded into the value projection: a C x C scaling instead of a pass over B*C*H*W
         return _project_residual(agg, weight_v * gamma, bias_v * gamma, x), attn

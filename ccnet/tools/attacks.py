@@ -25,7 +25,7 @@ from PIL import Image
 from ccnet.app.explorer import PHOTO_MODEL
 from ccnet.project import DEMOS
 from ccnet.tools import hostile
-from ccnet.tools.loadtest import serve_app
+from ccnet.tools.loadtest import serve_app, status_mib
 from ccnet.tools.ports import free_port
 
 SESSIONS_WARM, SESSIONS = 200, 2000  # sessionless calls before the first and between the two RSS readings
@@ -73,9 +73,9 @@ def sessions(port: int, pid: int, image: str) -> dict:
     """Thousands of calls that each open a new session: RSS after warm-up, then after SESSIONS more."""
     for _ in range(SESSIONS_WARM):
         hostile.call(port, "cost", [_file(image), ""])
-    before = hostile.rss_mib(pid)
+    before = status_mib(pid, "VmRSS")
     failed = sum(hostile.call(port, "cost", [_file(image), ""]).outcome != "complete" for _ in range(SESSIONS))
-    after = hostile.rss_mib(pid)
+    after = status_mib(pid, "VmRSS")
     return {"calls": SESSIONS, "failed": failed, "rss_before_mib": round(before, 1), "rss_after_mib": round(after, 1),
             "rss_growth_mib": round(after - before, 1)}
 
@@ -120,20 +120,20 @@ def decoding(port: int, pid: int, small: str) -> dict:
     for mode in ("I;16", "F"):
         name, content = _bomb(mode)
         status, path = hostile.upload(port, name, content)
-        before = hostile.rss_mib(pid)
+        before = status_mib(pid, "VmRSS")
         answer = hostile.call(port, "segment", [_file(path), "", ""])
         rows[mode] = {"file_kb": round(len(content) / 1024, 1), "upload_status": status, "outcome": answer.outcome,
                       "answer": answer.text[:160] if answer.outcome != "complete" else "",
-                      "rss_after_minus_before_mib": round(hostile.rss_mib(pid) - before, 1)}
+                      "rss_after_minus_before_mib": round(status_mib(pid, "VmRSS") - before, 1)}
     rows["next_small_image"] = hostile.call(port, "segment", [_file(small), "", ""]).outcome
     return rows
 
 
 def bodies(port: int, pid: int, image: str) -> dict:
     """A 300 MB JSON body, a 1 MiB coordinate echoed back, and non-finite coordinates."""
-    before = hostile.rss_mib(pid)
+    before = status_mib(pid, "VmRSS")
     status, text = hostile.huge_body(port, "segment", 300 << 20)
-    grown = hostile.rss_mib(pid) - before
+    grown = status_mib(pid, "VmRSS") - before
     echo = hostile.call(port, "attention", [_file(image), "x" * (1 << 20), 3, "", "", ""])
     infinite = hostile.call(port, "attention", [_file(image), float("inf"), 3, "", "", ""])
     return {"huge_body_status": status, "huge_body_answer": text[:120], "huge_body_rss_growth_mib": round(grown, 1),

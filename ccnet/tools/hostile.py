@@ -128,11 +128,3 @@ def huge_body(port: int, api: str, size: int, source: str = HOST) -> tuple[int, 
 def folder_bytes(folder: Path) -> int:
     """Bytes of every file under a folder (0 when it is gone)."""
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).exists() else 0
-
-
-def rss_mib(pid: int) -> float:
-    """A process's resident memory now (Linux VmRSS), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")

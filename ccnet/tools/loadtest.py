@@ -134,9 +134,14 @@ def run_load(url: str, visitors: list[Visitor], class_names: tuple[str, ...], ti
 
 def peak_rss_mib(pid: int) -> float | None:
     """The process's high-water resident memory (Linux VmHWM), in MiB."""
+    return status_mib(pid, "VmHWM")
+
+
+def status_mib(pid: int, field: str) -> float | None:
+    """A memory field of /proc/PID/status (VmRSS: now, VmHWM: the high-water mark), in MiB."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None

@@ -9,7 +9,6 @@ head (assets/ccnet_default_family.pt, read with weights_only).
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 from ccnet.errors import CCNetError
@@ -59,7 +58,7 @@ def load_sibling(base: CCNet, arm: str, path: Path = FAMILY_FILE) -> CCNet:
     weights, meta = read_checkpoint(path)
     config = CCNetConfig.from_dict(meta["arms"][arm]["ccnet_config"])
     net = CCNet(config).eval()
-    state = {k: v for k, v in copy.deepcopy(base.state_dict()).items() if not k.startswith(HEAD_PREFIX)}
+    state = {k: v for k, v in base.state_dict().items() if not k.startswith(HEAD_PREFIX)}  # load_state_dict copies
     state.update({k[len(arm) + 1:]: v for k, v in weights.items() if k.startswith(f"{arm}.")})
     net.load_state_dict(state, strict=True)
     return net

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ccnet.app.explorer import load_image
-from ccnet.inference.images import decode_image, limit_size
+from ccnet.inference.images import decode_image, decode_reduced, limit_size
 
 
 def photo_like(width: int, height: int) -> Image.Image:
@@ -28,8 +28,9 @@ def jpeg(image: Image.Image, **kwargs: object) -> bytes:
 def test_a_big_jpeg_is_decoded_at_a_reduced_scale_and_downscaled_the_same():
     data = jpeg(photo_like(6000, 4000))
     assert decode_image(data).shape == (4000, 6000, 3)
-    assert decode_image(data, max_side=2048).shape == (2000, 3000, 3)  # 1/2: 4x fewer pixels held
-    assert decode_image(data, max_side=1000).shape == (1000, 1500, 3)  # 1/4
+    assert decode_reduced(data, 2048)[0].shape == (2000, 3000, 3)  # 1/2: 4x fewer pixels held
+    assert decode_reduced(data, 2048)[1] == (6000, 4000)  # the file's own size, from the same header read
+    assert decode_reduced(data, 1000)[0].shape == (1000, 1500, 3)  # 1/4
     reduced, note = load_image(data)
     full, full_note = limit_size(decode_image(data))
     assert reduced.shape == full.shape == (1365, 2048, 3)
@@ -40,10 +41,10 @@ def test_a_big_jpeg_is_decoded_at_a_reduced_scale_and_downscaled_the_same():
 
 def test_small_jpegs_and_other_formats_are_decoded_whole():
     data = jpeg(photo_like(3000, 2000))  # under twice the limit: no reduction
-    assert decode_image(data, max_side=2048).shape == (2000, 3000, 3)
+    assert decode_reduced(data, 2048)[0].shape == (2000, 3000, 3)
     png = io.BytesIO()
     photo_like(6000, 4000).save(png, "PNG", compress_level=1)
-    assert decode_image(png.getvalue(), max_side=2048).shape == (4000, 6000, 3)
+    assert decode_reduced(png.getvalue(), 2048)[0].shape == (4000, 6000, 3)
 
 
 def test_a_turned_jpeg_names_its_displayed_size():

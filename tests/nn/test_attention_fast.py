@@ -77,6 +77,15 @@ def test_memory_format_is_kept(memory_format):
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
 
 
+def test_any_dense_input_layout_gives_the_reference_output():
+    """An input that is neither NCHW nor channels-last (here H and W swapped in memory)."""
+    module = make_cca()
+    x = torch.randn(2, 16, 6, 5, dtype=torch.float64).transpose(2, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(run(module, "fast", x), run(module, "reference", x.contiguous()),
+                                   rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("size", [(3, 4), (1, 5), (4, 1), (2, 3)])
 def test_gradcheck_input_and_all_parameters(size, tiny_blocks):
     module = make_cca(channels=8)

@@ -88,8 +88,7 @@ class Handlers:
             self.colour_file: _enabled(self.exports.colour_png(analysis, loaded.palette)),
             self.overlay_file: _enabled(self.exports.picture(analysis, "overlay", self.explorer.overlay(analysis))),
             self.click_state: None, **dict.fromkeys((self.topk, self.chart, self.summary)),
-            self.npz_file: _enabled(None), self.compare_image: gr.update(value=None, visible=False),
-            self.compare_text: gr.update(value="", visible=False),
+            self.npz_file: _enabled(None), **self.compare_hidden(),
         }
         if pin:
             updates.update(self.pin_views(analysis, pin, view, DEFAULT_K))
@@ -114,7 +113,13 @@ class Handlers:
             self.viewer: None, self.legend: "", self.image: None, self.key_state: None, self.click_state: None,
             **dict.fromkeys((self.topk, self.chart, self.summary)),
             **{c: _enabled(None) for c in (self.mask_file, self.colour_file, self.overlay_file, self.npz_file)},
+            **self.compare_hidden(),
         }
+
+    def compare_hidden(self) -> Updates:
+        """The non-local comparison emptied and hidden (no pin, no image, or a model outside the family)."""
+        return {self.compare_image: gr.update(value=None, visible=False),
+                self.compare_text: gr.update(value="", visible=False)}
 
     @ui_guard
     def on_upload(self, path: dict | None, model: str, size: str) -> Updates:
@@ -165,8 +170,7 @@ class Handlers:
         """For the embedded family: the non-local head's map of the pinned cell, how it agrees with
         the criss-cross composed map, and every head's class at the pixel; hidden for other models."""
         if analysis.model != family.BASE and not family.is_sibling(analysis.model):
-            return {self.compare_image: gr.update(value=None, visible=False),
-                    self.compare_text: gr.update(value="", visible=False)}
+            return self.compare_hidden()
         non_local, figures = self.explorer.compare_nonlocal(analysis, x, y)
         picture = heatmap(non_local, analysis.thumbnail, "magma", 0.2, "log", "nearest")
         scale = analysis.thumbnail.shape[1] / analysis.size[1]

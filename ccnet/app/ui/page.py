@@ -209,13 +209,13 @@ def build_app(explorer: Explorer | None = None, exports: Exports | None = None,
     return demo
 
 
-def launch_options(sweeper: Sweeper | None = None, budget: int | None = None) -> dict:
+def launch_options(sweeper: Sweeper | None = None) -> dict:
     """The launch settings that bound what visitors can make the server hold: 20 MB per file,
     SESSION_CAPACITY sessions' state (Gradio keeps 10,000 by default, ~120 KiB each: memory that grew
     with every sessionless call), request bodies (BodyLimit) and, with a sweeper, the upload space."""
     middleware = [Middleware(BodyLimit)]
     if sweeper is not None:
-        middleware.append(Middleware(UploadLimit, usage=sweeper.usage, budget=budget, failed=sweeper.soon))
+        middleware.append(Middleware(UploadLimit, usage=sweeper.usage, budget=sweeper.budget, failed=sweeper.soon))
     return {"max_file_size": MAX_FILE_SIZE, "state_session_capacity": SESSION_CAPACITY, "ssr_mode": False,
             "app_kwargs": {"middleware": middleware}}
 
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
             *(getattr(block, "keep_in_cache", ()) for block in demo.blocks.values()))).start()
         # mcp_server: segment, attention and cost are also tools for MCP clients (gradio's mcp extra)
         demo.launch(footer_links=["api"], mcp_server=True, prevent_thread_lock=True,
-                    **launch_options(sweeper, budget))
+                    **launch_options(sweeper))
 
         def stop() -> None:
             sweeper.stop()
