@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ccnet.nn.attention import composed_map, dense_matrix, step_map
+from ccnet.nn.attention_maps import composed_map, dense_matrix, step_map
 from ccnet.viz.pictures import topk
 from tests.helpers import composed_reference, dense_from_crosses, step_reference, topk_reference
 

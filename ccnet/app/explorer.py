@@ -29,7 +29,7 @@ from ccnet.inference.geometry import cell_centre, cell_of
 from ccnet.inference.images import MAX_SIDE, check_size, decode_reduced, limit_size
 from ccnet.inference.predictor import Predictor, predict_or_fall_back, resolve_device
 from ccnet.nn import cost
-from ccnet.nn.attention import composed_map, dense_matrix
+from ccnet.nn.attention_maps import composed_map, dense_matrix
 from ccnet.nn.cost import METHODS
 from ccnet.viz import pictures as viz
 from ccnet.weights import family, presets

@@ -7,7 +7,7 @@ own maximum: code 0 is a weight under DECADES decades below that maximum, codes 
 DECADES decades above it. A decoded weight is within REL_ERROR of the true weight (relative), or
 within FLOOR times the cell's maximum for the smallest ones: the faint cross that a log view
 shows survives, which a linear 8-bit code would round to zero. The page composes the steps
-itself (M = A_R ... A_1, as `ccnet.nn.attention.composed_map`). Beyond BUDGET_BYTES the maps are
+itself (M = A_R ... A_1, as `ccnet.nn.attention_maps.composed_map`). Beyond BUDGET_BYTES the maps are
 not sent and a click asks the server instead.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ import numpy as np
 from ccnet.errors import CCNetError
 from ccnet.inference.geometry import cell_of
 from ccnet.inference.predictor import Prediction
-from ccnet.nn.attention import composed_map, step_map
+from ccnet.nn.attention_maps import composed_map, step_map
 
 
 @dataclass

@@ -61,9 +61,18 @@ def _rel_error(got: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def _measure(cases: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, tuple]:
-    """Peak memory of each case (its profiled run doubles as the warm-up), then interleaved timings."""
+    """Peak memory of each case (its profiled run doubles as the warm-up), then timings interleaved
+    run by run within each mode ("inference/...", "training/...").
+
+    Inference runs alternate with inference runs only: a training case between two of them (up to
+    1 GiB allocated and freed) slowed the next inference runs unevenly, by a fifth for the fast
+    path against a sixth for the einsum formulas in one A/B, which is not what a model sees.
+    """
     peaks = {name: measure_peak_memory(fn, device) for name, fn in cases.items()}
-    times = time_ms(cases, repeats, device, warmup=False)
+    groups: dict[str, dict[str, Callable[[], object]]] = {}
+    for name, fn in cases.items():
+        groups.setdefault(name.rpartition("/")[0], {})[name] = fn  # names without a mode: one group
+    times = {n: t for group in groups.values() for n, t in time_ms(group, repeats, device, warmup=False).items()}
     return {name: (times[name], peaks[name]) for name in cases}
 
 

@@ -4,13 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ccnet.nn.attention import (
-    CrissCrossAttention,
-    NonLocal2d,
-    composed_map,
-    dense_matrix,
-    step_map,
-)
+from ccnet.nn.attention import CrissCrossAttention, NonLocal2d
+from ccnet.nn.attention_maps import composed_map, dense_matrix, step_map
 from tests.helpers import KEYS_FILE, composed_reference, dense_from_crosses
 
 SIZES = [(1, 1), (1, 6), (5, 1), (3, 4), (7, 5)]

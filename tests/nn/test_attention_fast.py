@@ -26,9 +26,10 @@ def run(module: CrissCrossAttention, impl: str, x: torch.Tensor, **kwargs):
 
 @pytest.fixture
 def tiny_blocks(monkeypatch):
-    """Blocks of one row / one column, so that the blocked code paths run on small inputs."""
+    """Blocks of one row / one column / one cell, so that the blocked code paths run on small inputs."""
     monkeypatch.setattr(attention, "ROW_BLOCK_BYTES", 1)
     monkeypatch.setattr(attention, "COLUMN_BLOCK_BYTES", 1)
+    monkeypatch.setattr(attention, "OUTPUT_BLOCK_BYTES", 1)
 
 
 def test_fast_path_is_the_default():
@@ -50,9 +51,10 @@ def test_fast_matches_reference_outputs_and_weights(size, dtype, tol):
     assert torch.all(attn[..., :height].diagonal(dim1=1, dim2=3) == 0)  # the centre is counted once
 
 
-def test_blocked_paths_match_reference(tiny_blocks):
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_blocked_paths_match_reference(tiny_blocks, memory_format):
     module = make_cca()
-    x = torch.randn(2, 16, 5, 7, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 16, 5, 7, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
     grad = torch.randn_like(x)
     for impl in ("reference", "fast"):
         x.grad = None
@@ -67,14 +69,16 @@ def test_blocked_paths_match_reference(tiny_blocks):
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_memory_format_is_kept(memory_format):
+def test_output_is_channels_last_and_equal_for_either_input_format(memory_format):
     module = make_cca()
     x = torch.randn(2, 16, 4, 6, dtype=torch.float64).contiguous(memory_format=memory_format)
+    before = x.clone()
     with torch.no_grad():
         out = run(module, "fast", x)
         ref = run(module, "reference", x.contiguous())
-    assert out.is_contiguous(memory_format=memory_format)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    assert torch.equal(x, before)  # the output reuses a copy of the input, never the input itself
 
 
 def test_any_dense_input_layout_gives_the_reference_output():

@@ -57,7 +57,7 @@ function stepMap(s, r, c) {
   return out;
 }
 
-// M = e_q A_R ... A_1, as ccnet.nn.attention.composed_map: mass flows through the last step first.
+// M = e_q A_R ... A_1, as ccnet.nn.attention_maps.composed_map: mass flows through the last step first.
 function composedMap(r, c) {
   const [h, w] = S.value.grid;
   let mass = new Float32Array(h * w);
