@@ -43,16 +43,15 @@ def on_cross_share(grid_map: np.ndarray, row: int, col: int) -> float:
     return float(grid_map[row].sum() + grid_map[:, col].sum() - grid_map[row, col])
 
 
-def cross_mask(grid: tuple[int, int]) -> np.ndarray:
-    """(N, N) booleans: [u, p] is true when cell p lies on cell u's row or column."""
-    height, width = grid
-    rows, cols = np.divmod(np.arange(height * width), width)
-    return (rows[:, None] == rows[None, :]) | (cols[:, None] == cols[None, :])
-
-
 def mean_on_cross_share(matrix: np.ndarray, grid: tuple[int, int]) -> float:
-    """The on-cross share averaged over every query cell of an (N, N) row-stochastic matrix."""
-    return float((np.asarray(matrix) * cross_mask(grid)).sum(axis=1).mean())
+    """The on-cross share averaged over every query cell of an (N, N) row-stochastic matrix.
+
+    Read as (h, w, h, w): query (i, j)'s column is [i, j, :, j], its row [i, j, i, :], its centre
+    [i, j, i, j]; diagonal views, so no (N, N) mask is built beside the matrix.
+    """
+    cells = np.asarray(matrix).reshape(*grid, *grid)
+    column, row, centre = (np.einsum(spec, cells) for spec in ("ijrj->ij", "ijis->ij", "ijij->ij"))
+    return float((column + row - centre).mean())
 
 
 def agreement(criss_cross: np.ndarray, non_local: np.ndarray, cell: tuple[int, int], k: int = 5) -> dict:

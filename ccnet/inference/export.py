@@ -65,7 +65,7 @@ def export_onnx(net: CCNet, protocol: Protocol, path: str | Path, with_attention
     """Write the graph to `path`, with `metadata` (e.g. classes and palette as JSON) in the file's
     metadata_props; returns its output names."""
     try:
-        import onnx
+        import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError:
         raise CCNetError("ONNX export needs the onnx and onnxscript packages: pip install onnx onnxscript") from None
@@ -80,9 +80,6 @@ def export_onnx(net: CCNet, protocol: Protocol, path: str | Path, with_attention
         program = torch.onnx.export(graph, (sample,), dynamo=True, input_names=["image"],
                                     output_names=graph.output_names, dynamic_shapes=dynamic,
                                     opset_version=opset, verbose=False, report=False)
-    program.save(str(path))
-    model = onnx.load(str(path))
-    for key, value in {**(metadata or {}), "ccnet.protocol": json.dumps(protocol.to_dict())}.items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
+    program.model.metadata_props.update({**(metadata or {}), "ccnet.protocol": json.dumps(protocol.to_dict())})
+    program.save(str(path))  # once: the metadata goes in before the file is written
     return graph.output_names

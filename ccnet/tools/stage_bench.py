@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from ccnet.nn.cost import time_ms
 from ccnet.nn.model import EMBEDDED_CONFIG, CCNet, CCNetConfig
 from ccnet.nn.optimize import optimize_for_inference
 
@@ -134,15 +135,15 @@ def paths(net: CCNet, x: torch.Tensor, repeats: int, total_flops: float) -> list
     optimized_graph.net = optimized
     cases = {"eager": torch_path(reference), "bn folded + channels-last": torch_path(optimized_graph),
              "onnxruntime": lambda: torch.from_numpy(session.run(None, {"image": image.numpy()})[0])}
-    expected = cases["eager"]()
-    errors = {case: float((run() - expected).abs().max() / expected.abs().max()) for case, run in cases.items()}
-    times: dict[str, list[float]] = defaultdict(list)
-    for _ in range(repeats):  # interleaved, so that a drifting machine weighs on every path alike
-        for case, run in cases.items():
-            times[case].append(_seconds(run))
+    outputs = {case: run() for case, run in cases.items()}  # also the warm-up
+    expected = outputs["eager"]
+    errors = {case: float((out - expected).abs().max() / expected.abs().max()) for case, out in outputs.items()}
+    del outputs
+    # interleaved, so that a drifting machine weighs on every path alike
+    times = time_ms(cases, repeats, warmup=False)
     rows, previous = [], None
     for case in cases:
-        median, error = statistics.median(times[case]), errors[case]
+        median, error = statistics.median(times[case]) / 1000, errors[case]
         rows.append({"path": case, "median_s": median, "vs_previous": median / previous if previous else 1.0,
                      "vs_eager": median / rows[0]["median_s"] if rows else 1.0, "rel_error": error,
                      "gflop_per_s": total_flops / median / 1e9})

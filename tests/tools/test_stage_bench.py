@@ -2,9 +2,10 @@
 times every stage of a real forward."""
 from __future__ import annotations
 
+import pytest
 import torch
 
-from ccnet.tools.stage_bench import STAGES, stage_flops, stage_times
+from ccnet.tools.stage_bench import STAGES, paths, stage_flops, stage_times
 from tests.helpers import tiny_model
 
 
@@ -21,3 +22,12 @@ def test_every_stage_is_timed_and_the_parts_add_up():
     times = stage_times(tiny_model(), torch.randn(1, 3, 64, 96), repeats=2)
     assert set(STAGES) <= set(times) and all(times[s] > 0 for s in STAGES)
     assert abs(sum(times[s] for s in [*STAGES, "resize", "other"]) - times["total"]) < 0.5 * times["total"]
+
+
+def test_every_inference_path_gives_the_eager_logits_and_is_timed_against_the_previous():
+    rows = paths(tiny_model(), torch.randn(1, 3, 64, 96), repeats=2, total_flops=1e9)
+    assert [r["path"] for r in rows] == ["eager", "bn folded + channels-last", "onnxruntime"]
+    assert rows[0]["rel_error"] == 0 and all(r["rel_error"] < 1e-5 for r in rows)
+    for previous, row in zip(rows, rows[1:]):
+        assert row["vs_previous"] == pytest.approx(row["median_s"] / previous["median_s"])
+        assert row["gflop_per_s"] == pytest.approx(1e9 / row["median_s"] / 1e9)
