@@ -11,6 +11,7 @@ from ccnet.app.analysis import Analysis, Explanation
 from ccnet.nn.cost import METHOD_LABELS, METHODS
 from ccnet.project import ASSETS
 from ccnet.viz import pictures as viz
+from ccnet.weights import family
 
 
 def legend_html(analysis: Analysis, classes: tuple[str, ...], palette: tuple[tuple[int, int, int], ...]) -> str:
@@ -132,15 +133,11 @@ def _mib(nbytes: float | None) -> str:
     return "n/a" if nbytes is None else f"{nbytes / 2**20:.2f} MiB"
 
 
-HEAD_LABELS = {"default": "R = 2", "default:none": "none", "default:rcca_r1": "R = 1", "default:rcca_r3": "R = 3",
-               "default:nonlocal": "non-local"}
-
-
 def compare_text(figures: dict, classes: dict[str, str]) -> str:
     """What the comparison panel says: agreement, on-cross shares and every head's class."""
     share, image = figures["on_cross_share"], figures["image_on_cross_share"]
-    heads = " · ".join(f"{HEAD_LABELS.get(name, name)} **{label}**" for name, label in classes.items())
-    criss_cross = HEAD_LABELS.get(figures["criss_cross_model"], figures["criss_cross_model"])
+    heads = " · ".join(f"{family.head_label(name)} **{label}**" for name, label in classes.items())
+    criss_cross = family.head_label(figures["criss_cross_model"])
     return (f"**Criss-cross {criss_cross} (composed) against non-local**, same backbone: top-{figures['topk']} overlap "
             f"**{figures['topk_overlap']:.2f}**, Jensen–Shannon divergence **{figures['js_divergence_bits']:.2f}** "
             f"bits (0: the same map, 1: disjoint).\n\n"
@@ -150,10 +147,6 @@ def compare_text(figures: dict, classes: dict[str, str]) -> str:
             f"labelled traffic sign or light): criss-cross **{100 * figures['panel_weight']['criss_cross']:.0f}%**, "
             f"non-local **{100 * figures['panel_weight']['nonlocal']:.0f}%**.\n\n"
             f"Each head's class here: {heads}.")
-
-
-CLAIM_ARMS = (("none", "default:none"), ("rcca_r1", "default:rcca_r1"), ("rcca_r2", "default"),
-              ("rcca_r3", "default:rcca_r3"), ("nonlocal", "default:nonlocal"))
 
 
 def claim_table(assets: Path = ASSETS) -> str:
@@ -166,9 +159,9 @@ def claim_table(assets: Path = ASSETS) -> str:
     except (OSError, ValueError, KeyError):
         return "The ablation's figures are not in this checkout's assets/."
     rows = ["| head | context mIoU (car, truck) | head GFLOPs | head peak memory |", "|---|---|---|---|"]
-    for arm, name in CLAIM_ARMS:
-        label = {"none": "no attention", "nonlocal": "non-local"}.get(arm, f"R = {arm[-1]}")
-        rows.append(f"| {label} | {scores[name]['context_miou']:.3f} | {costs[arm]['head_gflops']:.2f} | "
+    for arm in family.ARMS:
+        label, score = "no attention" if arm == "none" else family.ARM_LABELS[arm], scores[family.sibling_name(arm)]
+        rows.append(f"| {label} | {score['context_miou']:.3f} | {costs[arm]['head_gflops']:.2f} | "
                     f"{costs[arm]['head_peak_bytes'] / 2**20:.1f} MiB |")
     return ("Held-out synthetic scenes (64, seed 1), every head on the embedded model's backbone; cost of the "
             "head on a 256×512 scene (32×64 cells). R = 1 cannot reach the cue panel from a vehicle; R = 2 "

@@ -19,11 +19,20 @@ from ccnet.weights.checkpoints import read_checkpoint, save_checkpoint
 FAMILY_FILE = ASSETS / "ccnet_default_family.pt"
 BASE = "default"
 SIBLINGS = ("none", "rcca_r1", "rcca_r3", "nonlocal")  # default itself is rcca_r2
+ARMS = ("none", "rcca_r1", "rcca_r2", "rcca_r3", "nonlocal")  # the ablation's order: every head of the family
+ARM_LABELS = {"none": "none", "rcca_r1": "R = 1", "rcca_r2": "R = 2", "rcca_r3": "R = 3", "nonlocal": "non-local"}
 HEAD_PREFIX = "decode_head."
 
 
 def sibling_name(arm: str) -> str:
     return BASE if arm == "rcca_r2" else f"{BASE}:{arm}"
+
+
+def head_label(name: str) -> str:
+    """How the app names a family member's head ("R = 2", "non-local", ...); other names unchanged."""
+    if name == BASE:
+        return ARM_LABELS["rcca_r2"]
+    return ARM_LABELS.get(name.removeprefix(f"{BASE}:"), name) if is_sibling(name) else name
 
 
 def is_sibling(name: str) -> bool:

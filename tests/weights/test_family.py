@@ -7,7 +7,7 @@ import torch
 from ccnet.errors import CCNetError
 from ccnet.project import DEFAULT_CHECKPOINT
 from ccnet.weights.checkpoints import read_checkpoint
-from ccnet.weights.family import FAMILY_FILE, SIBLINGS, nonlocal_sibling, sibling_name
+from ccnet.weights.family import ARMS, FAMILY_FILE, SIBLINGS, head_label, nonlocal_sibling, sibling_name
 from ccnet.weights.load import load_model
 
 
@@ -36,3 +36,12 @@ def test_only_the_family_has_a_non_local_sibling():
         nonlocal_sibling("ccnet_r50-d8_512x1024_80k_cityscapes")
     with pytest.raises(CCNetError, match="unknown sibling 'r9'"):
         load_model("default:r9")
+
+
+def test_each_head_label_names_the_attention_its_model_loads_with():
+    for arm in ARMS:
+        config = load_model(sibling_name(arm)).net.config
+        expected = {"cca": f"R = {config.recurrence}", "nonlocal": "non-local", "none": "none"}[config.attention]
+        assert head_label(sibling_name(arm)) == expected
+    assert set(ARMS) == {*SIBLINGS, "rcca_r2"}
+    assert head_label("ccnet_r50-d8_512x1024_80k_cityscapes") == "ccnet_r50-d8_512x1024_80k_cityscapes"

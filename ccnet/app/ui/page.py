@@ -28,14 +28,16 @@ from ccnet.app.viewer import BUDGET_BYTES
 from ccnet.errors import CCNetError
 from ccnet.inference.images import MAX_ASPECT, MAX_SIDE, MIN_SIDE
 from ccnet.viz import charts
-from ccnet.weights import presets
+from ccnet.weights import family, presets
 
 HERE = Path(__file__).parent
 FAMILY_MENU = {  # the embedded model's siblings: every ablation arm's head on its frozen backbone
-    "default:none": "default:none · no attention, same backbone (the ablation's baseline)",
-    "default:rcca_r1": "default:rcca_r1 · R = 1 head on the embedded backbone (one step: row and column only)",
-    "default:rcca_r3": "default:rcca_r3 · R = 3 head on the embedded backbone",
-    "default:nonlocal": "default:nonlocal · non-local head on the embedded backbone (every cell, one step)",
+    family.sibling_name(arm): f"{family.sibling_name(arm)} · {text}" for arm, text in (
+        ("none", "no attention, same backbone (the ablation's baseline)"),
+        ("rcca_r1", "R = 1 head on the embedded backbone (one step: row and column only)"),
+        ("rcca_r3", "R = 3 head on the embedded backbone"),
+        ("nonlocal", "non-local head on the embedded backbone (every cell, one step)"),
+    )
 }
 INTRO = (
     "## CCNet Explorer · criss-cross attention, pixel by pixel\n"
