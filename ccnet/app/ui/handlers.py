@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ccnet.app.analysis import Analysis, Display
+from ccnet.app.analysis import Analysis, Display, Explanation
 from ccnet.app.explorer import PHOTO_MODEL, Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.links import parse_link
@@ -142,20 +142,27 @@ class Handlers:
         row/column chart and the maps as a download."""
         if analysis.kind == "none":
             return self.bare_pin_views(analysis, pixel, view)
-        shown = Display(view=view.replace("step", "step ") if view.startswith("step") else "composed", k=int(k))
-        explanation = self.explorer.explain(analysis, *pixel, display=shown)
-        classes = self.explorer.classes(analysis.model)
-        summary = {k: v for k, v in explanation.to_json(classes).items() if k not in ("steps", "composed")}
+        explanation, classes, ranked = self.ranked_views(analysis, pixel, view, k)
         updates = {}
         if not self.in_browser(analysis):  # over the viewer's budget: the server's maps of this cell
             updates[self.viewer] = self.viewer_for(analysis, view, pixel, pinned=pinned_maps(explanation.maps))
         return {
-            **updates, **self.compare_views(analysis, *pixel),
-            self.pixel: pixel_text(explanation, classes), self.topk: topk_rows(explanation),
-            self.chart: charts.cross_weights(explanation.maps, analysis.views), self.summary: compact_json(summary),
+            **updates, **self.compare_views(analysis, *pixel), **ranked,
+            self.pixel: pixel_text(explanation, classes),
+            self.chart: charts.cross_weights(explanation.maps, analysis.views),
             self.npz_file: _enabled(self.exports.attention_npz(explanation)),
             self.click_state: [*pixel, view],
         }
+
+    def ranked_views(self, analysis: Analysis, pixel: tuple[int, int], view: str,
+                     k: float) -> tuple[Explanation, tuple[str, ...], Updates]:
+        """The pinned cell's explanation, the model's classes, and what the top-k slider changes:
+        the top-k table and the summary JSON."""
+        shown = Display(view=view.replace("step", "step ") if view.startswith("step") else "composed", k=int(k))
+        explanation = self.explorer.explain(analysis, *pixel, display=shown)
+        classes = self.explorer.classes(analysis.model)
+        summary = {k: v for k, v in explanation.to_json(classes).items() if k not in ("steps", "composed")}
+        return explanation, classes, {self.topk: topk_rows(explanation), self.summary: compact_json(summary)}
 
     def bare_pin_views(self, analysis: Analysis, pixel: tuple[int, int], view: str) -> Updates:
         """A pin on a head without attention: the pixel's class and the family's comparison only."""
@@ -198,9 +205,14 @@ class Handlers:
     @ui_guard
     def on_topk(self, path: dict | None, key: str | None, model: str, size: str, click: list | None,
                 k: float) -> Updates:
+        """Only the top-k table and the summary change: the maps, the chart and the non-local
+        comparison of the pinned cell do not depend on k."""
         if not click:
             return self.unchanged()
-        return self.pin_views(self.current(path, key, model, size), (click[0], click[1]), click[2], k)
+        analysis = self.current(path, key, model, size)
+        if analysis.kind == "none":
+            return self.unchanged()
+        return self.ranked_views(analysis, (click[0], click[1]), click[2], k)[2]
 
     # ---- the model menu -------------------------------------------------------------------------
     # Two events: loading (a download, minutes on a slow link) runs on its own queue, so visitors on
