@@ -85,34 +85,46 @@ def _project(rows: Tensor, weight: Tensor, bias: Tensor, grid: tuple[int, int]) 
     return out.view(rows.shape[0], *grid, weight.shape[0])
 
 
-def _project_residual(agg: Tensor, weight: Tensor, bias: Tensor, x: Tensor, cells: Tensor) -> Tensor:
-    """``x + conv1x1(agg)`` for channels-last (B, H, W, C) ``agg``, returned channels-last, in place.
+def _nhwc(t: Tensor) -> Tensor:
+    """(B, C, H, W) -> its (B, H, W, C) view: contiguous for a channels-last tensor."""
+    return t.permute(0, 2, 3, 1)
 
-    ``cells`` is x as (B, H, W, C): a copy made for the gather, dead by now, becomes the output;
-    a view of x cannot, so the output overwrites ``agg`` a block of rows at a time (each block's
-    GEMM reads a copy of it). No fresh (B, C, H, W) buffer: an 11 MiB lower peak at 512x97x97 (R = 2)
-    and no page faults on new memory. Channels-last is the layout this GEMM writes fastest (an NCHW output,
-    W @ agg^T, took 1.2x as long) and the next step reads without a copy.
+
+def _channels_last_like(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """An empty (B, C, H, W) channels-last tensor: a base of its own (used through ``_nhwc``), so the
+    block's output is not a view and may be changed in place under autograd."""
+    return torch.empty(x.shape, dtype=dtype, device=x.device, memory_format=torch.channels_last)
+
+
+def _project_residual(gathered: Tensor, weight: Tensor, bias: Tensor, x: Tensor, copy: Tensor | None) -> Tensor:
+    """``x + conv1x1(gathered)``, in place, channels-last; ``gathered`` is a channels-last
+    (B, C, H, W) tensor of the aggregated cells.
+
+    ``copy``, x's channels-last copy made for the gather (None when x is channels-last already), is
+    dead by now and becomes the output; otherwise ``gathered`` does, a block of cells at a time (each
+    block's GEMM reads a copy of it). So no fresh output buffer is allocated, and no page faults on new
+    memory are paid. Channels-last is the layout this GEMM writes fastest (an NCHW output, W @ agg^T,
+    took 1.2x as long) and the next step reads without a copy.
     """
     batch, channels = x.shape[:2]
-    aggregated = agg.view(batch, -1, channels)
-    if x.dtype != agg.dtype:  # autocast: the residual is promoted like the reference's
-        return x + _project(aggregated, weight, bias, agg.shape[1:3]).permute(0, 3, 1, 2)
-    if cells.data_ptr() != x.data_ptr():
-        out = cells.add_(bias).view(batch, -1, channels)
+    aggregated = _nhwc(gathered).view(batch, -1, channels)
+    if x.dtype != gathered.dtype:  # autocast: the residual is promoted like the reference's
+        return x + _project(aggregated, weight, bias, x.shape[2:]).permute(0, 3, 1, 2)
+    if copy is not None:
+        out = _nhwc(copy).add_(bias).view(batch, -1, channels)
         for n in range(batch):
             torch.addmm(out[n], aggregated[n], weight.t(), out=out[n])
-        return cells.permute(0, 3, 1, 2)
-    residual = cells.reshape(batch, -1, channels)
-    cells_per_block = max(1, OUTPUT_BLOCK_BYTES // (channels * agg.element_size()))
-    spare = agg.new_empty(min(cells_per_block, aggregated.shape[1]), channels)
+        return copy
+    residual = _nhwc(x).reshape(batch, -1, channels)
+    cells_per_block = max(1, OUTPUT_BLOCK_BYTES // (channels * gathered.element_size()))
+    spare = gathered.new_empty(min(cells_per_block, aggregated.shape[1]), channels)
     for n in range(batch):
         for c0 in range(0, aggregated.shape[1], cells_per_block):
             block = aggregated[n, c0:c0 + cells_per_block]
             inputs = spare[:block.shape[0]].copy_(block)
             torch.add(residual[n, c0:c0 + cells_per_block], bias, out=block)
             torch.addmm(block, inputs, weight.t(), out=block)
-    return agg.permute(0, 3, 1, 2)
+    return gathered
 
 
 # Bytes of one temporary block of the fast path. Bigger blocks are a little faster, smaller ones
@@ -227,18 +239,22 @@ class _CrissCrossFunction(torch.autograd.Function):
         ctx.save_for_backward(x, weight_qk, bias_qk, weight_v, bias_v, gamma)
         ctx.set_materialize_grads(False)  # no zero (B,H,W,H+W) gradient for the weights output
         grid, channels_qk = x.shape[2:], weight_qk.shape[0] // 2
-        # NHWC, unit-stride rows and columns: a view of a channels-last input, else one copy
-        cells = x.to(weight_v.dtype).permute(0, 2, 3, 1).contiguous()
+        dtype = weight_v.dtype
+        # The cells as (B, H, W, C), unit-stride rows and columns: a view of a channels-last input,
+        # else a channels-last copy
+        copy = None if x.dtype == dtype and _nhwc(x).is_contiguous() else _channels_last_like(x, dtype)
+        cells = _nhwc(x) if copy is None else _nhwc(copy).copy_(_nhwc(x))
         qk = _project(cells.flatten(1, 2), weight_qk, bias_qk, grid)
         attn = _cross_softmax(qk[..., :channels_qk], qk[..., channels_qk:])
         del qk
         # The input is aggregated, then projected: sum_p a_p (W x_p + b) = W (sum_p a_p x_p) + b, as
         # each cell's weights sum to 1. So the projection's GEMM adds into the residual in place,
         # channels-last: no transpose back, and an NCHW input's copy is reused for the output.
-        agg = _cross_gather(attn, cells, torch.empty_like(cells))
+        gathered = _channels_last_like(x, dtype)
+        _cross_gather(attn, cells, _nhwc(gathered))
         ctx.mark_non_differentiable(attn)
         # gamma is folded into the value projection: a C x C scaling instead of a pass over B*C*H*W
-        return _project_residual(agg, weight_v * gamma, bias_v * gamma, x, cells), attn
+        return _project_residual(gathered, weight_v * gamma, bias_v * gamma, x, copy), attn
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -314,7 +330,8 @@ class CrissCrossAttention(AttentionProjections):
 
     ``impl`` picks the computation: ``"fast"`` (default) runs strided batched GEMMs on
     channels-last views with a memory-lean autograd (see ``_CrissCrossFunction``; returned
-    weights are detached; the output is channels-last whatever the input's layout);
+    weights are detached; the output is channels-last whatever the input's layout, except under
+    autocast to another dtype, where the residual's promotion decides);
     ``"reference"`` runs the einsum formulas ``criss_cross_weights`` and
     ``criss_cross_aggregate``; ``"export"`` the plain-MatMul formulation of ``cross_matmul`` that
     ONNX export uses. All give the same outputs, gradients and weights.

@@ -61,19 +61,23 @@ def _rel_error(got: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def _measure(cases: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, tuple]:
-    """Peak memory of each case (its profiled run doubles as the warm-up), then timings interleaved
-    run by run within each mode ("inference/...", "training/...").
+    """Per mode ("inference/...", "training/..."; names without one form one group): the peak
+    memory of each case (its profiled run doubles as the warm-up), then timings interleaved run by
+    run within the mode.
 
     Inference runs alternate with inference runs only: a training case between two of them (up to
     1 GiB allocated and freed) slowed the next inference runs unevenly, by a fifth for the fast
     path against a sixth for the einsum formulas in one A/B, which is not what a model sees.
     """
-    peaks = {name: measure_peak_memory(fn, device) for name, fn in cases.items()}
     groups: dict[str, dict[str, Callable[[], object]]] = {}
     for name, fn in cases.items():
-        groups.setdefault(name.rpartition("/")[0], {})[name] = fn  # names without a mode: one group
-    times = {n: t for group in groups.values() for n, t in time_ms(group, repeats, device, warmup=False).items()}
-    return {name: (times[name], peaks[name]) for name in cases}
+        groups.setdefault(name.partition("/")[0] if "/" in name else "", {})[name] = fn
+    measured = {}
+    for group in groups.values():
+        peaks = {name: measure_peak_memory(fn, device) for name, fn in group.items()}
+        times = time_ms(group, repeats, device, warmup=False)
+        measured |= {name: (times[name], peaks[name]) for name in group}
+    return {name: measured[name] for name in cases}
 
 
 def _ratio_rows(measured: dict[str, tuple]) -> list[dict]:

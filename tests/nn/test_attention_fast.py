@@ -81,6 +81,22 @@ def test_output_is_channels_last_and_equal_for_either_input_format(memory_format
     assert torch.equal(x, before)  # the output reuses a copy of the input, never the input itself
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_the_output_can_be_changed_in_place_under_autograd(memory_format):
+    """The output is a tensor of its own, not a view of the block's buffers: a following
+    ``relu_`` (or ``+=``) works and its gradient matches the reference's."""
+    module = make_cca()
+    x = torch.randn(2, 16, 5, 7, dtype=torch.float64).contiguous(memory_format=memory_format)
+    grads = []
+    for impl in ("reference", "fast"):
+        inputs = x.clone().requires_grad_()
+        out = run(module, impl, inputs)
+        assert out._base is None
+        out.relu_().sum().backward()
+        grads.append(inputs.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-12)
+
+
 def test_any_dense_input_layout_gives_the_reference_output():
     """An input that is neither NCHW nor channels-last (here H and W swapped in memory)."""
     module = make_cca()
