@@ -99,7 +99,7 @@ class FolderUsage:
     def __call__(self) -> int:
         with self._lock:
             if time.monotonic() - self._at > self.ttl_s:
-                self._bytes, self._at = sum(f.size for f in scan(self.root)), time.monotonic()
+                self._bytes, self._at = folder_bytes(self.root), time.monotonic()
             return self._bytes
 
     def add(self, nbytes: int) -> None:
@@ -124,6 +124,13 @@ def scan(root: Path | str) -> list[FileInfo]:
     found: list[FileInfo] = []
     _scan_into(str(root), found)
     return sorted(found, key=lambda f: f.mtime)
+
+
+def folder_bytes(root: Path | str) -> int:
+    """Bytes of every regular file under ``root`` (0 when it is gone): ``scan`` without the sort."""
+    found: list[FileInfo] = []
+    _scan_into(str(root), found)
+    return sum(f.size for f in found)
 
 
 def _scan_into(folder: str, found: list[FileInfo]) -> None:

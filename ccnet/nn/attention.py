@@ -59,17 +59,22 @@ def criss_cross_aggregate(attn: Tensor, value: Tensor) -> Tensor:
     return out_col + out_row
 
 
+def _nhwc(t: Tensor) -> Tensor:
+    """(B, C, H, W) -> its (B, H, W, C) view: contiguous for a channels-last tensor."""
+    return t.permute(0, 2, 3, 1)
+
+
 def _rows(x: Tensor) -> Tensor:
     """(B, C, H, W) -> (B, H*W, C) for GEMMs: a view for NCHW and channels-last tensors, else a copy."""
-    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])
+    return _nhwc(x).reshape(x.shape[0], -1, x.shape[1])
 
 
 def _add_nhwc(base: Tensor, nhwc: Tensor) -> Tensor:
     """``base + nhwc.permute(0, 3, 1, 2)`` in base's memory format, reusing ``nhwc``'s storage when it can."""
     if base.dtype != nhwc.dtype:  # autocast: promote like the reference's residual does
         return base + nhwc.permute(0, 3, 1, 2)
-    if base.permute(0, 2, 3, 1).is_contiguous():
-        return nhwc.add_(base.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    if _nhwc(base).is_contiguous():
+        return nhwc.add_(_nhwc(base)).permute(0, 3, 1, 2)
     batch, height, width, channels = nhwc.shape
     out = nhwc.new_empty(batch, channels, height, width)
     for n in range(batch):
@@ -83,11 +88,6 @@ def _project(rows: Tensor, weight: Tensor, bias: Tensor, grid: tuple[int, int]) 
     for n in range(rows.shape[0]):
         torch.addmm(bias, rows[n], weight.t(), out=out[n])
     return out.view(rows.shape[0], *grid, weight.shape[0])
-
-
-def _nhwc(t: Tensor) -> Tensor:
-    """(B, C, H, W) -> its (B, H, W, C) view: contiguous for a channels-last tensor."""
-    return t.permute(0, 2, 3, 1)
 
 
 def _channels_last_like(x: Tensor, dtype: torch.dtype) -> Tensor:

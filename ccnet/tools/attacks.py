@@ -22,6 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ccnet.app.disk import folder_bytes, scan
 from ccnet.app.explorer import PHOTO_MODEL
 from ccnet.project import DEMOS
 from ccnet.tools import hostile
@@ -144,20 +145,20 @@ def bodies(port: int, pid: int, image: str) -> dict:
 def disk_flood(port: int, folder: Path) -> dict:
     """Misnamed and aborted uploads (bodies Gradio leaves behind), a few seconds for the app to sweep
     them, then more uploads than the upload space holds."""
-    before = hostile.folder_bytes(folder)
+    before = folder_bytes(folder)
     content = b"\0" * int(UPLOAD_MB * 1e6)
     misnamed = [hostile.upload(port, "..", content)[0] for _ in range(10)]
     for _ in range(10):
         hostile.aborted_upload(port, len(content), len(content) // 2)
-    after_failures = hostile.folder_bytes(folder)
+    after_failures = folder_bytes(folder)
     time.sleep(5)
-    after_sweep = hostile.folder_bytes(folder)
+    after_sweep = folder_bytes(folder)
     normal = [hostile.upload(port, f"u{i}.png", content)[0] for i in range(30)]
     return {"before_mib": round(before / 2**20, 1), "misnamed_statuses": sorted(set(misnamed)), "aborted": 10,
             "after_failed_uploads_mib": round(after_failures / 2**20, 1),
             "five_seconds_later_mib": round(after_sweep / 2**20, 1),
             "uploads": 30, "uploads_accepted": normal.count(200), "uploads_refused": len(normal) - normal.count(200),
-            "after_flood_mib": round(hostile.folder_bytes(folder) / 2**20, 1), "budget_mib": DISK_BUDGET_MB}
+            "after_flood_mib": round(folder_bytes(folder) / 2**20, 1), "budget_mib": DISK_BUDGET_MB}
 
 
 def shutdown(server: object, folder: Path, sig: int = signal.SIGTERM) -> dict:
@@ -169,8 +170,8 @@ def shutdown(server: object, folder: Path, sig: int = signal.SIGTERM) -> dict:
         server.kill()
         code = None
     return {"signal": signal.Signals(sig).name, "exit_code": code, "seconds": round(time.perf_counter() - start, 2),
-            "files_left_mib": round(hostile.folder_bytes(folder) / 2**20, 1),
-            "files_left": sum(1 for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0}
+            "files_left_mib": round(folder_bytes(folder) / 2**20, 1),
+            "files_left": len(scan(folder))}
 
 
 def run_attacks(app_py: Path, workdir: Path, log: Callable[[str], None] = print) -> dict:

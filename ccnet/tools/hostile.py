@@ -13,7 +13,6 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 HOST = "127.0.0.1"
 
@@ -125,6 +124,3 @@ def huge_body(port: int, api: str, size: int, source: str = HOST) -> tuple[int, 
     return status, body.decode(errors="replace").strip()
 
 
-def folder_bytes(folder: Path) -> int:
-    """Bytes of every file under a folder (0 when it is gone)."""
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).exists() else 0
