@@ -145,8 +145,11 @@ class ModelStore:
         key = f"{name}\0cpu"
         with self._lock:
             if key not in self._models:
-                loaded = self._models[name][0]  # on the GPU: only a GPU predictor falls back to the CPU
-                clone = CCNet(loaded.net.config)  # built on the CPU: the GPU has no room for a copy
-                clone.load_state_dict({k: v.detach().cpu() for k, v in loaded.net.state_dict().items()})
-                self._models[key] = (loaded, Predictor(clone, loaded.protocol, "cpu"))
+                loaded = self._models[name][0]
+                if next(loaded.net.parameters()).device.type == "cpu":  # the CPU store's folded network
+                    self._models[key] = (loaded, Predictor(loaded.net, loaded.protocol, "cpu", optimize=False))
+                else:
+                    clone = CCNet(loaded.net.config)  # built on the CPU: the GPU has no room for a copy
+                    clone.load_state_dict({k: v.detach().cpu() for k, v in loaded.net.state_dict().items()})
+                    self._models[key] = (loaded, Predictor(clone, loaded.protocol, "cpu"))
         return self._models[key][1]
