@@ -124,9 +124,10 @@ def measure_peak_memory(fn: Callable[[], object], device: str | torch.device = "
 
 
 def time_ms(fns: dict[str, Callable[[], object]], repeats: int, device: str | torch.device = "cpu",
-            warmup: bool = True) -> dict[str, list[float]]:
+            warmup: bool = True, prepare: Callable[[str], object] | None = None) -> dict[str, list[float]]:
     """Wall times in ms of each function (after one warm-up run unless ``warmup`` is False),
-    runs interleaved so that a noisy machine affects all of them alike."""
+    runs interleaved so that a noisy machine affects all of them alike. ``prepare(name)``, if
+    given, runs untimed before each run of a function (e.g. to switch the allocator's mode)."""
     device = torch.device(device)
 
     def sync() -> None:
@@ -134,10 +135,14 @@ def time_ms(fns: dict[str, Callable[[], object]], repeats: int, device: str | to
             torch.cuda.synchronize(device)
 
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values() if warmup else ():
+    for name, fn in fns.items() if warmup else ():
+        if prepare:
+            prepare(name)
         fn()
     for _ in range(repeats):
         for name, fn in fns.items():
+            if prepare:
+                prepare(name)
             sync()
             start = time.perf_counter()
             fn()

@@ -4,7 +4,8 @@ For each stage (backbone stem and layers, the head's convs, the criss-cross step
 and the final resize) its FLOPs (``torch.utils.flop_counter``) and its time (forward hooks, median
 over runs), the achieved GFLOP/s, and the machine's GEMM peak: a large fp32 ``torch.mm`` at the
 same thread count, in the same process. Then the inference paths side by side (eager, BatchNorm
-folded + channels-last, onnxruntime), each against the previous one, with the logits' deviation.
+folded + channels-last, the same with freed memory kept by glibc's allocator, onnxruntime), each
+against the previous one, with the logits' deviation.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from ccnet.inference.allocator import allocator_mode, use_allocator
 from ccnet.nn.cost import time_ms
 from ccnet.nn.model import EMBEDDED_CONFIG, CCNet, CCNetConfig
 from ccnet.nn.optimize import optimize_for_inference
@@ -31,14 +33,23 @@ STAGES = {
     "classifier": ("decode_head.conv_seg",),
 }
 GEMM_SIDE = 4096
+RETAINED = "+ freed memory kept"  # the default path under the allocator mode of ccnet/inference/allocator.py
 
 
 def gemm_peak(repeats: int = 5, side: int = GEMM_SIDE) -> float:
-    """GFLOP/s of the best of `repeats` fp32 (side x side) @ (side x side) products."""
-    a, b = torch.randn(side, side), torch.randn(side, side)
-    torch.mm(a, b)  # warm-up
-    best = min(_seconds(lambda: torch.mm(a, b)) for _ in range(repeats))
+    """GFLOP/s of the best of `repeats` fp32 (side x side) @ (side x side) products.
+
+    Into one output buffer: a fresh 64 MiB result would be page-faulted in on every product under
+    glibc's default allocator (about 7 % of the time here), and the peak is the GEMM's own speed."""
+    product = _gemm(side)
+    product()  # warm-up
+    best = min(_seconds(product) for _ in range(repeats))
     return 2 * side**3 / best / 1e9
+
+
+def _gemm(side: int) -> Callable[[], torch.Tensor]:
+    a, b, out = torch.randn(side, side), torch.randn(side, side), torch.empty(side, side)
+    return lambda: torch.mm(a, b, out=out)
 
 
 def _seconds(fn: Callable[[], object]) -> float:
@@ -136,16 +147,28 @@ def paths(net: CCNet, x: torch.Tensor, repeats: int, total_flops: float) -> list
     optimized_graph = ExportGraph(net, Protocol(), attention_impl="fast")
     optimized_graph.net = optimized
     cases = {"eager": torch_path(reference), "bn folded + channels-last": torch_path(optimized_graph),
+             RETAINED: torch_path(optimized_graph),
              "onnxruntime": lambda: torch.from_numpy(session.run(None, {"image": image.numpy()})[0])}
-    outputs = {case: run() for case, run in cases.items()}  # also the warm-up
+    entry_mode = allocator_mode()
+    if not use_allocator(entry_mode):  # not glibc: the allocator's modes do not exist
+        del cases[RETAINED]
+
+    def prepare(case: str) -> None:  # the first two paths run with glibc's default allocator
+        use_allocator("system" if case in ("eager", "bn folded + channels-last") else "retain")
+
+    outputs = {}
+    for case, run in cases.items():  # also the warm-up
+        prepare(case)
+        outputs[case] = run()
     expected = outputs["eager"]
     errors = {case: float((out - expected).abs().max() / expected.abs().max()) for case, out in outputs.items()}
     del outputs
     # Interleaved, so that a drifting machine weighs on every path alike; a GEMM of the peak's size
     # runs in each round too, so each run can also be set against what the machine did just then.
-    a, b = torch.randn(GEMM_SIDE, GEMM_SIDE), torch.randn(GEMM_SIDE, GEMM_SIDE)
-    torch.mm(a, b)  # warm-up
-    times = time_ms({**cases, "gemm": lambda: torch.mm(a, b)}, repeats, warmup=False)
+    gemm = _gemm(GEMM_SIDE)
+    gemm()  # warm-up
+    times = time_ms({**cases, "gemm": gemm}, repeats, warmup=False, prepare=prepare)
+    use_allocator(entry_mode)
     gemm_flops = 2 * GEMM_SIDE**3
     rows, previous = [], None
     for case in cases:
