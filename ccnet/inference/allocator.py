@@ -6,7 +6,8 @@ again: about 300,000 faults (1.2 GiB) per R50-D8 pass at 512x1024, at ~1.2 us ea
 machine. Serving everything from one heap that is never trimmed removes them (R50-D8 0.85x, the
 criss-cross block 0.7x, in one process; docs/performance.md). One arena, so that the web app's
 worker threads share that heap: a thread's own arena maps anything over 64 MiB afresh. The price:
-the process keeps its peak memory between requests instead of returning it.
+the process keeps its peak memory between requests instead of returning it; a server gives it
+back once idle (IdleRelease).
 
 Used by the entry points (`python -m ccnet`, `python app.py`), not on import: it is a process-wide
 choice. CCNET_ALLOCATOR=system keeps glibc's defaults; other C libraries are left alone.
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import sys
+import threading
 
 ENV = "CCNET_ALLOCATOR"
 MODES = ("retain", "hugepages", "system")
@@ -79,3 +82,64 @@ def use_allocator_from_environment() -> str:
         wanted = "system"
     use_allocator(wanted)
     return allocator_mode()
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def held_bytes() -> int:
+    """Free memory glibc holds in its heaps (mallinfo2's fordblks); 0 where that is unknown."""
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return 0
+    libc.mallinfo2.restype = _MallInfo2
+    return int(libc.mallinfo2().fordblks)
+
+
+class IdleRelease:
+    """Gives the memory "retain" keeps back to the OS once the process has been idle for a while.
+
+    A server under load keeps the speed (each run reuses what the last one freed); one that has
+    served a large image and then waits does not hold that peak. Idle means the process used less
+    than ``busy_cpu_s`` of CPU time over the last ``idle_s`` seconds, so no request needs a hook.
+    """
+
+    def __init__(self, idle_s: float = 30.0, busy_cpu_s: float = 1.0, hold_bytes: int = 64 * 2**20) -> None:
+        self.idle_s, self.busy_cpu_s, self.hold_bytes = idle_s, busy_cpu_s, hold_bytes
+        self._cpu = _cpu_seconds()
+        self._released = False
+        self._stop = threading.Event()
+
+    def check(self) -> bool:
+        """One look: release (malloc_trim) if the process was idle since the last look, glibc
+        holds more than ``hold_bytes`` free and it was busy after the last release; returns
+        whether it released."""
+        now = _cpu_seconds()
+        busy, self._cpu = now - self._cpu > self.busy_cpu_s, now
+        if busy:
+            self._released = False
+        libc = _glibc()
+        if busy or self._released or libc is None or held_bytes() <= self.hold_bytes:
+            return False
+        libc.malloc_trim(0)  # the held bytes stay counted as free heap, so remember the release
+        self._released = True
+        return True
+
+    def start(self) -> IdleRelease:
+        """Look every ``idle_s`` seconds in a daemon thread, until stop()."""
+        threading.Thread(target=self._loop, daemon=True, name="idle-release").start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.idle_s):
+            self.check()
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime

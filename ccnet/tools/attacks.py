@@ -34,6 +34,7 @@ FLOOD = 100  # unread requests one client posts at once
 DISK_BUDGET_MB = 256  # the served app's upload space in this test
 UPLOAD_MB = 19.9  # just under the app's 20 MB per file
 TRICKLE_BYTES_PER_S = 128 << 10
+IDLE_WAIT_S = 75  # two of IdleRelease's 30 s looks and some
 VICTIM, ATTACKER = "127.0.0.3", "127.0.0.2"
 
 
@@ -116,8 +117,9 @@ def _bomb(mode: str) -> tuple[str, bytes]:
 
 
 def decoding(port: int, pid: int, small: str) -> dict:
-    """A 16-bit PNG and a float TIFF of 6320x6320 (KBs on disk), then a small image."""
-    rows = {}
+    """A 16-bit PNG and a float TIFF of 6320x6320 (KBs on disk), then a small image; then the
+    server idles until it gives back the memory its allocator kept (ccnet.inference.allocator)."""
+    rows, start = {}, status_mib(pid, "VmRSS")
     for mode in ("I;16", "F"):
         name, content = _bomb(mode)
         status, path = hostile.upload(port, name, content)
@@ -127,6 +129,14 @@ def decoding(port: int, pid: int, small: str) -> dict:
                       "answer": answer.text[:160] if answer.outcome != "complete" else "",
                       "rss_after_minus_before_mib": round(status_mib(pid, "VmRSS") - before, 1)}
     rows["next_small_image"] = hostile.call(port, "segment", [_file(small), "", ""]).outcome
+    served, deadline = status_mib(pid, "VmRSS"), time.monotonic() + IDLE_WAIT_S
+    idle = served
+    while time.monotonic() < deadline and idle > start + 100:
+        time.sleep(1)
+        idle = min(idle, status_mib(pid, "VmRSS"))
+    rows["rss_growth_served_mib"] = round(served - start, 1)
+    rows["rss_growth_after_idle_mib"] = round(idle - start, 1)
+    rows["idle_wait_s"] = round(IDLE_WAIT_S - max(0.0, deadline - time.monotonic()), 1)
     return rows
 
 
@@ -219,7 +229,9 @@ def print_attacks(result: dict) -> None:
         row = result["decoding"][mode]
         print(f"decoding {mode:<5}{row['file_kb']} KB file: {row['outcome']} ({row['answer'][:80]}), "
               f"RSS {row['rss_after_minus_before_mib']:+} MiB")
-    print(f"              next small image: {result['decoding']['next_small_image']}")
+    dec = result["decoding"]
+    print(f"              next small image: {dec['next_small_image']}; RSS {dec['rss_growth_served_mib']:+} MiB "
+          f"since the first, {dec['rss_growth_after_idle_mib']:+} MiB after {dec['idle_wait_s']} s idle")
     print(f"bodies        300 MB body: {b['huge_body_status']} {b['huge_body_answer'][:60]}, RSS "
           f"{b['huge_body_rss_growth_mib']:+} MiB; 1 MiB echo answered in {b['echo_answer_chars']} chars; "
           f"inf: {b['infinite_outcome']} {b['infinite_answer'][:60]}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,51 @@ def test_an_unknown_mode_in_the_environment_warns_and_keeps_glibcs_defaults():
 def test_a_mode_must_be_named_right():
     with pytest.raises(ValueError, match="retain"):
         use_allocator("fast")
+
+
+def _resident_mib() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@glibc_only
+def test_an_idle_process_gives_the_kept_memory_back_and_a_busy_one_keeps_it():
+    import torch
+
+    from ccnet.inference.allocator import IdleRelease, held_bytes
+
+    use_allocator("retain")
+    try:
+        x = torch.ones(64 * 2**20)
+        y = x * 2
+        del x, y  # 512 MiB freed, kept
+        assert held_bytes() >= 500 * 2**20
+        kept = _resident_mib()
+        busy = IdleRelease(busy_cpu_s=-1.0)  # every interval counts as busy
+        assert not busy.check() and _resident_mib() > kept - 50
+        idle = IdleRelease(busy_cpu_s=1e9)
+        assert idle.check() and _resident_mib() < kept - 400
+        assert not idle.check()  # nothing new to give back until the process works again
+    finally:
+        use_allocator("system")
+
+
+@glibc_only
+def test_the_release_thread_looks_by_itself_until_stopped():
+    import torch
+
+    from ccnet.inference.allocator import IdleRelease
+
+    use_allocator("retain")
+    releaser = IdleRelease(idle_s=0.05, busy_cpu_s=1e9)
+    try:
+        x = torch.ones(64 * 2**20)
+        del x
+        kept = _resident_mib()
+        releaser.start()
+        deadline = time.monotonic() + 10
+        while _resident_mib() > kept - 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _resident_mib() < kept - 200
+    finally:
+        releaser.stop()
+        use_allocator("system")

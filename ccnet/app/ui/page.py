@@ -26,6 +26,7 @@ from ccnet.app.upload_limit import UploadLimit
 from ccnet.app.uploads import refuse_foreign_files
 from ccnet.app.viewer import BUDGET_BYTES
 from ccnet.errors import CCNetError
+from ccnet.inference.allocator import IdleRelease, allocator_mode
 from ccnet.inference.images import MAX_ASPECT, MAX_SIDE, MIN_SIDE
 from ccnet.viz import charts
 from ccnet.weights import family, presets
@@ -250,9 +251,13 @@ def main(argv: list[str] | None = None) -> None:
         # mcp_server: segment, attention and cost are also tools for MCP clients (gradio's mcp extra)
         demo.launch(footer_links=["api"], mcp_server=True, prevent_thread_lock=True,
                     **launch_options(sweeper))
+        # memory kept for the next run (python app.py's allocator) goes back once the app is idle
+        releaser = IdleRelease().start() if allocator_mode() == "retain" else None
 
         def stop() -> None:
             sweeper.stop()
+            if releaser:
+                releaser.stop()
             demo.close()
 
         return stop
