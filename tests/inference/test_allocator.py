@@ -100,9 +100,9 @@ def test_an_idle_process_gives_the_kept_memory_back_and_a_busy_one_keeps_it():
         del x, y  # 512 MiB freed, kept
         assert held_bytes() >= 500 * 2**20
         kept = _resident_mib()
-        busy = IdleRelease(busy_cpu_s=-1.0)  # every interval counts as busy
+        busy = IdleRelease(busy_share=-1.0)  # every interval counts as busy
         assert not busy.check() and _resident_mib() > kept - 50
-        idle = IdleRelease(busy_cpu_s=1e9)
+        idle = IdleRelease(busy_share=1e9)
         assert idle.check() and _resident_mib() < kept - 400
         assert not idle.check()  # nothing new to give back until the process works again
     finally:
@@ -116,7 +116,7 @@ def test_the_release_thread_looks_by_itself_until_stopped():
     from ccnet.inference.allocator import IdleRelease
 
     use_allocator("retain")
-    releaser = IdleRelease(idle_s=0.05, busy_cpu_s=1e9)
+    releaser = IdleRelease(idle_s=0.05, busy_share=1e9)
     try:
         x = torch.ones(64 * 2**20)
         del x
