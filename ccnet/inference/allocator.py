@@ -27,9 +27,11 @@ import time
 
 ENV = "CCNET_ALLOCATOR"
 MODES = ("retain", "hugepages", "system")
-# mallopt(3) parameters and glibc's defaults for the two this module switches back
-M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
-SYSTEM_TRIM_THRESHOLD, SYSTEM_MMAP_MAX = 128 * 1024, 65536
+# mallopt(3) parameters. glibc adapts its thresholds until one is set by hand; switching back from
+# "retain" sets where they settle in a warmed-up process (mmap threshold at its 32 MiB cap, trim
+# threshold twice that), so that a benchmark's "system" runs are those of a process on its second pass.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -3, -4, -8
+SETTLED_MMAP_THRESHOLD, SETTLED_TRIM_THRESHOLD, SYSTEM_MMAP_MAX = 32 * 2**20, 64 * 2**20, 65536
 NEVER_TRIM = 2**31 - 1  # mallopt takes an int
 
 _mode = "system"
@@ -48,8 +50,8 @@ def use_allocator(mode: str) -> bool:
 
     Call it first thing in an entry point: the one-arena limit of "retain" binds threads that have
     not yet made an arena of their own, and PyTorch reads THP_MEM_ALLOC_ENABLE at its first
-    allocation. "system" gives the held memory back (malloc_trim) and restores glibc's thresholds;
-    benchmarks switch between "system" and "retain".
+    allocation. Switching from "retain" to "system" gives the held memory back (malloc_trim) and
+    sets glibc's settled thresholds; benchmarks switch between the two.
     """
     global _mode
     if mode not in MODES:
@@ -57,16 +59,17 @@ def use_allocator(mode: str) -> bool:
     if mode == "hugepages":
         os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     libc = _glibc()
-    retain = mode == "retain"
     if libc is None:
         return False
-    taken = all((
-        libc.mallopt(M_MMAP_MAX, 0 if retain else SYSTEM_MMAP_MAX),
-        libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM if retain else SYSTEM_TRIM_THRESHOLD),
-        libc.mallopt(M_ARENA_MAX, 1) if retain else 1,
-    ))
-    if not retain:
+    if mode == "retain":
+        taken = all((libc.mallopt(M_MMAP_MAX, 0), libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM),
+                     libc.mallopt(M_ARENA_MAX, 1)))
+    elif _mode == "retain":
+        taken = all((libc.mallopt(M_MMAP_MAX, SYSTEM_MMAP_MAX), libc.mallopt(M_MMAP_THRESHOLD, SETTLED_MMAP_THRESHOLD),
+                     libc.mallopt(M_TRIM_THRESHOLD, SETTLED_TRIM_THRESHOLD)))
         libc.malloc_trim(0)
+    else:
+        taken = True  # glibc's own adaptive settings are still in force
     if taken:
         _mode = mode
     return bool(taken)
