@@ -97,9 +97,9 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         visitors = make_visitors(args.users, args.clicks, Path(folder))
         classes = load_model("default").classes
         port = free_port()
-        server = serve_app(Path(args.app).resolve(), port)
-        try:
-            result = run_load(f"http://127.0.0.1:{port}/", visitors, classes, args.timeout)
+        server = serve_app(Path(args.app).resolve(), port, env={"CCNET_PROXY_HOPS": "1"})
+        try:  # the visitors pose behind a proxy, each its own client, as on a Space
+            result = run_load(f"http://127.0.0.1:{port}/", visitors, classes, args.timeout, behind_proxy=True)
             result["server_peak_rss_mib"] = peak_rss_mib(server.pid)
         finally:
             server.terminate()

@@ -63,7 +63,7 @@ def make_visitors(users: int, clicks: int, folder: Path, model: str = "default")
     return visitors
 
 
-def _visit(url: str, visitor: Visitor, class_names: tuple[str, ...]) -> list[dict]:
+def _visit(url: str, visitor: Visitor, class_names: tuple[str, ...], headers: dict[str, str] | None) -> list[dict]:
     """One visitor's session: upload, then the clicks; one record per request."""
     from gradio_client import Client, handle_file
 
@@ -98,7 +98,7 @@ def _visit(url: str, visitor: Visitor, class_names: tuple[str, ...]) -> list[dic
             return None
         return check
 
-    client = Client(url, verbose=False, download_files=False)
+    client = Client(url, verbose=False, download_files=False, headers=headers)
     upload = handle_file(str(visitor.path))
     timed("/segment", check_segment, upload, "")
     for x, y in visitor.clicks:
@@ -106,11 +106,17 @@ def _visit(url: str, visitor: Visitor, class_names: tuple[str, ...]) -> list[dic
     return records
 
 
-def run_load(url: str, visitors: list[Visitor], class_names: tuple[str, ...], timeout_s: float = 300) -> dict:
-    """All visitors at once (one thread each); latency percentiles, errors and throughput."""
+def run_load(url: str, visitors: list[Visitor], class_names: tuple[str, ...], timeout_s: float = 300,
+             behind_proxy: bool = False) -> dict:
+    """All visitors at once (one thread each); latency percentiles, errors and throughput.
+
+    ``behind_proxy``: each visitor's requests carry an X-Forwarded-For address of its own, for an
+    app served with CCNET_PROXY_HOPS=1 (as on a Space). From one loopback address, more than 8
+    visitors would pass the app's cap of waiting requests per client (ccnet.app.fairness)."""
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=len(visitors)) as pool:
-        futures = [pool.submit(_visit, url, v, class_names) for v in visitors]
+        futures = [pool.submit(_visit, url, v, class_names, _forwarded_for(v.index) if behind_proxy else None)
+                   for v in visitors]
         records = []
         for future in futures:
             try:
@@ -130,6 +136,10 @@ def run_load(url: str, visitors: list[Visitor], class_names: tuple[str, ...], ti
                                             "p95_ms": round(float(np.percentile(times, 95)), 1),
                                             "max_ms": round(max(times), 1)}
     return summary
+
+
+def _forwarded_for(index: int) -> dict[str, str]:
+    return {"X-Forwarded-For": f"10.0.{index // 250}.{index % 250 + 1}"}
 
 
 def peak_rss_mib(pid: int) -> float | None:
