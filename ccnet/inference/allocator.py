@@ -2,9 +2,9 @@
 
 By default glibc serves every allocation over its mmap threshold (adaptive, at most 32 MiB) with a
 fresh mapping and unmaps it on free, so each feature map of a forward pass is page-faulted in
-again: about 300,000 faults (1.2 GiB) per R50-D8 pass at 512x1024, at ~1.2 us each on a virtual
-machine. Serving everything from one heap that is never trimmed removes them (R50-D8 0.85x, the
-criss-cross block 0.7x, in one process; docs/performance.md). One arena, so that the web app's
+again: about 300,000 faults (1.2 GiB) per R50-D8 pass at 512x1024, ~1 us each on a virtual
+machine. Serving everything from one heap that is never trimmed removes them (R50-D8 0.83-0.96x
+in fresh processes, 0.90-0.99x in one; docs/performance.md). One arena, so that the web app's
 worker threads share that heap: a thread's own arena maps anything over 64 MiB afresh. The price:
 the process keeps its peak memory between requests instead of returning it; a server gives it
 back once idle (IdleRelease).
@@ -12,8 +12,8 @@ back once idle (IdleRelease).
 Used by the entry points (`python -m ccnet`, `python app.py`), not on import: it is a process-wide
 choice. CCNET_ALLOCATOR=system keeps glibc's defaults; other C libraries are left alone.
 CCNET_ALLOCATOR=hugepages keeps them too but has PyTorch back its large tensors with 2 MiB pages
-(THP_MEM_ALLOC_ENABLE): 512 times fewer faults, memory given back on free, so no held peak, where
-the kernel's transparent huge pages are on; slower than "retain" in the measurements.
+(THP_MEM_ALLOC_ENABLE, Linux): 512 times fewer faults and no held peak, where the kernel's
+transparent huge pages are on; slower than "retain" in the measurements.
 """
 from __future__ import annotations
 
@@ -32,47 +32,57 @@ MODES = ("retain", "hugepages", "system")
 # threshold twice that), so that a benchmark's "system" runs are those of a process on its second pass.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -3, -4, -8
 SETTLED_MMAP_THRESHOLD, SETTLED_TRIM_THRESHOLD, SYSTEM_MMAP_MAX = 32 * 2**20, 64 * 2**20, 65536
-NEVER_TRIM = 2**31 - 1  # mallopt takes an int
+NEVER_TRIM = -1  # mallopt(3): -1 disables trimming
 
 _mode = "system"
+_libc: list[ctypes.CDLL | None] = []  # found once
 log = logging.getLogger(__name__)
 
 
 def _glibc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(None)
-    return libc if hasattr(libc, "gnu_get_libc_version") else None  # musl has no such mallopt options
+    if not _libc:
+        libc = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+        _libc.append(libc if hasattr(libc, "gnu_get_libc_version") else None)  # musl has no such mallopt
+    return _libc[0]
 
 
 def use_allocator(mode: str) -> bool:
     """Switch the process to ``mode`` (one of MODES); returns whether it took effect.
 
-    Call it first thing in an entry point: the one-arena limit of "retain" binds threads that have
-    not yet made an arena of their own, and PyTorch reads THP_MEM_ALLOC_ENABLE at its first
-    allocation. Switching from "retain" to "system" gives the held memory back (malloc_trim) and
-    sets glibc's settled thresholds; benchmarks switch between the two.
+    Call it in an entry point before other threads start: the one-arena limit of "retain" binds
+    threads that have not yet made an arena of their own, and PyTorch reads THP_MEM_ALLOC_ENABLE
+    at its first large allocation. Switching from "retain" to "system" gives the held memory back
+    (malloc_trim) and sets glibc's settled thresholds (the one-arena limit stays, which a
+    single-threaded benchmark does not see); benchmarks switch between the two.
     """
     global _mode
     if mode not in MODES:
         raise ValueError(f"allocator mode must be one of {MODES}, not {mode!r}")
-    if mode == "hugepages":
-        os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     libc = _glibc()
-    if libc is None:
+    if mode == "hugepages":
+        if not sys.platform.startswith("linux"):
+            return False
+        os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
+        taken = _mode != "retain" or _settle(libc)
+    elif libc is None:
         return False
-    if mode == "retain":
-        taken = all((libc.mallopt(M_MMAP_MAX, 0), libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM),
-                     libc.mallopt(M_ARENA_MAX, 1)))
-    elif _mode == "retain":
-        taken = all((libc.mallopt(M_MMAP_MAX, SYSTEM_MMAP_MAX), libc.mallopt(M_MMAP_THRESHOLD, SETTLED_MMAP_THRESHOLD),
-                     libc.mallopt(M_TRIM_THRESHOLD, SETTLED_TRIM_THRESHOLD)))
-        libc.malloc_trim(0)
+    elif mode == "retain":
+        taken = all([libc.mallopt(M_MMAP_MAX, 0), libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM),
+                     libc.mallopt(M_ARENA_MAX, 1)])
     else:
-        taken = True  # glibc's own adaptive settings are still in force
+        taken = _mode != "retain" or _settle(libc)  # else glibc's adaptive settings are in force
     if taken:
         _mode = mode
-    return bool(taken)
+    return taken
+
+
+def _settle(libc: ctypes.CDLL | None) -> bool:
+    if libc is None:
+        return True
+    taken = all([libc.mallopt(M_MMAP_MAX, SYSTEM_MMAP_MAX), libc.mallopt(M_MMAP_THRESHOLD, SETTLED_MMAP_THRESHOLD),
+                 libc.mallopt(M_TRIM_THRESHOLD, SETTLED_TRIM_THRESHOLD)])
+    libc.malloc_trim(0)
+    return taken
 
 
 def allocator_mode() -> str:
@@ -116,24 +126,22 @@ class IdleRelease:
     def __init__(self, idle_s: float = 30.0, busy_share: float = 0.25, hold_bytes: int = 64 * 2**20) -> None:
         self.idle_s, self.busy_share, self.hold_bytes = idle_s, busy_share, hold_bytes
         self._cpu, self._wall = _cpu_seconds(), time.monotonic()
-        self._released = False
+        self._floor = 0  # resident bytes after the last release
         self._stop = threading.Event()
 
     def check(self) -> bool:
-        """One look: release (malloc_trim) if the process was idle since the last look, glibc
-        holds more than ``hold_bytes`` free and it was busy after the last release; returns
+        """One look: release (malloc_trim) if the process was idle since the last look and both the
+        freed memory glibc holds and the resident memory above the last release's exceed
+        ``hold_bytes`` (freed bytes stay counted after a release, resident ones do not); returns
         whether it released."""
         cpu, wall = _cpu_seconds(), time.monotonic()
-        busy = cpu - self._cpu > self.busy_share * (wall - self._wall)
+        idle = cpu - self._cpu <= self.busy_share * (wall - self._wall)
         self._cpu, self._wall = cpu, wall
-        if busy:
-            self._released = False
-        libc = _glibc()
-        if busy or self._released or libc is None or held_bytes() <= self.hold_bytes:
+        libc, held = _glibc(), held_bytes()
+        if not idle or libc is None or held <= self.hold_bytes or _resident_bytes() <= self._floor + self.hold_bytes:
             return False
-        held = held_bytes()
-        libc.malloc_trim(0)  # the held bytes stay counted as free heap, so remember the release
-        self._released = True
+        libc.malloc_trim(0)
+        self._floor = _resident_bytes()
         log.info("idle: gave back up to %.0f MiB of freed memory", held / 2**20)
         return True
 
@@ -143,6 +151,7 @@ class IdleRelease:
         return self
 
     def stop(self) -> None:
+        """End the thread at its next look (a server's shutdown)."""
         self._stop.set()
 
     def _loop(self) -> None:
@@ -153,3 +162,8 @@ class IdleRelease:
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -150,21 +150,24 @@ def paths(net: CCNet, x: torch.Tensor, repeats: int, total_flops: float) -> list
              RETAINED: torch_path(optimized_graph),
              "onnxruntime": lambda: torch.from_numpy(session.run(None, {"image": image.numpy()})[0])}
     entry_mode = allocator_mode()
-    if not use_allocator(entry_mode):  # not glibc: the allocator's modes do not exist
+    glibc = use_allocator(entry_mode)
+    if not glibc:  # the allocator's modes do not exist here
         del cases[RETAINED]
 
     def prepare(case: str) -> None:
-        """The first two paths run with glibc's defaults, the others with freed memory kept, after
-        one untimed pass when switching to it: the state of a server's second request."""
-        wanted = "system" if case in ("eager", "bn folded + channels-last") else "retain"
+        """The paths before RETAINED run with glibc's defaults, the others with freed memory kept,
+        after one untimed pass when the mode switches: the state of a server's second request."""
+        order = list(cases)
+        wanted = "system" if case in order[:order.index(RETAINED)] else "retain"
         if allocator_mode() != wanted:
             use_allocator(wanted)
-            if wanted == "retain":
+            if case in cases:
                 cases[case]()
 
     outputs = {}
     for case, run in cases.items():  # also the warm-up
-        prepare(case)
+        if glibc:
+            prepare(case)
         outputs[case] = run()
     expected = outputs["eager"]
     errors = {case: float((out - expected).abs().max() / expected.abs().max()) for case, out in outputs.items()}
@@ -173,7 +176,7 @@ def paths(net: CCNet, x: torch.Tensor, repeats: int, total_flops: float) -> list
     # runs in each round too, so each run can also be set against what the machine did just then.
     gemm = _gemm(GEMM_SIDE)
     gemm()  # warm-up
-    times = time_ms({**cases, "gemm": gemm}, repeats, warmup=False, prepare=prepare)
+    times = time_ms({**cases, "gemm": gemm}, repeats, warmup=False, prepare=prepare if glibc else None)
     use_allocator(entry_mode)
     return _path_rows(list(cases), times, errors, total_flops)
 

@@ -24,10 +24,24 @@ def test_every_stage_is_timed_and_the_parts_add_up():
     assert abs(sum(times[s] for s in [*STAGES, "resize", "other"]) - times["total"]) < 0.5 * times["total"]
 
 
-def test_every_inference_path_gives_the_eager_logits_and_is_timed_against_the_previous():
+def test_every_inference_path_gives_the_eager_logits_and_is_timed_against_the_previous(monkeypatch):
+    from ccnet.tools import stage_bench
+
+    switched, mode = [], ["system"]
+
+    def switch(wanted: str) -> bool:  # records the switches instead of making them
+        switched.append(wanted)
+        mode[0] = wanted
+        return True
+
+    monkeypatch.setattr(stage_bench, "use_allocator", switch)
+    monkeypatch.setattr(stage_bench, "allocator_mode", lambda: mode[0])
     net, x = tiny_model(), torch.randn(1, 3, 64, 96)
     total = stage_flops(net, x)["total"]
     rows = paths(net, x, repeats=2, total_flops=total)
+    # the warm-up and each of the 2 rounds run the first two paths with glibc's defaults and the
+    # others with freed memory kept; at the end, the process is back in the mode it came in
+    assert switched == ["system", "retain", "system", "retain", "system", "retain", "system"]
     assert [r["path"] for r in rows] == ["eager", "bn folded + channels-last", "+ freed memory kept", "onnxruntime"]
     assert rows[0]["rel_error"] == 0 and all(r["rel_error"] < 1e-5 for r in rows)
     for previous, row in zip(rows, rows[1:]):
