@@ -156,7 +156,10 @@ class IdleRelease:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.idle_s):
-            self.check()
+            try:
+                self.check()
+            except Exception:  # a failed look must not end the looking
+                log.exception("idle memory release failed")
 
 
 def _cpu_seconds() -> float:
