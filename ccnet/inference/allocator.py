@@ -59,26 +59,21 @@ def use_allocator(mode: str) -> bool:
     if mode not in MODES:
         raise ValueError(f"allocator mode must be one of {MODES}, not {mode!r}")
     libc = _glibc()
-    if mode == "hugepages":
-        if not sys.platform.startswith("linux"):
-            return False
-        os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
-        taken = _mode != "retain" or _settle(libc)
+    if mode == "hugepages" and sys.platform.startswith("linux"):
+        os.environ["THP_MEM_ALLOC_ENABLE"] = "1"  # PyTorch's, so it needs no glibc
     elif libc is None:
         return False
-    elif mode == "retain":
+    if mode == "retain":
         taken = all([libc.mallopt(M_MMAP_MAX, 0), libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM),
                      libc.mallopt(M_ARENA_MAX, 1)])
-    else:
-        taken = _mode != "retain" or _settle(libc)  # else glibc's adaptive settings are in force
+    else:  # "retain" was only ever taken with glibc; otherwise its adaptive settings are in force
+        taken = _mode != "retain" or _settle(libc)
     if taken:
         _mode = mode
     return taken
 
 
-def _settle(libc: ctypes.CDLL | None) -> bool:
-    if libc is None:
-        return True
+def _settle(libc: ctypes.CDLL) -> bool:
     taken = all([libc.mallopt(M_MMAP_MAX, SYSTEM_MMAP_MAX), libc.mallopt(M_MMAP_THRESHOLD, SETTLED_MMAP_THRESHOLD),
                  libc.mallopt(M_TRIM_THRESHOLD, SETTLED_TRIM_THRESHOLD)])
     libc.malloc_trim(0)
@@ -137,8 +132,11 @@ class IdleRelease:
         cpu, wall = _cpu_seconds(), time.monotonic()
         idle = cpu - self._cpu <= self.busy_share * (wall - self._wall)
         self._cpu, self._wall = cpu, wall
-        libc, held = _glibc(), held_bytes()
-        if not idle or libc is None or held <= self.hold_bytes or _resident_bytes() <= self._floor + self.hold_bytes:
+        libc = _glibc()
+        if not idle or libc is None:
+            return False
+        held = held_bytes()
+        if held <= self.hold_bytes or _resident_bytes() <= self._floor + self.hold_bytes:
             return False
         libc.malloc_trim(0)
         self._floor = _resident_bytes()

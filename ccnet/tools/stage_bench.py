@@ -153,12 +153,12 @@ def paths(net: CCNet, x: torch.Tensor, repeats: int, total_flops: float) -> list
     glibc = use_allocator(entry_mode)
     if not glibc:  # the allocator's modes do not exist here
         del cases[RETAINED]
+    with_defaults = list(cases)[:list(cases).index(RETAINED)] if glibc else []
 
     def prepare(case: str) -> None:
         """The paths before RETAINED run with glibc's defaults, the others with freed memory kept,
         after one untimed pass when the mode switches: the state of a server's second request."""
-        order = list(cases)
-        wanted = "system" if case in order[:order.index(RETAINED)] else "retain"
+        wanted = "system" if case in with_defaults else "retain"
         if allocator_mode() != wanted:
             use_allocator(wanted)
             if case in cases:
