@@ -30,12 +30,13 @@ def tiny_model(seed: int = 0, config: CCNetConfig = TINY, gamma: float = 0.8) ->
     return model.eval()
 
 
-def tiny_checkpoint(path: Path, seed: int = 0, with_meta: bool = True) -> Path:
+def tiny_checkpoint(path: Path, seed: int = 0, with_meta: bool = True,
+                    classes: tuple[str, ...] = ("road", "car", "sky", "tree")) -> Path:
     model = tiny_model(seed)
     meta = {}
     if with_meta:
         meta = {
-            "classes": ["road", "car", "sky", "tree"],
+            "classes": list(classes),
             "palette": [[128, 64, 128], [0, 0, 142], [70, 130, 180], [107, 142, 35]],
             "ccnet_config": model.config.to_dict(),
             "protocol": Protocol().to_dict(),

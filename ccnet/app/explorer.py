@@ -20,6 +20,7 @@ import torch
 from ccnet.app.analysis import SIZES, Analysis, Display, Explanation, size_note
 from ccnet.app.cache import LRUCache
 from ccnet.app.models import ModelStore
+from ccnet.app.present import md_text
 from ccnet.app.zerogpu import gpu_task, measure_seconds, network_seconds
 from ccnet.errors import CCNetError, ImageError, shown
 from ccnet.inference.agreement import agreement, mean_on_cross_share, nonlocal_map
@@ -336,13 +337,14 @@ class Explorer:
 
     def status(self, analysis: Analysis | None = None, model: str | None = None) -> str:
         """The status line: device, model and the last inference's time (nothing server-wide)."""
-        text = f"device **{self.device}** · model **{analysis.model if analysis else model or self.default_model}**"
+        name = analysis.model if analysis else model or self.default_model
+        text = f"device **{self.device}** · model **{md_text(name)}**"
         if analysis:
             height, width = analysis.size
             text += f" · last inference {analysis.seconds * 1000:.0f} ms on {width}×{height}"
             text += f" (feature grid {analysis.grid[0]}×{analysis.grid[1]})"
         if analysis and analysis.note:
-            text += f" · {analysis.note}"
+            text += f" · {md_text(analysis.note)}"
         return text
 
 

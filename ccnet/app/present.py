@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import html
 import json
+import re
 from pathlib import Path
 
 from ccnet.app.analysis import Analysis, Explanation
@@ -12,6 +13,16 @@ from ccnet.nn.cost import METHOD_LABELS, METHODS
 from ccnet.project import ASSETS
 from ccnet.viz import pictures as viz
 from ccnet.weights import family
+
+_MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$:])")
+
+
+def md_text(value: object) -> str:
+    """Any value as literal text inside the page's Markdown: one line, every Markdown sign escaped
+    and HTML's < & > as entities, so that what a visitor sends (a link's parameters, a file name, a
+    checkpoint's class names) is read, never rendered as a heading, a link, an image or a form."""
+    text = " ".join(str(value).split())
+    return html.escape(_MARKDOWN_SIGNS.sub(r"\\\1", text), quote=False)
 
 
 def legend_html(analysis: Analysis, classes: tuple[str, ...], palette: tuple[tuple[int, int, int], ...]) -> str:
@@ -34,7 +45,8 @@ def pixel_text(explanation: Explanation, classes: tuple[str, ...]) -> str:
     label = explanation.pixel_class
     name = classes[label] if label < len(classes) else str(label)
     (row, col), (h, w) = explanation.maps.cell, explanation.maps.grid
-    return (f"pixel ({explanation.x}, {explanation.y}) → **{name}** ({100 * explanation.confidence:.1f}% confident)"
+    return (f"pixel ({explanation.x}, {explanation.y}) → **{md_text(name)}** "
+            f"({100 * explanation.confidence:.1f}% confident)"
             f" · feature cell ({row}, {col}) of {h}×{w}")
 
 
@@ -42,8 +54,8 @@ def bare_pixel_text(analysis: Analysis, x: int, y: int, classes: tuple[str, ...]
     """One line about a pixel pinned on a head without attention: its class and confidence."""
     label = int(analysis.mask[y, x])
     name = classes[label] if label < len(classes) else str(label)
-    return (f"pixel ({x}, {y}) → **{name}** ({100 * float(analysis.confidence[y, x]):.1f}% confident)"
-            f" · {analysis.model} has no attention: each pixel sees only its neighbourhood")
+    return (f"pixel ({x}, {y}) → **{md_text(name)}** ({100 * float(analysis.confidence[y, x]):.1f}% confident)"
+            f" · {md_text(analysis.model)} has no attention: each pixel sees only its neighbourhood")
 
 
 def compact_json(data: dict) -> str:
@@ -136,7 +148,7 @@ def _mib(nbytes: float | None) -> str:
 def compare_text(figures: dict, classes: dict[str, str]) -> str:
     """What the comparison panel says: agreement, on-cross shares and every head's class."""
     share, image = figures["on_cross_share"], figures["image_on_cross_share"]
-    heads = " · ".join(f"{family.head_label(name)} **{label}**" for name, label in classes.items())
+    heads = " · ".join(f"{family.head_label(name)} **{md_text(label)}**" for name, label in classes.items())
     criss_cross = family.head_label(figures["criss_cross_model"])
     return (f"**Criss-cross {criss_cross} (composed) against non-local**, same backbone: top-{figures['topk']} overlap "
             f"**{figures['topk_overlap']:.2f}**, Jensen–Shannon divergence **{figures['js_divergence_bits']:.2f}** "

@@ -15,7 +15,7 @@ from ccnet.app.analysis import Display
 from ccnet.app.cache import LRUCache
 from ccnet.app.explorer import Explorer, image_key
 from ccnet.app.exports import Exports, cost_csv_text
-from ccnet.app.present import cost_note, cost_rows, legend_html, pixel_text
+from ccnet.app.present import cost_note, cost_rows, legend_html, md_text, pixel_text
 from ccnet.errors import CCNetError, for_visitor
 from ccnet.nn import cost
 from ccnet.nn.cost import METHODS
@@ -201,7 +201,7 @@ def test_large_images_are_downscaled_with_a_note(explorer):
 
 
 def test_status_line_names_device_model_and_time(explorer, picture):
-    assert "cpu" in explorer.status(None) and "tiny.pt" in explorer.status(None)
+    assert "cpu" in explorer.status(None) and "tiny\\.pt" in explorer.status(None)  # Markdown-escaped
     text = explorer.status(explorer.analyse(picture))
     assert "last inference" in text and "96×64" in text
 
@@ -385,3 +385,17 @@ def test_a_failed_model_load_is_remembered_and_retried_with_backoff(checkpoint, 
     assert len(calls) == 2
     now[0] += 30  # 61 s after the second failure: retried, and it works
     assert explorer.model("preset")[0].name == "preset" and len(calls) == 3
+
+
+def test_class_names_from_a_checkpoint_are_text_in_every_line_the_page_renders(tmp_path, picture):
+    """A crafted checkpoint's class names reach the pixel line, the legend and the status as text."""
+    markup = ("<img src=//203.0.113.7/x>", "[a](//203.0.113.7)", "**b**", "<h1>c</h1>")
+    explorer = Explorer(str(tiny_checkpoint(tmp_path / "crafted.pt", classes=markup)), device="cpu")
+    analysis = explorer.analyse(picture)
+    loaded = explorer.model()[0]
+    explanation = explorer.explain(analysis, 10, 10)
+    line = pixel_text(explanation, loaded.classes)
+    legend = legend_html(analysis, loaded.classes, loaded.palette)
+    assert "<img" not in legend and "<h1" not in legend  # HTML: escaped entities
+    assert "<img" not in line and "<h1" not in line and "](" not in line and "****" not in line  # Markdown
+    assert "**" + md_text(loaded.classes[explanation.pixel_class]) + "**" in line

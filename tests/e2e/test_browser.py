@@ -188,7 +188,7 @@ def test_a_bad_link_is_one_line_in_the_status(page, live_app):
     page.wait_for_function("() => document.querySelector('#status span.md')?.innerText.includes('link:')",
                            timeout=60_000)
     line = status(page)
-    assert "unknown example" in line and "\n" not in line.strip() and "Traceback" not in line
+    assert "example='../../etc/passwd' ignored" in line and "\n" not in line.strip() and "Traceback" not in line
 
 
 def test_clearing_the_input_after_an_example_empties_every_view(page, live_app):
@@ -427,3 +427,61 @@ def test_a_slow_model_download_does_not_hold_up_other_visitors(browser, tmp_path
     finally:
         page.context.close()
         demo.close()
+
+
+INJECTIONS = ('<h1>PWN</h1>', '<img src=//203.0.113.7/x>', '<a href="//203.0.113.7/">PWN</a>',
+              '<form action="//203.0.113.7/"><input name=PWN></form>', '"><svg onload=alert(1)>PWN')
+LINK = {"example": "street_seed2_truck.png", "x": "300", "y": "120", "view": "step2", "cmap": "viridis",
+        "scale": "linear", "clip": "0.5", "model": "default"}
+# an element the payload made: one pointing at the outside host (a percent-encoded copy of the page's
+# own URL, which Plotly puts in its clip paths, is no such element), a handler attribute, or its tags
+FOREIGN_ELEMENTS = """() => [...document.querySelectorAll('*')].filter(e =>
+    [...e.attributes].some(a => a.value.includes('//203.0.113.7') || a.name.startsWith('on'))
+    || (['H1', 'A', 'FORM', 'INPUT', 'SVG'].includes(e.tagName.toUpperCase())
+        && ((e.textContent || '') + (e.getAttribute('name') || '')).includes('PWN'))
+  ).map(e => e.outerHTML.slice(0, 120))"""
+
+
+def open_link(page, url: str, params: dict) -> str:
+    from urllib.parse import urlencode
+
+    page.goto(url + "?" + urlencode(params))
+    page.wait_for_function("() => document.querySelector('#status span.md')?.innerText.includes('link:')",
+                           timeout=60_000)
+    wait_viewer(page)
+    return status(page)
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+def test_markup_in_every_parameter_of_a_link_is_shown_as_text(page, live_app, payload):
+    """Every parameter carries the payload: none becomes an element, nothing is fetched from
+    outside (the page fixture fails on any non-loopback request), each is named in one line."""
+    url, _ = live_app
+    line = open_link(page, url, dict.fromkeys(LINK, payload))
+    assert page.evaluate(FOREIGN_ELEMENTS) == []
+    assert "\n" not in line.strip() and payload[:20] in line
+    for name in LINK:
+        assert f"{name}=" in line
+    assert state(page, "cmap") in state(page, "value.colormaps")
+
+
+@pytest.mark.parametrize("name", list(LINK))
+def test_a_bad_parameter_is_named_and_the_rest_of_the_link_restored(page, live_app, name):
+    url, _ = live_app
+    payload = INJECTIONS[list(LINK).index(name) % len(INJECTIONS)]
+    line = open_link(page, url, {**LINK, name: payload})
+    assert page.evaluate(FOREIGN_ELEMENTS) == []
+    assert f"{name}=" in line and payload[:20] in line
+    expected = {"example": "street_seed2_truck.png", "pinned": [300, 120], "view": "step2", "cmap": "viridis",
+                "scale": "linear", "clip": 0.5}
+    if name == "example":
+        expected["example"] = FIRST.name  # no example: the first screen's, with the link's pixel and display
+    if name in ("x", "y"):
+        expected["pinned"] = None
+    if name in expected:
+        expected[name] = {"view": "composed", "cmap": "magma", "scale": "log", "clip": 0.2}.get(name, expected[name])
+    shown = {"example": state(page, "value.example"), "pinned": state(page, "pinned"), "view": state(page, "view"),
+             "cmap": state(page, "cmap"), "scale": state(page, "scale"), "clip": state(page, "clip")}
+    assert shown == expected
+    if expected["pinned"]:
+        wait_pinned(page, 300, 120)

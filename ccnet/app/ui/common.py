@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from ccnet.app.present import md_text
 from ccnet.app.uploads import checked_upload
 from ccnet.errors import CCNetError, for_visitor
 from ccnet.project import DEMOS
@@ -49,7 +50,7 @@ def ui_guard(fn: Callable[..., Updates]) -> Callable[..., Updates]:
         except CCNetError as err:
             if for_visitor(err) != str(err):
                 log.warning("%s: %s", fn.__name__, err)  # the details (URL, paths) for the server's log
-            return {page.status: f"⚠️ {for_visitor(err)}"}
+            return {page.status: f"⚠️ {md_text(for_visitor(err))}"}
         except MemoryError:
             log.exception("handler %s ran out of memory", fn.__name__)
             return {page.status: f"⚠️ {OUT_OF_MEMORY}"}

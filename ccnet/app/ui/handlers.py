@@ -17,6 +17,7 @@ from ccnet.app.present import (
     cost_note,
     cost_rows,
     legend_html,
+    md_text,
     pixel_text,
     topk_rows,
 )
@@ -59,7 +60,7 @@ class Handlers:
         path = self.example_keys.get(analysis.key)
         return Path(path).name if path else None
 
-    def viewer_for(self, analysis: Analysis, view: str, pin: tuple[int, int] | None = None,
+    def viewer_for(self, analysis: Analysis, view: str | None, pin: tuple[int, int] | None = None,
                    display: dict | None = None, pinned: dict | None = None) -> dict:
         """The viewer's value: the image's maps (within the budget), the view, the pinned pixel, the
         display a link asked for and, over the budget, the pinned cell's maps."""
@@ -74,7 +75,7 @@ class Handlers:
         return {self.status: gr.skip()}
 
     # ---- an image arrives (upload, example, link, model switch) --------------------------------
-    def image_views(self, analysis: Analysis, pin: tuple[int, int] | None = None, view: str = "composed",
+    def image_views(self, analysis: Analysis, pin: tuple[int, int] | None = None, view: str | None = None,
                     display: dict | None = None) -> Updates:
         """Everything an analysed image shows: the viewer with its maps, the legend, the status and
         the image's downloads; a pinned pixel's views are emptied (or filled, with `pin`)."""
@@ -91,7 +92,7 @@ class Handlers:
             self.npz_file: _enabled(None), **self.compare_hidden(),
         }
         if pin:
-            updates.update(self.pin_views(analysis, pin, view, DEFAULT_K))
+            updates.update(self.pin_views(analysis, pin, view or "composed", DEFAULT_K))
         return updates
 
     def domain_views(self, analysis: Analysis | None) -> Updates:
@@ -129,7 +130,7 @@ class Handlers:
         try:
             return self.image_views(self.explorer.analyse(path, model, size))
         except CCNetError as err:  # also empty the input, so the cost step that follows stays quiet
-            return self.cleared(model, f"⚠️ {err}")
+            return self.cleared(model, f"⚠️ {md_text(for_visitor(err))}")
 
     @ui_guard
     def on_clear(self, model: str) -> Updates:
@@ -233,7 +234,8 @@ class Handlers:
         except CCNetError as err:  # a name outside the menu is refused before anything is loaded or logged
             log.warning("model switch to %s failed: %s", shown(name), err)
             return {self.model: gr.update(value=previous or self.explorer.default_model),
-                    self.status: f"⚠️ {for_visitor(err)} — still using {previous or self.explorer.default_model}"}
+                    self.status: f"⚠️ {md_text(for_visitor(err))} — still using "
+                                   f"{md_text(previous or self.explorer.default_model)}"}
         log.info("model %s loaded (switching from %s)", name, previous)
         return {self.model: name}
 
@@ -282,11 +284,18 @@ class Handlers:
         params = dict(request.query_params) if request is not None else {}
         link = parse_link(params, [Path(p).name for p in EXAMPLES], self.models)
         model = link.model or self.explorer.default_model
-        switched = {self.model: model, self.model_state: model}
+        updates = {self.model: model, self.model_state: model}
         if link.key:
-            analysis = self.explorer.cached(link.key, model)
-            return {**switched, **self.image_views(analysis, link.pixel, link.view, link.display)}
-        example = str(Path(FIRST_EXAMPLE).with_name(link.example)) if link.example else FIRST_EXAMPLE
-        pixel = link.pixel or (None if link.example else FIRST_PIXEL)
-        analysis = self.explorer.analyse(example, model)
-        return {**switched, self.image: example, **self.image_views(analysis, pixel, link.view, link.display)}
+            try:
+                analysis = self.explorer.cached(link.key, model)
+                updates.update(self.image_views(analysis, link.pixel, link.view, link.display))
+            except CCNetError as err:
+                return {**updates, **self.cleared(model, f"⚠️ {md_text(for_visitor(err))}")}
+        else:
+            example = str(Path(FIRST_EXAMPLE).with_name(link.example)) if link.example else FIRST_EXAMPLE
+            pixel = link.pixel or (None if link.example or link.problems else FIRST_PIXEL)
+            analysis = self.explorer.analyse(example, model)
+            updates.update({self.image: example, **self.image_views(analysis, pixel, link.view, link.display)})
+        if link.problems:
+            updates[self.status] += " · ⚠️ link: " + md_text("; ".join(link.problems))
+        return updates

@@ -20,15 +20,14 @@ function bytes(b64) {
   return out;
 }
 
+// The display comes from the server, which checked the link's values (ccnet/app/links.py); the page
+// takes only names it knows itself (a colormap named "constructor" is no colormap).
 function readSettings(v) {
-  const q = new URLSearchParams(window.location.search);
-  for (const k of ["cmap", "scale", "view"]) if (v.display && v.display[k]) S[k] = v.display[k];
-  for (const k of ["clip", "opacity"]) if (v.display && v.display[k] != null) S[k] = Number(v.display[k]);
-  if (q.get("cmap") && v.colormaps[q.get("cmap")]) S.cmap = q.get("cmap");
-  if (["log", "linear"].includes(q.get("scale"))) S.scale = q.get("scale");
-  const clip = Number(q.get("clip"));
-  if (clip > 0 && clip <= 1) S.clip = clip;
-  if (VIEWS.includes(q.get("view"))) S.view = q.get("view");
+  const d = v.display || {};
+  if (typeof d.cmap === "string" && Object.hasOwn(v.colormaps, d.cmap)) S.cmap = d.cmap;
+  if (d.scale === "log" || d.scale === "linear") S.scale = d.scale;
+  if (typeof v.view === "string" && VIEWS.includes(v.view)) S.view = v.view;
+  if (Number(d.clip) > 0 && Number(d.clip) <= 1) S.clip = Number(d.clip);
 }
 
 // ---- the weights ------------------------------------------------------------------------------
@@ -224,13 +223,15 @@ function show(r, c, ev) {
 }
 
 // ---- the page's state in the URL, and pinning ---------------------------------------------------
+// The URL is made afresh from what the page shows: nothing a link brought survives unless the page
+// took it, and x and y are there only while a pixel is pinned.
 function syncUrl() {
-  const u = new URL(window.location.href), v = S.value;
-  if (v.example) { u.searchParams.set("example", v.example); u.searchParams.delete("key"); }
-  else { u.searchParams.set("key", v.key); u.searchParams.delete("example"); }
-  u.searchParams.set("model", v.model);
-  if (S.pinned) { u.searchParams.set("x", S.pinned[0]); u.searchParams.set("y", S.pinned[1]); }
-  for (const k of ["view", "cmap", "scale", "clip"]) u.searchParams.set(k, S[k]);
+  const u = new URL(window.location.href), v = S.value, q = new URLSearchParams();
+  if (v.example) q.set("example", v.example); else q.set("key", v.key);
+  q.set("model", v.model);
+  if (S.pinned) { q.set("x", S.pinned[0]); q.set("y", S.pinned[1]); }
+  for (const k of ["view", "cmap", "scale", "clip"]) q.set(k, S[k]);
+  u.search = q.toString();
   window.history.replaceState(null, "", u.toString());
   $(".ccv-link").dataset.url = u.toString();
 }
