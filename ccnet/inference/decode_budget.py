@@ -69,9 +69,10 @@ def peak_bytes(img: Image.Image, file_size: int) -> int:
     return int(FIXED_BYTES + file_size + stored + max(transient, kept + max(stored, 3 * pixels + strip)))
 
 
-def check_budget(img: Image.Image, name: str, file_size: int) -> None:
-    """Refuse, in one line, an image whose decode would need more than DECODE_BUDGET_BYTES."""
-    need = peak_bytes(img, file_size)
+def check_budget(img: Image.Image, name: str, file_size: int, metadata_bytes: int = 0) -> None:
+    """Refuse, in one line, an image whose decode would need more than DECODE_BUDGET_BYTES, counting
+    the bytes its metadata made Pillow read (ccnet.inference.metadata)."""
+    need = peak_bytes(img, file_size) + metadata_bytes
     if need > DECODE_BUDGET_BYTES:
         raise ImageError(f"{name} needs about {need >> 20} MiB of memory to decode ({img.width}x{img.height} "
                          f"{img.mode} pixels; limit {DECODE_BUDGET_BYTES >> 20} MiB); try a smaller image")

@@ -3,20 +3,23 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ccnet.errors import ImageError
 from ccnet.inference.decode_budget import check_budget, strips
+from ccnet.inference.metadata import TRANSPOSES, check_metadata, orientation
 
 MAX_PIXELS = 40_000_000  # refuse headers claiming more (decompression bombs)
 MAX_SIDE = 2048  # larger images are downscaled to this longest side before inference
 MIN_SIDE = 32  # below this the stride-8 feature grid has fewer than 4 cells per side
 MAX_ASPECT = 16  # longer/shorter side; beyond it the grid is a sliver (and MAX_SIDE/16 >= MIN_SIDE)
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16-bit and float: scaled to 8 bits by us
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")  # the only decoders a file may reach (MPO is JPEG's)
 
 
 def decode_image(source: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
@@ -57,25 +60,30 @@ def _decode(source: str | Path | bytes | Image.Image | np.ndarray,
     file_size = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
     if file_size == 0:
         raise ImageError(f"{name} is empty (0 bytes)")
-    stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(stream) as img:
-                if img.width * img.height > MAX_PIXELS:
-                    raise ImageError(f"{name} is too large: {img.width}x{img.height} pixels (limit {MAX_PIXELS:,})")
-                check_budget(img, name, file_size)
-                img.seek(0)
-                size = _turned(img)
-                _reduce_jpeg(img, max_side)
-                return _pil_to_rgb(img, owned=True), size
+        with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as stream:
+            metadata_bytes = check_metadata(stream, file_size, name)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(stream, formats=FORMATS) as img:
+                    if img.width * img.height > MAX_PIXELS:
+                        raise ImageError(f"{name} is too large: {img.width}x{img.height} pixels "
+                                         f"(limit {MAX_PIXELS:,})")
+                    check_budget(img, name, file_size, metadata_bytes)
+                    img.seek(0)
+                    size = _turned(img)
+                    _reduce_jpeg(img, max_side)
+                    rgb = _pil_to_rgb(img, owned=True)
+                    # a JPEG may be decoded reduced: its size is the header's; others are decoded whole (and
+                    # a PNG's EXIF may follow its pixels, so the decoded image says how it was turned)
+                    return rgb, size if img.format in ("JPEG", "MPO") else (rgb.shape[1], rgb.shape[0])
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{name} is too large to decode safely (limit {MAX_PIXELS:,} pixels)") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name} is not an image file we can read (PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
-    except (OSError, ValueError, SyntaxError) as err:
+    except (OSError, ValueError, SyntaxError, struct.error) as err:
         raise ImageError(f"{name} is damaged or truncated ({str(err).splitlines()[0][:80]})") from None
 
 
@@ -91,12 +99,14 @@ def _reduce_jpeg(img: Image.Image, max_side: int | None) -> None:
 def _pil_to_rgb(img: Image.Image, owned: bool) -> np.ndarray:
     """Filled a strip of rows at a time, so the peak is the decoded image plus the result: a whole
     convert() and numpy's copies would hold several full-size copies at once. An image we opened
-    ourselves is rotated in place; a caller's image is left as it was."""
+    ourselves gives its pixels up once it is turned upright; a caller's image is left as it was."""
     img.load()
-    if owned:
-        ImageOps.exif_transpose(img, in_place=True)
-    else:
-        img = ImageOps.exif_transpose(img)
+    method = TRANSPOSES.get(orientation(img))
+    if method is not None:
+        turned = img.transpose(method)
+        if owned:
+            img.close()  # the peak is two copies while turning, as decode_budget counts
+        img = turned
     scale = _scale(img.getextrema()[1]) if img.mode in WIDE_MODES else None
     out = np.empty((img.height, img.width, 3), np.uint8)
     for top, bottom in strips(img.height, img.width):
@@ -149,7 +159,7 @@ def check_size(image: np.ndarray | tuple[int, int]) -> None:
 
 def _turned(img: Image.Image) -> tuple[int, int]:
     """(width, height) as displayed: EXIF orientations 5-8 swap the sides."""
-    swapped = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
+    swapped = orientation(img) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
     return (img.height, img.width) if swapped else img.size
 
 
