@@ -28,12 +28,14 @@ def serve_until_signal(start: Callable[[], Callable[[], None]], cleanup: Callabl
     """Run ``start`` (which returns how to stop what it started) and wait for SIGINT or SIGTERM, also
     during start-up; then stop, ``cleanup`` and end the process (status 0). Further signals are
     ignored meanwhile; if stopping takes over ``grace_s`` seconds, it cleans up and ends (status 1).
-    An exception from ``start`` (e.g. SystemExit for a bad model) is raised after the cleanup."""
+    An exception from ``start`` (e.g. SystemExit for a bad model) is raised after the cleanup. The
+    log says when ``start`` has returned: from then on a signal stops what it started."""
     for number in SIGNALS:
         signal.signal(number, _interrupt)
     stop = None
     try:
         stop = start()
+        log.info("serving; SIGINT or SIGTERM stops the server")
         while True:
             time.sleep(1)
     except KeyboardInterrupt:

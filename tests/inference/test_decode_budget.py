@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import tracemalloc
 from types import SimpleNamespace
 
@@ -107,17 +106,16 @@ def test_an_image_over_the_budget_is_refused_from_its_header(big_gray16, monkeyp
     monkeypatch.setattr(decode_budget, "DECODE_BUDGET_BYTES", 64 << 20)
     monkeypatch.setattr(ImageFile.ImageFile, "load", decoded)
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         with pytest.raises(ImageError) as info:
             decode_image(big_gray16)
-        seconds, (_, peak) = time.perf_counter() - start, tracemalloc.get_traced_memory()
+        _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     message = str(info.value)
     assert message.startswith(f"{big_gray16.name} needs about ") and "\n" not in message
     assert f"{BIG}x{BIG} I;16 pixels; limit 64 MiB); try a smaller image" in message
-    assert seconds < 1 and peak < 1 << 20
+    assert peak < 1 << 20  # nothing decoded (Pillow's load fails the test), nothing big allocated
 
 
 def test_the_budget_admits_every_8_bit_image_of_40_megapixels():
