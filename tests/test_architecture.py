@@ -1,5 +1,7 @@
 """The package's design, checked: imports run one way between folders, no module imports in a
-cycle, only the UI imports Gradio, the public API is what the README says, and its example runs."""
+cycle, only the UI imports Gradio, the server's room imports none of the explorer's logic, the
+maintainers' scripts (tools/) use the package and never the reverse, the public API is what the
+README says, and its example runs."""
 from __future__ import annotations
 
 import ast
@@ -14,8 +16,9 @@ from ccnet.project import ROOT
 PACKAGE = ROOT / "ccnet"
 # A folder may import its own modules and those of lower layers; app and experiments share a layer
 # and may not import each other. __init__ (the public API) and __main__ sit outside the layers.
-LAYERS = {"errors": 0, "project": 0, "nn": 1, "inference": 2, "weights": 3, "viz": 4,
-          "app": 5, "experiments": 5, "tools": 6, "cli": 7}
+LAYERS = {"errors": 0, "project": 0, "limits": 0, "nn": 1, "inference": 2, "weights": 3, "viz": 4,
+          "app": 5, "experiments": 5, "cli": 7}
+TOOLS = ROOT / "tools"
 
 
 def module_name(path: Path) -> str:
@@ -79,6 +82,22 @@ def test_no_import_cycles():
         visit(name)
 
 
+def test_the_package_never_imports_the_maintainers_scripts():
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.level == 0]
+        assert not [n for n in names if n == "tools" or n.startswith("tools.")], path
+
+
+def test_the_server_imports_none_of_the_explorers_logic():
+    """ccnet/app/server/ is what any public web app needs: it may use the lower layers and itself."""
+    for path in (PACKAGE / "app" / "server").rglob("*.py"):
+        for target in imported_modules(path):
+            if target.startswith("ccnet.app."):
+                assert target.startswith("ccnet.app.server"), f"{module_name(path)} imports {target}"
+
+
 def test_only_the_ui_package_imports_gradio():
     importers = sorted(str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py")
                        if re.search(r"^\s*(import|from) gradio[\s.]", p.read_text(), re.M))
@@ -87,7 +106,7 @@ def test_only_the_ui_package_imports_gradio():
 
 def test_modules_and_functions_stay_small():
     """~400 lines a module, ~60 a function: a place in the tree says what a file does."""
-    for path in PACKAGE.rglob("*.py"):
+    for path in [*PACKAGE.rglob("*.py"), *TOOLS.rglob("*.py")]:
         text = path.read_text()
         assert text.count("\n") <= 420, f"{path} has {text.count(chr(10))} lines"
         for node in ast.walk(ast.parse(text)):

@@ -17,17 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from ccnet import limits
 from ccnet.app.analysis import SIZES, Analysis, Display, Explanation, size_note
 from ccnet.app.cache import LRUCache
 from ccnet.app.models import ModelStore
 from ccnet.app.present import md_text
-from ccnet.app.zerogpu import gpu_task, measure_seconds, network_seconds
+from ccnet.app.server.zerogpu import gpu_task, measure_seconds, network_seconds
 from ccnet.errors import CCNetError, ImageError, shown
 from ccnet.inference.agreement import agreement, mean_on_cross_share, nonlocal_map
 from ccnet.inference.domain import domain_check
 from ccnet.inference.explain import PixelAttention, attention_at
 from ccnet.inference.geometry import cell_centre, cell_of
-from ccnet.inference.images import MAX_SIDE, check_size, decode_reduced, limit_size
+from ccnet.inference.images import check_size, decode_reduced, limit_size
 from ccnet.inference.predictor import Predictor, predict_or_fall_back, resolve_device
 from ccnet.nn import cost
 from ccnet.nn.attention_maps import composed_map, dense_matrix
@@ -66,9 +67,9 @@ def image_key(source: ImageSource) -> str:
 
 def load_image(source: ImageSource) -> tuple[np.ndarray, str | None]:
     """Decoded RGB at the size the app works with, and a note when it had to be downscaled."""
-    image, original = decode_reduced(source, MAX_SIDE)  # a big JPEG decodes at a reduced scale (memory, time)
+    image, original = decode_reduced(source, limits.MAX_SIDE)  # a big JPEG decodes at a reduced scale (memory, time)
     check_size(original)  # the file's own size, for the checks and the note
-    image, note = limit_size(image, MAX_SIDE, original)
+    image, note = limit_size(image, limits.MAX_SIDE, original)
     return (image if image.flags.writeable else image.copy()), note
 
 

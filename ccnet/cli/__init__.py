@@ -3,22 +3,23 @@ the module of its group; every user error is one line on stderr and exit code 2.
 
     predict, attention      segment an image; export one pixel's attention maps   (cli/run.py)
     zoo, fetch, export      the released checkpoints; download one; ONNX export   (cli/models.py)
-    train, evaluate,        the synthetic-scene experiments: training, mIoU,      (cli/experiments.py)
-    ablation, probe, reach, the ablation, the cue probe, where each head's map of a vehicle lands,
-    calibrate-domain,       the out-of-domain thresholds, the default model's family of heads,
-    family, demos           the demo scenes
-    bench, loadtest,        speed and memory; concurrent visitors of the app;     (cli/tools.py)
-    bench-viewer            hover-to-paint in a browser and a server click
+    train, evaluate,        the experiments that reproduce the results: training,  (cli/experiments.py)
+    ablation                mIoU, every head variant on one budget
+    bench                   the paper's cost table measured here                  (cli/bench.py)
+
+The maintainers' instruments (load test, hostile clients, stage/viewer/upload benches, domain
+calibration, cue probes, the family's assembly, the demo scenes) are scripts beside the package:
+`python -m tools.NAME --help`.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ccnet.cli import experiments, models, run, tools
+from ccnet.cli import bench, experiments, models, run
 from ccnet.errors import CCNetError
 
-COMMAND_GROUPS = (run, models, experiments, tools)
+COMMAND_GROUPS = (run, models, experiments, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,5 @@
-"""The synthetic-scene experiments: `train`, `evaluate`, `ablation`, `probe` (how far the
-backbone alone carries the cue) and `demos` (write the example scenes)."""
+"""The experiments that reproduce the results: `train`, `evaluate` (mIoU on a dataset or on
+synthetic scenes) and `ablation` (every head variant on one budget)."""
 from __future__ import annotations
 
 import argparse
@@ -9,21 +9,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from ccnet.cli.common import add_model_args, make_predictor
 from ccnet.cli.outputs import checked_output, write_text
 from ccnet.errors import CCNetError
 from ccnet.experiments.ablation import ARMS, markdown_table, run
-from ccnet.experiments.cue_probe import cue_spread
-from ccnet.experiments.cue_reach import measure, table
-from ccnet.experiments.demos import write_demos
-from ccnet.experiments.domain_calibration import calibrate
 from ccnet.experiments.evaluate import DATASETS, evaluate_dataset, synthetic_report
 from ccnet.experiments.train import TrainConfig, train
-from ccnet.inference.predictor import Predictor
-from ccnet.weights.family import FAMILY_FILE, SIBLINGS, write_family
-from ccnet.weights.load import load_model
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -165,82 +156,7 @@ def _register_ablation(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_ablation)
 
 
-def cmd_probe(args: argparse.Namespace) -> int:
-    torch.set_num_threads(1)
-    profile = cue_spread(load_model(args.model), args.scenes, args.seed)
-    print(json.dumps({"model": args.model, "change_by_distance": [round(v, 4) for v in profile]}))
-    return 0
-
-
-
-def cmd_calibrate_domain(args: argparse.Namespace) -> int:
-    out = checked_output(args.out, "--out", (".json",))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    photos = [p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".png")] if args.photos else []
-    loaded = load_model(args.model)
-    predictor = Predictor(loaded.net, loaded.protocol, "cpu")
-    report = calibrate(predictor, args.scenes, args.seed, photos=photos)
-    report["model"] = args.model
-    write_text(out, json.dumps(report, indent=1) + "\n")
-    held = report["held_out"]
-    print(f"thresholds: entropy > {report['check']['max_entropy']}, layout < {report['check']['min_layout']}; "
-          f"false alarms on {held['images']} held-out images: {held['false_alarms']}; "
-          f"photos flagged: {report['photos_flagged']} -> {args.out}")
-    return 0
-
-
-def cmd_reach(args: argparse.Namespace) -> int:
-    json_out = checked_output(args.json, "--json", (".json",))
-    torch.set_num_threads(args.threads)
-    report = measure()
-    print(table(report))
-    if json_out:
-        write_text(json_out, json.dumps(report, indent=1) + "\n")
-    return 0
-
-
-def cmd_family(args: argparse.Namespace) -> int:
-    heads = {arm: Path(args.runs) / arm / "model.pt" for arm in SIBLINGS}
-    missing = [str(path) for path in heads.values() if not path.is_file()]
-    if missing:
-        raise CCNetError(f"train the siblings first (assets/MODEL_CARD.md); missing: {', '.join(missing)}")
-    out = checked_output(args.out, "--out", (".pt",))
-    print(f"{write_family(heads, out)}: {out.stat().st_size / 1e6:.1f} MB, heads {', '.join(heads)}")
-    return 0
-
-
-def cmd_demos(args: argparse.Namespace) -> int:
-    for path in write_demos(args.out):
-        print(path)
-    return 0
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_train(subparsers)
     _register_evaluate(subparsers)
     _register_ablation(subparsers)
-    p = subparsers.add_parser("probe", help="how far the backbone alone carries the long-range cue")
-    p.add_argument("model", help="'default', a preset name or a checkpoint file trained on the scenes")
-    p.add_argument("--scenes", type=int, default=6, help="held-out scene pairs")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_probe)
-    p = subparsers.add_parser("calibrate-domain", help="the embedded model's out-of-domain thresholds")
-    p.add_argument("--model", default="default", help="a model trained on the synthetic scenes")
-    p.add_argument("--scenes", type=int, default=64, help="held-out scenes (each at 3 sizes and as JPEG)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--photos", type=Path, help="a folder of real photos to report on (never calibrated on)")
-    p.add_argument("--threads", type=int, help="CPU threads")
-    p.add_argument("--out", type=Path, default=Path("assets/domain_default.json"))
-    p.set_defaults(func=cmd_calibrate_domain)
-    p = subparsers.add_parser("reach", help="does each head's map of a vehicle pixel land on the cue panel?")
-    p.add_argument("--json", help="also write the figures here (e.g. assets/cue_reach.json)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads")
-    p.set_defaults(func=cmd_reach)
-    p = subparsers.add_parser("family", help="collect the default model's sibling heads into one asset")
-    p.add_argument("--runs", default="runs/family", help="folder of the siblings' training runs (one per arm)")
-    p.add_argument("--out", default=str(FAMILY_FILE))
-    p.set_defaults(func=cmd_family)
-    p = subparsers.add_parser("demos", help="write the demo scenes (image + coloured label PNGs)")
-    p.add_argument("out", type=Path, help="folder for the PNGs, e.g. demos/")
-    p.set_defaults(func=cmd_demos)

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 from PIL import Image
 
+from ccnet import limits
 from ccnet.errors import ImageError
 
-DECODE_BUDGET_BYTES = 768 << 20  # fits any 8-bit image of up to 40 MP from a 20 MB file (the worst, WebP: 676 MiB)
 STRIP_PIXELS = 1 << 18  # the RGB result is converted this many pixels (whole rows, at least one) at a time
 STRIP_BYTES_PER_PIXEL = 24  # a strip's temporaries: its crop, convert() or float64 copy, numpy's bytes
 FIXED_BYTES = 8 << 20  # the codecs' own working buffers (zlib, libjpeg, libtiff), whatever the size
@@ -70,9 +70,9 @@ def peak_bytes(img: Image.Image, file_size: int) -> int:
 
 
 def check_budget(img: Image.Image, name: str, file_size: int, metadata_bytes: int = 0) -> None:
-    """Refuse, in one line, an image whose decode would need more than DECODE_BUDGET_BYTES, counting
+    """Refuse, in one line, an image whose decode would need more than limits.DECODE_BUDGET_BYTES, counting
     the bytes its metadata made Pillow read (ccnet.inference.metadata)."""
     need = peak_bytes(img, file_size) + metadata_bytes
-    if need > DECODE_BUDGET_BYTES:
+    if need > limits.DECODE_BUDGET_BYTES:
         raise ImageError(f"{name} needs about {need >> 20} MiB of memory to decode ({img.width}x{img.height} "
-                         f"{img.mode} pixels; limit {DECODE_BUDGET_BYTES >> 20} MiB); try a smaller image")
+                         f"{img.mode} pixels; limit {limits.DECODE_BUDGET_BYTES >> 20} MiB); try a smaller image")

@@ -10,14 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ccnet import limits
 from ccnet.errors import ImageError
 from ccnet.inference.decode_budget import check_budget, strips
 from ccnet.inference.metadata import TRANSPOSES, check_metadata, orientation
 
-MAX_PIXELS = 40_000_000  # refuse headers claiming more (decompression bombs)
-MAX_SIDE = 2048  # larger images are downscaled to this longest side before inference
-MIN_SIDE = 32  # below this the stride-8 feature grid has fewer than 4 cells per side
-MAX_ASPECT = 16  # longer/shorter side; beyond it the grid is a sliver (and MAX_SIDE/16 >= MIN_SIDE)
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16-bit and float: scaled to 8 bits by us
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")  # the only decoders a file may reach (MPO is JPEG's)
 
@@ -66,9 +63,9 @@ def _decode(source: str | Path | bytes | Image.Image | np.ndarray,
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(stream, formats=FORMATS) as img:
-                    if img.width * img.height > MAX_PIXELS:
+                    if img.width * img.height > limits.MAX_PIXELS:
                         raise ImageError(f"{name} is too large: {img.width}x{img.height} pixels "
-                                         f"(limit {MAX_PIXELS:,})")
+                                         f"(limit {limits.MAX_PIXELS:,})")
                     check_budget(img, name, file_size, metadata_bytes)
                     img.seek(0)
                     size = _turned(img)
@@ -80,7 +77,7 @@ def _decode(source: str | Path | bytes | Image.Image | np.ndarray,
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name} is too large to decode safely (limit {MAX_PIXELS:,} pixels)") from None
+        raise ImageError(f"{name} is too large to decode safely (limit {limits.MAX_PIXELS:,} pixels)") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name} is not an image file we can read (PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
     except (OSError, ValueError, SyntaxError, struct.error) as err:
@@ -150,11 +147,12 @@ def check_size(image: np.ndarray | tuple[int, int]) -> None:
     """Refuse images too small or too elongated for a stride-8 feature grid, in one line; takes an
     image or its (width, height)."""
     width, height = image if isinstance(image, tuple) else (image.shape[1], image.shape[0])
-    if min(height, width) < MIN_SIDE:
-        raise ImageError(f"image is too small: {width}x{height} pixels (at least {MIN_SIDE} on each side)")
-    if max(height, width) > MAX_ASPECT * min(height, width):
+    if min(height, width) < limits.MIN_SIDE:
+        raise ImageError(f"image is too small: {width}x{height} pixels (at least {limits.MIN_SIDE} on each side)")
+    if max(height, width) > limits.MAX_ASPECT * min(height, width):
         ratio = max(height, width) / min(height, width)
-        raise ImageError(f"image is too elongated: {width}x{height} pixels, {ratio:.0f}:1 (at most {MAX_ASPECT}:1)")
+        raise ImageError(f"image is too elongated: {width}x{height} pixels, {ratio:.0f}:1 "
+                         f"(at most {limits.MAX_ASPECT}:1)")
 
 
 def _turned(img: Image.Image) -> tuple[int, int]:
@@ -163,7 +161,7 @@ def _turned(img: Image.Image) -> tuple[int, int]:
     return (img.height, img.width) if swapped else img.size
 
 
-def limit_size(image: np.ndarray, max_side: int = MAX_SIDE,
+def limit_size(image: np.ndarray, max_side: int = limits.MAX_SIDE,
                original: tuple[int, int] | None = None) -> tuple[np.ndarray, str | None]:
     """Downscale so the longest side is at most ``max_side``; returns (image, note for the user).
     ``original`` (width, height) is the file's size when it was decoded at a reduced scale."""

@@ -5,7 +5,7 @@ from pointing at one shared blob. Pillow reads every entry's value separately (a
 directory and a JPEG's EXIF and MPF blocks as it opens the file; any EXIF block when asked for it),
 so a 1 MB file can claim gigabytes of memory. Here a directory is walked entry by entry without
 reading any value: the bytes its values claim are summed, and a file whose metadata claims more
-than the file holds (plus METADATA_SLACK_BYTES) is refused before Pillow opens it. The one value
+than the file holds (plus ccnet.limits.METADATA_SLACK_BYTES) is refused before Pillow opens it. The one value
 the app needs, the orientation, is read on its own, so Pillow's EXIF parser is never called.
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import BinaryIO
 
 from PIL import Image
 
+from ccnet import limits
 from ccnet.errors import ImageError
 
-METADATA_SLACK_BYTES = 64 << 10  # values may overlap a little in odd but honest files
 ORIENTATION_TAG = 0x0112
 # bytes per value of each TIFF type Pillow reads (TiffImagePlugin's loaders); other types it skips
 TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8}
@@ -135,7 +135,7 @@ def check_metadata(stream: BinaryIO, file_size: int, name: str) -> int:
     finally:
         stream.seek(0)
     claimed = sum(d.claimed for d in found)
-    if claimed > limit + METADATA_SLACK_BYTES:
+    if claimed > limit + limits.METADATA_SLACK_BYTES:
         entries = sum(d.entries for d in found)
         raise ImageError(f"{name}'s metadata claims {claimed / 2**20:.0f} MB in {entries:,} entries, more than the "
                          f"file holds ({file_size / 2**20:.1f} MB); refused")

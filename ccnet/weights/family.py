@@ -5,7 +5,7 @@
 and auxiliary head, frozen (`python -m ccnet train --backbone assets/ccnet_default.pt ...`, see
 assets/MODEL_CARD.md), so a sibling differs from `default` in nothing but its head: what each
 attention sees of the same features can be compared cell by cell. One file holds every sibling's
-head (assets/ccnet_default_family.pt, read with weights_only).
+head (assets/ccnet_default_family.pt, read with weights_only; written by `python -m tools.family`).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from ccnet.errors import CCNetError
 from ccnet.nn.model import CCNet, CCNetConfig
 from ccnet.project import ASSETS
-from ccnet.weights.checkpoints import read_checkpoint, save_checkpoint
+from ccnet.weights.checkpoints import read_checkpoint
 
 FAMILY_FILE = ASSETS / "ccnet_default_family.pt"
 BASE = "default"
@@ -45,17 +45,6 @@ def nonlocal_sibling(name: str) -> str:
         return sibling_name("nonlocal")
     raise CCNetError(f"model {name!r} has no non-local sibling on its backbone (only 'default' and its "
                      f"siblings {', '.join(sibling_name(a) for a in SIBLINGS)} have one)")
-
-
-def write_family(heads: dict[str, Path], path: Path = FAMILY_FILE) -> Path:
-    """Collect each arm's head (and its config and training record) from its training run."""
-    state_dict, arms = {}, {}
-    for arm, checkpoint in heads.items():
-        weights, meta = read_checkpoint(checkpoint)
-        state_dict.update({f"{arm}.{k}": v for k, v in weights.items() if k.startswith(HEAD_PREFIX)})
-        arms[arm] = {"ccnet_config": meta["ccnet_config"], "train": meta.get("train")}
-    save_checkpoint(path, {"meta": {"backbone": BASE, "arms": arms}, "state_dict": state_dict})
-    return path
 
 
 def load_sibling(base: CCNet, arm: str, path: Path = FAMILY_FILE) -> CCNet:

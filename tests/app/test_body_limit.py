@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from ccnet.app.body_limit import MAX_BODY_BYTES, BodyLimit
+from ccnet.app.server.body_limit import BodyLimit
+from ccnet.limits import BODY_BYTES
 
 
 class EchoApp:
@@ -45,7 +46,7 @@ def call(app, chunks: list[bytes], headers: dict[str, str]) -> tuple[int | None,
 
 
 def test_the_published_limit_is_one_mebibyte():
-    assert MAX_BODY_BYTES == 1 << 20
+    assert BODY_BYTES == 1 << 20
 
 
 def test_a_body_at_the_limit_passes_and_one_byte_more_is_refused_by_its_length():

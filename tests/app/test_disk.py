@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from ccnet.app.disk import AppFolder, FolderUsage, Sweeper, budget_bytes
-from ccnet.app.upload_limit import FULL, UploadLimit
+from ccnet.app.server.disk import AppFolder, FolderUsage, Sweeper, budget_bytes
+from ccnet.app.server.upload_limit import FULL, UploadLimit
 from ccnet.errors import CCNetError
 from ccnet.project import ROOT
-from ccnet.tools.ports import free_port
 from tests.e2e.test_app_api import NETWORK_GUARD
+from tools.ports import free_port
 
 NOW = 1_800_000_000.0
 MIN = 60
@@ -257,7 +257,7 @@ def test_a_signal_stops_the_app_and_removes_all_its_files(tmp_path, number):
 HUNG = """
 import logging, sys, threading, time
 from pathlib import Path
-from ccnet.app.shutdown import serve_until_signal
+from ccnet.app.server.shutdown import serve_until_signal
 
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
 

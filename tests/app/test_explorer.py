@@ -20,9 +20,9 @@ from ccnet.errors import CCNetError, for_visitor
 from ccnet.nn import cost
 from ccnet.nn.cost import METHODS
 from ccnet.project import DEMOS
-from ccnet.tools.latency import click_latency
 from ccnet.weights.load import load_file
 from tests.helpers import composed_reference, step_reference, tiny_checkpoint, topk_reference
+from tools.latency import click_latency
 
 
 # ---- the bounded LRU ---------------------------------------------------------------------------
@@ -305,7 +305,7 @@ def test_click_latency_reports_without_running_the_network(explorer, picture):
 
 
 def test_gpu_task_is_a_no_op_off_zerogpu():
-    from ccnet.app import zerogpu
+    from ccnet.app.server import zerogpu
 
     if "spaces" in sys.modules:
         pytest.skip("the spaces package is installed: its GPU decorator is in use")

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from ccnet.app.fairness import PER_CLIENT_WAITING, cap_per_client, client_of, proxy_hops
+from ccnet.app.server.fairness import cap_per_client, client_of, proxy_hops
+from ccnet.limits import WAITING_PER_CLIENT
 
 
 def request(host: str, forwarded: str | None = None) -> SimpleNamespace:
@@ -31,15 +32,15 @@ def push(queue, lane: str, req) -> tuple:
 
 
 def test_the_published_cap_is_eight_waiting_requests():
-    assert PER_CLIENT_WAITING == 8
+    assert WAITING_PER_CLIENT == 8
 
 
 def test_a_client_at_its_cap_is_refused_and_another_is_still_queued():
     queue = FakeQueue()
     cap_per_client(queue, hops=0)
     attacker, visitor = request("10.0.0.2"), request("10.0.0.3")
-    results = [push(queue, "views" if i % 2 else "cost", attacker) for i in range(PER_CLIENT_WAITING + 5)]
-    assert [ok for ok, _, _ in results] == [True] * PER_CLIENT_WAITING + [False] * 5  # counted over every lane
+    results = [push(queue, "views" if i % 2 else "cost", attacker) for i in range(WAITING_PER_CLIENT + 5)]
+    assert [ok for ok, _, _ in results] == [True] * WAITING_PER_CLIENT + [False] * 5  # counted over every lane
     ok, message, state = results[-1]
     assert state == "queue_full" and "retry" in message and "\n" not in message
     assert push(queue, "views", visitor)[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from ccnet.app.uploads import foreign_file, refuse_foreign_files
+from ccnet.app.server.uploads import foreign_file, refuse_foreign_files
 from ccnet.project import DEMOS
 
 

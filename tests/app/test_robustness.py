@@ -21,10 +21,11 @@ from PIL import Image
 
 from ccnet.app.explorer import Explorer
 from ccnet.app.exports import Exports
-from ccnet.app.uploads import checked_upload
+from ccnet.app.server.uploads import checked_upload
 from ccnet.errors import CCNetError, ImageError
-from ccnet.inference.images import MAX_ASPECT, MIN_SIDE, decode_image
+from ccnet.inference.images import decode_image
 from ccnet.inference.predictor import predict_or_fall_back
+from ccnet.limits import MAX_ASPECT, MAX_SIDE, MIN_SIDE
 from ccnet.project import DEMOS, ROOT
 from ccnet.weights import download
 from tests.files import BAD_FILES, exif_rotated, odd_files
@@ -63,7 +64,6 @@ def test_exif_rotated_images_are_segmented_as_displayed(explorer, tmp_path):
 
 
 def test_the_limits_are_consistent():
-    from ccnet.inference.images import MAX_SIDE
 
     assert MAX_SIDE // MAX_ASPECT >= MIN_SIDE  # a downscaled image that passed the aspect check is never too small
 

@@ -72,7 +72,7 @@ def test_uploads_and_cost_run_inside_spaces_gpu_and_return_cpu_data():
 def test_the_requested_gpu_time_grows_with_the_work():
     import numpy as np
 
-    from ccnet.app.zerogpu import network_seconds
+    from ccnet.app.server.zerogpu import network_seconds
     from ccnet.inference.predictor import Protocol
     from ccnet.nn.model import CCNetConfig
 

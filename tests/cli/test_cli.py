@@ -91,3 +91,15 @@ def test_errors_are_one_line_without_traceback(files, args, message):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_the_command_line_holds_what_users_run_and_the_instruments_are_scripts():
+    from ccnet.cli import build_parser
+
+    commands = set(build_parser()._subparsers._group_actions[0].choices)
+    assert commands == {"predict", "attention", "zoo", "fetch", "export", "train", "evaluate", "ablation", "bench"}
+    scripts = sorted(p.stem for p in (ROOT / "tools").glob("*.py") if not p.stem.startswith("_"))
+    for name in set(scripts) - {"attacks", "hostile", "latency", "ports"}:  # those are the scripts' libraries
+        run = subprocess.run([sys.executable, "-m", f"tools.{name}", "--help"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 0 and f"python -m tools.{name}" in run.stdout, (name, run.stderr[-500:])

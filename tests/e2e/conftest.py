@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ccnet.tools.ports import free_port
+from tools.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -43,9 +43,9 @@ def _importable(name: str) -> bool:
 def live_app(tmp_path_factory):
     """(url, explorer): the app on the embedded model, launched in-process on loopback."""
     _require_browser()
-    from app import build_app, launch_options
     from ccnet.app.explorer import Explorer
     from ccnet.app.exports import Exports
+    from ccnet.app.ui import build_app, launch_options
 
     port = free_port()
     explorer = Explorer("default", device="cpu")

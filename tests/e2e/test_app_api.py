@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from ccnet.project import ROOT
-from ccnet.tools import hostile
-from ccnet.tools.ports import free_port
+from tools import hostile
+from tools.ports import free_port
 
 # gradio 6.31's queue calls pandas APIs that pandas 3 deprecates (not ours to fix)
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated).*")
@@ -30,9 +30,9 @@ def served(tmp_path_factory):
     """(client, explorer): the app launched in-process; the explorer lets tests count network runs."""
     from gradio_client import Client
 
-    from app import build_app, launch_options
     from ccnet.app.explorer import Explorer
     from ccnet.app.exports import Exports
+    from ccnet.app.ui import build_app, launch_options
 
     explorer = Explorer(os.environ.get("CCNET_MODEL", "default"), device="cpu")
     demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")))
@@ -243,7 +243,7 @@ def test_requests_cannot_read_server_files_or_load_arbitrary_checkpoints(served)
     runs = explorer.network_runs
     port = int(client.src.rstrip("/").rsplit(":", 1)[1])
     for path in ("/etc/hostname", str(ROOT / "assets" / "MODEL_CARD.md"), str(ROOT / "app.py"), "http://10.0.0.1/x.png"):
-        # refused before it is queued (ccnet.app.uploads.refuse_foreign_files), in one line
+        # refused before it is queued (ccnet.app.server.uploads.refuse_foreign_files), in one line
         status, message = hostile.submit(port, "segment", [{"path": path, "meta": {"_type": "gradio.FileData"}}, ""])
         assert status == 400 and "was not uploaded to this app" in message, message
         assert str(ROOT) not in message and "/etc" not in message
@@ -269,10 +269,10 @@ def raw_call(base: str, endpoint: str, data: list) -> tuple[str, str]:
 
 
 def test_uploads_above_the_size_limit_are_refused(served, tmp_path):
-    from app import MAX_FILE_SIZE
+    from ccnet.limits import FILE_BYTES
 
     client, explorer = served
-    limit = int(MAX_FILE_SIZE.removesuffix("mb")) << 20  # Gradio counts a "mb" as 2**20 bytes
+    limit = FILE_BYTES
     big = tmp_path / "big.png"
     big.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(limit + 1000))
     with pytest.raises(Exception, match="(?i)maximum|size|413"):
@@ -289,7 +289,7 @@ def handle_file_(path):
 
 def test_concurrent_visitors_get_their_own_results_within_the_limits(served, tmp_path):
     """The load test in small: four sessions at once, each checked against its own image."""
-    from ccnet.tools.loadtest import make_visitors, run_load
+    from tools.loadtest import make_visitors, run_load
 
     client, explorer = served
     visitors = make_visitors(4, 3, tmp_path)
@@ -318,9 +318,9 @@ def test_the_analysis_size_reaches_released_models_through_the_api(tmp_path_fact
     interactive size on a CPU server, and at the full protocol when the request asks for it."""
     from gradio_client import Client, handle_file
 
-    from app import build_app
     from ccnet.app.explorer import Explorer
     from ccnet.app.exports import Exports
+    from ccnet.app.ui import build_app
     from ccnet.weights import presets
     from ccnet.weights.load import load_file
 

@@ -260,10 +260,10 @@ def test_a_broken_upload_is_one_line_and_the_next_upload_is_served(page, live_ap
 
 def test_over_the_budget_a_pin_asks_the_server_for_the_maps(browser, tmp_path_factory):
     """Beyond the byte budget no maps are sent; a click gets the pinned cell's maps from the server."""
-    from app import build_app
     from ccnet.app.explorer import Explorer
     from ccnet.app.exports import Exports
-    from ccnet.tools.ports import free_port
+    from ccnet.app.ui import build_app
+    from tools.ports import free_port
 
     port, explorer = free_port(), Explorer("default", device="cpu")
     demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")), viewer_budget=0)
@@ -292,7 +292,7 @@ def test_over_the_budget_a_pin_asks_the_server_for_the_maps(browser, tmp_path_fa
 def test_a_real_photo_gets_the_out_of_domain_note_and_a_model_for_photos_one_click_away(
         page, live_app, monkeypatch, tmp_path):
     from ccnet.app.explorer import PHOTO_MODEL
-    from ccnet.tools.ports import free_port
+    from tools.ports import free_port
 
     monkeypatch.setenv("CCNET_CACHE", str(tmp_path / "cache"))  # the released model is not here ...
     monkeypatch.setenv("CCNET_ZOO_URL", f"http://127.0.0.1:{free_port()}/")  # ... and nothing serves it
@@ -391,11 +391,11 @@ def test_a_slow_model_download_does_not_hold_up_other_visitors(browser, tmp_path
 
     from gradio_client import Client, handle_file
 
-    from app import build_app
     from ccnet.app.explorer import Explorer
     from ccnet.app.exports import Exports
-    from ccnet.tools.ports import free_port
+    from ccnet.app.ui import build_app
     from ccnet.weights.load import load_file, load_model
+    from tools.ports import free_port
 
     preset, started = "ccnet_r50-d8_512x1024_80k_cityscapes", threading.Event()
 

@@ -9,13 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ccnet.app.body_limit import MAX_BODY_BYTES
-from ccnet.app.fairness import PER_CLIENT_WAITING
-from ccnet.app.ui.page import SESSION_CAPACITY
+from ccnet.limits import BODY_BYTES, SESSIONS, WAITING_PER_CLIENT
 from ccnet.project import DEMOS
-from ccnet.tools import hostile
-from ccnet.tools.loadtest import status_mib
-from ccnet.tools.ports import free_port
+from tools import hostile
+from tools.loadtest import status_mib
+from tools.ports import free_port
 
 ATTACKER, VICTIM = "127.0.0.2", "127.0.0.3"
 
@@ -24,9 +22,9 @@ ATTACKER, VICTIM = "127.0.0.2", "127.0.0.3"
 def server(tmp_path_factory):
     """(port, demo, image path on the server): the app with a cost measurement slowed to 0.3 s, so
     that requests queue up behind each other as on a busy server."""
-    from app import build_app, launch_options
     from ccnet.app.explorer import Explorer
     from ccnet.app.exports import Exports
+    from ccnet.app.ui import build_app, launch_options
 
     class SlowCost(Explorer):
         def cost(self, *args, **kwargs):
@@ -51,7 +49,7 @@ def test_one_client_flooding_the_queue_does_not_lock_another_out(server):
     with ThreadPoolExecutor(8) as pool:
         posted = list(pool.map(lambda _: hostile.submit(port, "cost", [image, ""], ATTACKER), range(70)))
     statuses = [status for status, _ in posted]
-    assert statuses.count(200) <= PER_CLIENT_WAITING + 2  # + those already running when the rest arrived
+    assert statuses.count(200) <= WAITING_PER_CLIENT + 2  # + those already running when the rest arrived
     refusal = next(text for status, text in posted if status != 200)
     assert "retry" in refusal and "\n" not in refusal.strip()
     victim = hostile.call(port, "cost", [image, ""], VICTIM)
@@ -64,16 +62,16 @@ def test_a_huge_body_is_refused_before_it_is_read(server):
     status, text = hostile.huge_body(port, "segment", 64 << 20)
     assert status in (413, 0), text  # 0: the server answered and hung up while the body was still being sent
     assert status_mib(os.getpid(), "VmRSS") - before < 32  # the 64 MB were never held
-    status, text = hostile.huge_body(port, "segment", MAX_BODY_BYTES + 1)
+    status, text = hostile.huge_body(port, "segment", BODY_BYTES + 1)
     assert status == 413 and "too large" in text
 
 
 def test_sessionless_calls_keep_a_bounded_number_of_sessions(server):
     port, demo, image = server
     with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda _: hostile.call(port, "segment", [image, "", ""]), range(SESSION_CAPACITY + 60)))
+        answers = list(pool.map(lambda _: hostile.call(port, "segment", [image, "", ""]), range(SESSIONS + 60)))
     assert all(a.outcome == "complete" for a in answers)
-    assert len(demo.state_holder.session_data) <= SESSION_CAPACITY
+    assert len(demo.state_holder.session_data) <= SESSIONS
 
 
 def test_a_request_naming_a_server_file_is_refused_in_one_line_without_a_traceback(server, capfd):

@@ -82,12 +82,3 @@ def test_two_attention_steps_reach_the_panel_that_one_step_cannot(cue_pairs):
         assert maps.steps[0][panel].sum() == 0
         ratios.append(maps.composed[panel].sum() / (panel.sum() / (h * w)))
     assert np.median(ratios) > 3, ratios
-
-
-def test_the_backbone_keeps_the_cue_local_so_the_attention_must_fetch_it(default_model):
-    """Flipping the cue changes the backbone's feature at the panel, but hardly five or more cells
-    away: the vehicles (at least a quarter of the width aside) get the cue through the head."""
-    from ccnet.experiments.cue_probe import cue_spread
-
-    profile = cue_spread(default_model, count=4)
-    assert profile[0] > 0.3 and profile[5] < 0.06 and profile[8] < 0.02, profile

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from ccnet.experiments import scene_classes as classes
-from ccnet.experiments.demos import write_demos
 from ccnet.experiments.scenes import Scene, generate_scene, scene_batch
 from ccnet.nn.model import EMBEDDED_CONFIG
 from ccnet.weights.datasets import dataset_info
@@ -189,11 +188,3 @@ def test_colorize_label_uses_the_palette():
     rgb = classes.colorize_label(label)
     assert rgb.dtype == np.uint8 and tuple(rgb[0, 1]) == classes.PALETTE[classes.CAR]
     assert tuple(rgb[1, 1]) == (0, 0, 0)
-
-
-def test_write_demos(tmp_path):
-    written = write_demos(tmp_path)
-    names = {p.name for p in written}
-    assert len(names) >= 16 and {"street_seed1_car.png", "street_seed2_truck.png"} <= names
-    readme = (tmp_path / "README.md").read_text()
-    assert "street_seed8_truck.png" in readme and "blue" in readme

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from ccnet import limits
 from ccnet.app.ui.common import OUT_OF_MEMORY, api_guard, ui_guard
 from ccnet.errors import ImageError
 from ccnet.inference import decode_budget
@@ -95,7 +96,7 @@ def test_the_estimate_bounds_the_measured_peak(tmp_path, big_gray16):
     for name, (peak, estimate) in peaks.items():
         assert 0 < peak <= estimate, f"{name}: measured {peak >> 20} MiB, estimated {estimate >> 20} MiB"
     peak, estimate = peaks[big_gray16.name]
-    assert estimate <= decode_budget.DECODE_BUDGET_BYTES  # decoded within the budget, not refused ...
+    assert estimate <= limits.DECODE_BUDGET_BYTES  # decoded within the budget, not refused ...
     assert peak < 5.5 * BIG * BIG  # ... in 5 bytes a pixel (image 2, RGB 3): 200 MiB, was 1143 MiB
 
 
@@ -103,7 +104,7 @@ def test_an_image_over_the_budget_is_refused_from_its_header(big_gray16, monkeyp
     def decoded(*args, **kwargs):
         raise AssertionError("pixels were decoded")
 
-    monkeypatch.setattr(decode_budget, "DECODE_BUDGET_BYTES", 64 << 20)
+    monkeypatch.setattr(limits, "DECODE_BUDGET_BYTES", 64 << 20)
     monkeypatch.setattr(ImageFile.ImageFile, "load", decoded)
     tracemalloc.start()
     try:
@@ -121,7 +122,7 @@ def test_an_image_over_the_budget_is_refused_from_its_header(big_gray16, monkeyp
 def test_the_budget_admits_every_8_bit_image_of_40_megapixels():
     """The worst decoder measured (WebP) on an 8000 x 5000 image from a 20 MB file (the upload limit)."""
     header = SimpleNamespace(size=(8000, 5000), mode="RGB", format="WEBP", info={})
-    assert decode_budget.peak_bytes(header, 20_000_000) <= decode_budget.DECODE_BUDGET_BYTES
+    assert decode_budget.peak_bytes(header, limits.FILE_BYTES) <= limits.DECODE_BUDGET_BYTES
 
 
 @pytest.mark.parametrize("stage", ["load", "crop"])

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from ccnet import limits
 from ccnet.errors import ImageError
-from ccnet.inference import decode_budget
 from ccnet.inference.images import decode_image
-from ccnet.inference.metadata import METADATA_SLACK_BYTES, check_metadata, embedded_directory, orientation
+from ccnet.inference.metadata import check_metadata, embedded_directory, orientation
+from ccnet.limits import METADATA_SLACK_BYTES
 from ccnet.project import ROOT
 from tests.files import PHOTO, encoded, exif_bomb, metadata_bombs, tiff_directory
 
@@ -124,7 +125,7 @@ def test_every_metadata_amplification_stays_within_the_file_and_the_published_bu
                          cwd=ROOT, env=env, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout)
-    assert result["peak"] <= decode_budget.DECODE_BUDGET_BYTES
+    assert result["peak"] <= limits.DECODE_BUDGET_BYTES
     assert result["peak"] <= 4 * path.stat().st_size + (16 << 20), f"{name}: {result['peak'] >> 20} MiB"
     if name.endswith((".png", ".webp")):  # no directory is read on opening these: the pixels are segmented
         assert result["shape"] == [64, 48, 3]  # turned by the block's own orientation (6)

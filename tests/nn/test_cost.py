@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,8 +84,6 @@ def test_bench_cli_writes_json(tmp_path: Path):
     assert "reference" in proc.stdout and "non-local" in proc.stdout
     report = json.loads(out.read_text())
     assert {"command", "machine", "paper", "attention"} <= set(report)
-    if sys.platform.startswith("linux") and "CCNET_ALLOCATOR" not in os.environ:
-        assert report["machine"]["allocator"] == "retain"  # `python -m ccnet` keeps freed memory by default
     (block,) = report["attention"]
     assert block["size"] == [9, 11] and block["channels"] == 16 and block["recurrence"] == 2
     cases = {(r["case"], r["impl"]) for r in block["rows"]}

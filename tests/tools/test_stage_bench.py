@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ccnet.tools.stage_bench import STAGES, paths, stage_flops, stage_times
 from tests.helpers import tiny_model
+from tools.stage_bench import STAGES, paths, stage_flops, stage_times
 
 
 def test_every_flop_belongs_to_a_stage_and_a_conv_counts_as_its_formula():
@@ -25,7 +25,7 @@ def test_every_stage_is_timed_and_the_parts_add_up():
 
 
 def test_every_inference_path_gives_the_eager_logits_and_is_timed_against_the_previous(monkeypatch):
-    from ccnet.tools import stage_bench
+    from tools import stage_bench
 
     switched, mode = [], ["system"]
 
@@ -41,7 +41,7 @@ def test_every_inference_path_gives_the_eager_logits_and_is_timed_against_the_pr
     rows = paths(net, x, repeats=2, total_flops=total)
     # the warm-up and each of the 2 rounds run the first two paths with glibc's defaults and the
     # others with freed memory kept; at the end, the process is back in the mode it came in
-    assert switched == ["system", "retain", "system", "retain", "system", "retain", "system"]
+    assert switched == ["system", "kept", "system", "kept", "system", "kept", "system"]
     assert [r["path"] for r in rows] == ["eager", "bn folded + channels-last", "+ freed memory kept", "onnxruntime"]
     assert rows[0]["rel_error"] == 0 and all(r["rel_error"] < 1e-5 for r in rows)
     for previous, row in zip(rows, rows[1:]):
@@ -52,7 +52,7 @@ def test_every_inference_path_gives_the_eager_logits_and_is_timed_against_the_pr
 
 def test_each_path_is_set_against_the_gemm_of_its_own_round():
     """of_round_gemm pairs each run with the GEMM timed in the same round (medians of the ratios)."""
-    from ccnet.tools.stage_bench import GEMM_SIDE, _path_rows
+    from tools.stage_bench import GEMM_SIDE, _path_rows
 
     gemm_flops = 2 * GEMM_SIDE**3
     times = {"a": [10.0, 20.0, 40.0], "b": [5.0, 5.0, 5.0], "gemm": [1.0, 4.0, 2.0]}  # ms per round

@@ -15,12 +15,12 @@ from ccnet.cli import main
 from ccnet.errors import CCNetError
 from ccnet.inference.predictor import Protocol
 from ccnet.nn.model import CCNetConfig
-from ccnet.tools.ports import free_port
 from ccnet.weights import download
 from ccnet.weights import presets as zoo
 from ccnet.weights.datasets import dataset_info
 from ccnet.weights.load import load_model
 from tests.helpers import tiny_model
+from tools.ports import free_port
 
 TINY_19 = CCNetConfig(num_classes=19, depth=18, stem_channels=(8, 8, 16), base_channels=8,
                       head_channels=16, aux_channels=8)

@@ -1,7 +1,7 @@
 """The Gradio page, the only Gradio importer of the package: common.py (guards, constants),
 handlers.py (what each event does), page.py (layout and wiring), api.py (the named endpoints),
 viewer.js and viewer.css (the attention viewer that runs in the browser)."""
-from ccnet.app.ui.common import MAX_FILE_SIZE
-from ccnet.app.ui.page import ExplorerUI, build_app, launch_options, main
+from ccnet.app.server.launch import launch_options
+from ccnet.app.ui.page import ExplorerUI, build_app, main
 
-__all__ = ["MAX_FILE_SIZE", "ExplorerUI", "build_app", "launch_options", "main"]
+__all__ = ["ExplorerUI", "build_app", "launch_options", "main"]

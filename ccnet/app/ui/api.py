@@ -3,10 +3,8 @@ Their inputs and outputs are the project's documented contract (docs/api.md)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import gradio as gr
-from PIL import Image
 
 from ccnet.app.analysis import Display
 from ccnet.app.explorer import PHOTO_MODEL, Explorer
@@ -135,18 +133,3 @@ def cost_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., dict]:
 
     return cost
 
-
-def add_floor_endpoint(demo: gr.Blocks, folder: Path) -> None:
-    """Floors a benchmark measures the real endpoints against (python -m ccnet bench-viewer; never
-    part of the served app): /noop receives an image like /attention and does nothing; /noop_files
-    does nothing either but returns two tiny PNG files and a JSON like /attention, so that the
-    client's fetching of output files is in the floor too."""
-    tiny = folder / "tiny.png"
-    Image.new("RGB", (1, 1)).save(tiny)
-    with demo:
-        image_in, out = gr.Image(type="filepath", visible=False), gr.JSON(visible=False)
-        first, second = gr.Image(format="png", visible=False), gr.Image(format="png", visible=False)
-        x_in, y_in = gr.Number(visible=False, precision=0), gr.Number(visible=False, precision=0)
-        gr.on([], lambda image: {"ok": True}, [image_in], [out], api_name="noop", preprocess=False)
-        gr.on([], lambda image, x, y: (str(tiny), str(tiny), {"ok": True}), [image_in, x_in, y_in],
-              [first, second, out], api_name="noop_files", preprocess=False)

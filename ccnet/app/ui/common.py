@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from ccnet.app.present import md_text
-from ccnet.app.uploads import checked_upload
+from ccnet.app.server.uploads import checked_upload
 from ccnet.errors import CCNetError, for_visitor
 from ccnet.project import DEMOS
 
@@ -19,7 +19,6 @@ log = logging.getLogger("ccnet.app")
 EXAMPLES = sorted(str(p) for p in DEMOS.glob("*.png") if not p.stem.endswith("_label"))
 FIRST_EXAMPLE = str(DEMOS / "street_seed1_car.png")  # the first screen: this scene ...
 FIRST_PIXEL = (165, 182)  # ... with a pixel of its car pinned (tests/e2e checks it is a car)
-MAX_FILE_SIZE = "20mb"  # uploads above this are refused by Gradio before they reach the server's disk
 VIEWS = "views"  # concurrency id of every event that writes the segmentation or attention views
 MODELS = "models"  # concurrency id of model loading (downloads): its own queue, so views are not held up
 Updates = dict[Any, Any]  # component -> new value

@@ -5,29 +5,28 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
-from starlette.middleware import Middleware
 
-from ccnet.app.body_limit import BodyLimit
-from ccnet.app.disk import MAX_AGE_S, Sweeper, app_folder, budget_bytes
+from ccnet import limits
 from ccnet.app.explorer import Explorer
 from ccnet.app.exports import Exports
-from ccnet.app.fairness import cap_per_client
 from ccnet.app.present import COST_HEADERS, TOPK_HEADERS, claim_table, paper_size_figures
-from ccnet.app.shutdown import serve_until_signal
+from ccnet.app.server.allocator import IdleRelease, use_allocator_from_environment
+from ccnet.app.server.disk import Sweeper, app_folder, budget_bytes
+from ccnet.app.server.fairness import cap_per_client
+from ccnet.app.server.launch import launch_options
+from ccnet.app.server.shutdown import serve_until_signal
+from ccnet.app.server.uploads import refuse_foreign_files
 from ccnet.app.ui.api import api_endpoints
-from ccnet.app.ui.common import EXAMPLES, MAX_FILE_SIZE, MODELS, VIEWS, upload_roots
+from ccnet.app.ui.common import EXAMPLES, MODELS, VIEWS, upload_roots
 from ccnet.app.ui.handlers import DEFAULT_K, HINT, Handlers
-from ccnet.app.upload_limit import UploadLimit
-from ccnet.app.uploads import refuse_foreign_files
 from ccnet.app.viewer import BUDGET_BYTES
 from ccnet.errors import CCNetError
-from ccnet.inference.allocator import IdleRelease, allocator_mode
-from ccnet.inference.images import MAX_ASPECT, MAX_SIDE, MIN_SIDE
 from ccnet.viz import charts
 from ccnet.weights import family, presets
 
@@ -53,7 +52,6 @@ INTRO = (
     "The embedded **default** model knows **synthetic street scenes only**; for your own photos choose a "
     "released model in the menu (ADE20K for everyday scenes, Cityscapes for streets)."
 )
-SESSION_CAPACITY = 256  # sessions whose state is kept: ~30 MiB at most; the oldest go first
 VIEWER_ROOT = '<div class="ccv-root" data-testid="attention-viewer" tabindex="0"></div>'
 
 
@@ -149,8 +147,9 @@ class ExplorerUI(Handlers):
             self.overlay_file = gr.DownloadButton("overlay PNG", elem_id="dl-overlay", **button)
             self.npz_file = gr.DownloadButton("attention maps (npz)", elem_id="dl-npz", **button)
             self.csv_file = gr.DownloadButton("cost table (CSV)", elem_id="dl-csv", **button)
-        gr.Markdown(f"Images are downscaled to {MAX_SIDE} px on their longest side; at least {MIN_SIDE} px per "
-                    f"side, at most {MAX_ASPECT}:1, files up to {MAX_FILE_SIZE}.")
+        gr.Markdown(f"Images are downscaled to {limits.MAX_SIDE} px on their longest side; at least "
+                    f"{limits.MIN_SIDE} px per side, at most {limits.MAX_ASPECT}:1, files up to "
+                    f"{limits.FILE_BYTES / limits.MiB:g} MiB.")
 
     # ---- wiring ---------------------------------------------------------------------------------
     @property
@@ -194,33 +193,34 @@ class ExplorerUI(Handlers):
                   concurrency_id=VIEWS, api_visibility="private").then(**cost)
 
 
+def _keep_gradio_files_in(folder: Path) -> None:
+    """Gradio modules imported before the app's folder existed read GRADIO_TEMP_DIR once, at import
+    (the MCP bridge saves a client's base64 images there): point them at the folder too, so that the
+    order of imports does not decide where files land."""
+    for name in ("gradio.mcp", "gradio.route_utils", "gradio.routes", "gradio.screen_recording_utils"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "DEFAULT_TEMP_DIR"):
+            module.DEFAULT_TEMP_DIR = str(folder)
+
+
 def build_app(explorer: Explorer | None = None, exports: Exports | None = None,
               viewer_budget: int = BUDGET_BYTES) -> gr.Blocks:
     """The Blocks app around one Explorer (model cache and image cache shared by all visitors);
     `viewer_budget` bounds the bytes of maps the page receives per image (beyond: server pins)."""
     folder = app_folder()  # first: the Blocks read GRADIO_TEMP_DIR, which this points into the app's folder
+    _keep_gradio_files_in(folder.gradio)
     page = ExplorerUI(explorer or Explorer(os.environ.get("CCNET_MODEL", "default")),
                       exports or Exports(folder.results), viewer_budget)
     # every pin sends new files through Gradio's cache: clear files older than an hour, hourly
-    with gr.Blocks(title="CCNet Explorer", analytics_enabled=False, delete_cache=(MAX_AGE_S, MAX_AGE_S)) as demo:
+    expiry = (limits.UPLOAD_MAX_AGE_S, limits.UPLOAD_MAX_AGE_S)
+    with gr.Blocks(title="CCNet Explorer", analytics_enabled=False, delete_cache=expiry) as demo:
         page.layout()
         page.wire(demo)
         api_endpoints(page.explorer, page.exports)
-    demo.queue(default_concurrency_limit=1, max_size=64)
-    cap_per_client(demo._queue)  # one client cannot fill the queue everyone shares (ccnet/app/fairness.py)
+    demo.queue(default_concurrency_limit=1, max_size=limits.QUEUE_SIZE)
+    cap_per_client(demo._queue)  # one client cannot fill the queue everyone shares (ccnet/app/server/fairness.py)
     refuse_foreign_files(demo._queue, upload_roots)  # a request may only name uploaded files and the demos
     return demo
-
-
-def launch_options(sweeper: Sweeper | None = None) -> dict:
-    """The launch settings that bound what visitors can make the server hold: 20 MB per file,
-    SESSION_CAPACITY sessions' state (Gradio keeps 10,000 by default, ~120 KiB each: memory that grew
-    with every sessionless call), request bodies (BodyLimit) and, with a sweeper, the upload space."""
-    middleware = [Middleware(BodyLimit)]
-    if sweeper is not None:
-        middleware.append(Middleware(UploadLimit, usage=sweeper.usage, budget=sweeper.budget, failed=sweeper.soon))
-    return {"max_file_size": MAX_FILE_SIZE, "state_session_capacity": SESSION_CAPACITY, "ssr_mode": False,
-            "app_kwargs": {"middleware": middleware}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     parser.add_argument("--amp", choices=("fp16", "bf16"), help="autocast dtype on CUDA")
     args = parser.parse_args(argv)
+    mode = use_allocator_from_environment()  # CCNET_ALLOCATOR=kept: freed memory kept for the next run
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     folder = app_folder()
 
@@ -251,8 +252,8 @@ def main(argv: list[str] | None = None) -> None:
         # mcp_server: segment, attention and cost are also tools for MCP clients (gradio's mcp extra)
         demo.launch(footer_links=["api"], mcp_server=True, prevent_thread_lock=True,
                     **launch_options(sweeper))
-        # memory kept for the next run (python app.py's allocator) goes back once the app is idle
-        releaser = IdleRelease().start() if allocator_mode() == "retain" else None
+        # memory the allocator keeps for the next run (CCNET_ALLOCATOR=kept) goes back once the app is idle
+        releaser = IdleRelease().start() if mode == "kept" else None
 
         def stop() -> None:
             sweeper.stop()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ccnet.tools import bench
+from ccnet.experiments import bench
 
 
 def test_inference_runs_alternate_with_inference_runs_only():

@@ -2,22 +2,29 @@
 (the viewer's own timing from the pointer event to the frame that shows the new maps, beside a
 no-op listener on the same page: the page's floor), and a server click through gradio_client
 (/attention on an analysed image) beside a do-nothing endpoint that receives the same upload.
-Needs Playwright and Debian's Chromium (the test dependencies); loopback only."""
+Needs Playwright and Debian's Chromium (the test dependencies); loopback only.
+`python -m tools.viewer_bench --json assets/viewer_bench.json`."""
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 from PIL import Image
 
+from ccnet.cli.outputs import checked_output, write_text
 from ccnet.errors import CCNetError
 from ccnet.experiments.scenes import generate_scene
 from ccnet.project import DEMOS
-from ccnet.tools.ports import free_port
+from tools._cli import run
+from tools.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -105,11 +112,10 @@ def server_clicks(url: str, image: Path, clicks: int) -> dict:
     return result
 
 
-def run(moves: int = 60, clicks: int = 30) -> dict:
+def measure(moves: int = 60, clicks: int = 30) -> dict:
     """Serve the app on loopback (with a do-nothing endpoint beside it) and measure both paths."""
     from ccnet.app.explorer import Explorer
     from ccnet.app.ui import build_app
-    from ccnet.app.ui.api import add_floor_endpoint
 
     folder = Path(tempfile.mkdtemp(prefix="ccnet-bench-"))
     demo = build_app(Explorer("default", device="cpu"))
@@ -146,3 +152,43 @@ def format_table(result: dict) -> str:
               f"load average {result['machine']['load_average_at_start']} at start, "
               f"{result['machine']['load_average_at_end']} at end, {result['machine']['cpus']} CPUs"]
     return "\n".join(lines)
+
+
+def add_floor_endpoint(demo: gr.Blocks, folder: Path) -> None:
+    """Floors the benchmark measures the real endpoints against (never part of the served app):
+    /noop receives an image like /attention and does nothing; /noop_files does nothing either but
+    returns two tiny PNG files and a JSON like /attention, so that the client's fetching of output
+    files is in the floor too."""
+    tiny = folder / "tiny.png"
+    Image.new("RGB", (1, 1)).save(tiny)
+    with demo:
+        image_in, out = gr.Image(type="filepath", visible=False), gr.JSON(visible=False)
+        first, second = gr.Image(format="png", visible=False), gr.Image(format="png", visible=False)
+        x_in, y_in = gr.Number(visible=False, precision=0), gr.Number(visible=False, precision=0)
+        gr.on([], lambda image: {"ok": True}, [image_in], [out], api_name="noop", preprocess=False)
+        gr.on([], lambda image, x, y: (str(tiny), str(tiny), {"ok": True}), [image_in, x_in, y_in],
+              [first, second, out], api_name="noop_files", preprocess=False)
+
+
+def viewer_command(args: argparse.Namespace) -> int:
+    if not 10 <= args.moves <= 2000 or not 5 <= args.clicks <= 500:
+        raise CCNetError("--moves must be 10..2000 and --clicks 5..500")
+    json_out = checked_output(args.json, "--json", (".json",))
+    result = measure(args.moves, args.clicks)
+    print(format_table(result))
+    if json_out:
+        write_text(json_out, json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.viewer_bench",
+                                     description="hover-to-paint in Chromium and a server click, beside their floors")
+    parser.add_argument("--moves", type=int, default=60, help="pointer moves per image")
+    parser.add_argument("--clicks", type=int, default=30, help="API clicks (and as many do-nothing calls)")
+    parser.add_argument("--json", help="also write the figures to this JSON file (e.g. assets/viewer_bench.json)")
+    return run(parser, viewer_command, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,7 +13,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-PER_CLIENT_WAITING = 8  # a page fires at most a few events at once (an upload, its views, the cost)
+from ccnet import limits
 
 
 def proxy_hops() -> int:
@@ -42,7 +42,7 @@ def waiting(queue: Any, client: str, hops: int) -> int:
                for lane in queue.event_queue_per_concurrency_id.values() for event in lane.queue)
 
 
-def cap_per_client(queue: Any, limit: int = PER_CLIENT_WAITING, hops: int | None = None) -> None:
+def cap_per_client(queue: Any, limit: int = limits.WAITING_PER_CLIENT, hops: int | None = None) -> None:
     """Wrap a Gradio Queue's `push` so that a client with `limit` events waiting is refused."""
     hops = proxy_hops() if hops is None else hops
     push: Callable[..., Awaitable[tuple]] = queue.push

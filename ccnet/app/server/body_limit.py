@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-from ccnet.app.upload_limit import ASGIApp, Message, Receive, Send
+from ccnet import limits
+from ccnet.app.server.upload_limit import ASGIApp, Message, Receive, Send
 
-MAX_BODY_BYTES = 1 << 20  # the largest JSON a legitimate call sends is under 10 KiB
 TOO_LARGE = b"Request body too large (limit 1 MiB); upload images as files.\n"
 
 
@@ -21,7 +21,7 @@ class BodyLimit:
     answered 413 at once; one that streams past it (no or a false Content-Length) is cut off with
     the same answer, and the app sees a disconnect instead of the rest of the body."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, limit: int = limits.BODY_BYTES) -> None:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:

@@ -22,12 +22,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from ccnet.app.disk import folder_bytes, scan
 from ccnet.app.explorer import PHOTO_MODEL
+from ccnet.app.server.disk import folder_bytes, scan
 from ccnet.project import DEMOS
-from ccnet.tools import hostile
-from ccnet.tools.loadtest import serve_app, status_mib
-from ccnet.tools.ports import free_port
+from tools import hostile
+from tools.loadtest import serve_app, status_mib
+from tools.ports import free_port
 
 SESSIONS_WARM, SESSIONS = 200, 2000  # sessionless calls before the first and between the two RSS readings
 FLOOD = 100  # unread requests one client posts at once
@@ -118,7 +118,7 @@ def _bomb(mode: str) -> tuple[str, bytes]:
 
 def decoding(port: int, pid: int, small: str) -> dict:
     """A 16-bit PNG and a float TIFF of 6320x6320 (KBs on disk), then a small image; then the
-    server idles until it gives back the memory its allocator kept (ccnet.inference.allocator)."""
+    server idles until it gives back the memory its allocator kept (ccnet.app.server.allocator)."""
     rows, start = {}, status_mib(pid, "VmRSS")
     for mode in ("I;16", "F"):
         name, content = _bomb(mode)

@@ -1,4 +1,5 @@
-"""`python -m ccnet loadtest`: many visitors at once against the app, on loopback only.
+"""`python -m tools.loadtest`: many visitors at once against the app, on loopback only
+(`--adversarial`: hostile clients instead, tools/attacks.py).
 
 Each simulated visitor is its own gradio_client session with its own scene: it uploads it
 (/segment) and clicks pixels (/attention). Every answer is checked against the same model run in
@@ -8,6 +9,8 @@ and time; it never talks to anything but 127.0.0.1.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -24,11 +27,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ccnet.cli.outputs import checked_output, write_text
 from ccnet.errors import CCNetError
 from ccnet.experiments import scenes
 from ccnet.inference.geometry import cell_of
 from ccnet.inference.predictor import Predictor
 from ccnet.weights.load import load_model
+from tools._cli import run
+from tools.ports import free_port
 
 MAX_USERS, MAX_CLICKS = 32, 20
 SCENE_SIZE = (256, 512)
@@ -112,7 +118,7 @@ def run_load(url: str, visitors: list[Visitor], class_names: tuple[str, ...], ti
 
     ``behind_proxy``: each visitor's requests carry an X-Forwarded-For address of its own, for an
     app served with CCNET_PROXY_HOPS=1 (as on a Space). From one loopback address, more than 8
-    visitors would pass the app's cap of waiting requests per client (ccnet.app.fairness)."""
+    visitors would pass the app's cap of waiting requests per client (ccnet.app.server.fairness)."""
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=len(visitors)) as pool:
         futures = [pool.submit(_visit, url, v, class_names, _forwarded_for(v.index) if behind_proxy else None)
@@ -178,3 +184,75 @@ def serve_app(app_py: Path, port: int, timeout_s: float = 120, env: dict[str, st
             time.sleep(0.5)
     server.kill()
     raise CCNetError(f"the app did not answer on port {port} within {timeout_s:.0f} s")
+
+
+def loadtest(args: argparse.Namespace) -> int:
+    if args.adversarial:
+        return adversarial(args)
+    if not 1 <= args.users <= MAX_USERS or not 1 <= args.clicks <= MAX_CLICKS:
+        raise CCNetError(f"--users must be 1..{MAX_USERS} and --clicks 1..{MAX_CLICKS}")
+    json_out = checked_output(args.json, "--json", (".json",))
+    torch.set_num_threads(1)  # the server gets the rest of the machine
+    with tempfile.TemporaryDirectory(prefix="ccnet-load-") as folder:
+        visitors = make_visitors(args.users, args.clicks, Path(folder))
+        classes = load_model("default").classes
+        port = free_port()
+        server = serve_app(Path(args.app).resolve(), port, env={"CCNET_PROXY_HOPS": "1"})
+        try:  # the visitors pose behind a proxy, each its own client, as on a Space
+            result = run_load(f"http://127.0.0.1:{port}/", visitors, classes, args.timeout, behind_proxy=True)
+            result["server_peak_rss_mib"] = peak_rss_mib(server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    result.update({"clicks_per_visitor": args.clicks, "machine": f"{os.cpu_count()} CPUs, {sys.platform}",
+                   "load_average": os.getloadavg()[0],
+                   "server": "python app.py (default model, CPU, queue concurrency 1 for the views)"})
+    print_table(result)
+    if json_out:
+        write_text(json_out, json.dumps(result, indent=2) + "\n")
+    return 1 if result["errors"] else 0
+
+
+def adversarial(args: argparse.Namespace) -> int:
+    """Replay the attacks (tools/attacks.py) and print what each cost the server and a victim."""
+    from tools.attacks import print_attacks, run_attacks
+
+    json_out = checked_output(args.json, "--json", (".json",))
+    torch.set_num_threads(1)  # the server gets the rest of the machine
+    with tempfile.TemporaryDirectory(prefix="ccnet-attacks-") as folder:
+        result = run_attacks(Path(args.app).resolve(), Path(folder))
+    print_attacks(result)
+    if json_out:
+        write_text(json_out, json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def print_table(result: dict) -> None:
+    print(f"{result['visitors']} visitors at once, {result['requests']} requests in {result['wall_s']} s "
+          f"({result['requests_per_s']}/s), errors {result['errors']}, "
+          f"server peak RSS {result.get('server_peak_rss_mib') or float('nan'):.0f} MiB")
+    print(f"{'endpoint':<12}{'count':>7}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
+    for name in ("segment", "attention", "all"):
+        if name in result:
+            row = result[name]
+            print(f"{name:<12}{row['count']:>7}{row['p50_ms']:>10.1f}{row['p95_ms']:>10.1f}{row['max_ms']:>10.1f}")
+    for example in result["error_examples"]:
+        print(f"error: {example}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.loadtest",
+                                     description="concurrent visitors against `python app.py` on loopback")
+    parser.add_argument("--users", type=int, default=8, help=f"simultaneous visitors (1..{MAX_USERS})")
+    parser.add_argument("--clicks", type=int, default=5, help=f"clicks per visitor after the upload (1..{MAX_CLICKS})")
+    parser.add_argument("--timeout", type=float, default=300, help="give up after this many seconds")
+    parser.add_argument("--app", default="app.py", help="the app to serve")
+    parser.add_argument("--adversarial", action="store_true",
+                        help="replay hostile clients instead (tools/attacks.py) and report RSS, disk and a victim's "
+                             "latency before and after each attack")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    return run(parser, loadtest, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,5 @@
 """Does a vehicle pixel's attention land on the cue panel? Measured for every head of the default
-model's family on the demo scenes (`python -m ccnet reach`).
+model's family on the demo scenes (`python -m tools.cue_reach`, assets/cue_reach.json).
 
 For three pixels of the vehicles of each demo scene (4 with a blue panel: cars; 4 with a red one:
 trucks) it records whether the map's largest cell lies on the panel (criss-cross: the composed map;
@@ -9,9 +9,14 @@ red one: the model may have learned "blue panel found -> car, otherwise truck".
 """
 from __future__ import annotations
 
-import numpy as np
+import argparse
+import json
+import sys
 
-from ccnet.experiments.demos import DEMO_SEEDS
+import numpy as np
+import torch
+
+from ccnet.cli.outputs import checked_output, write_text
 from ccnet.experiments.scenes import CLASS_NAMES, generate_scene
 from ccnet.inference.agreement import nonlocal_map, top_cells
 from ccnet.inference.explain import explain_pixel
@@ -19,6 +24,8 @@ from ccnet.inference.geometry import box_cells, cell_of
 from ccnet.inference.predictor import Prediction, Predictor
 from ccnet.weights.family import SIBLINGS, sibling_name
 from ccnet.weights.load import load_model
+from tools._cli import run
+from tools.demos import DEMO_SEEDS
 
 ARMS = ("rcca_r1", "rcca_r2", "rcca_r3", "nonlocal")  # "none" has no map to look at
 
@@ -86,3 +93,25 @@ def table(report: dict) -> str:
                          f"{row['top_on_panel']}/{row['pixels']} | {row['panel_weight']:.3f} | "
                          f"{row['uniform_ratio']:.1f} | {row['right_class']}/{row['pixels']} |")
     return "\n".join(lines)
+
+
+def reach_command(args: argparse.Namespace) -> int:
+    json_out = checked_output(args.json, "--json", (".json",))
+    torch.set_num_threads(args.threads)
+    report = measure()
+    print(table(report))
+    if json_out:
+        write_text(json_out, json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.cue_reach",
+                                     description="does each head's map of a vehicle pixel land on the cue panel?")
+    parser.add_argument("--json", help="also write the figures here (e.g. assets/cue_reach.json)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads")
+    return run(parser, reach_command, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

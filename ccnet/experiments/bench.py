@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from ccnet.errors import CCNetError
-from ccnet.inference.allocator import allocator_mode
 from ccnet.nn.cost import (
     DEFAULT_BUDGET,
     METHODS,
@@ -244,8 +243,7 @@ def format_tables(report: dict) -> str:
         loads = (m["load_average_at_start"], m["load_average_at_end"])
         shared = f" (above {m['threads']}: other processes shared the CPU)" if max(loads) > m["threads"] else ""
         lines += ["", f"{m.get('cpu', m.get('device'))}, {m['threads']} threads of {m['cpu_count']} CPUs; "
-                      f"1-min load average {loads[0]:.1f} at start, {loads[1]:.1f} at end{shared}; "
-                      f"allocator: {m.get('allocator', 'system')} (ccnet/inference/allocator.py)"]
+                      f"1-min load average {loads[0]:.1f} at start, {loads[1]:.1f} at end{shared}"]
     return "\n".join(lines).lstrip("\n")
 
 
@@ -260,7 +258,7 @@ def load_average() -> float | None:
 def machine_info(device: torch.device) -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
             "threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "load_average_at_start": load_average(), "allocator": allocator_mode()}
+            "cpu_count": os.cpu_count(), "load_average_at_start": load_average()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     else:

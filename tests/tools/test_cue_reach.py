@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ccnet.experiments.cue_reach import measure, vehicle_pixels
 from tests.cli.test_cli import run_cli
+from tools.cue_reach import measure, vehicle_pixels
 
 
 @pytest.fixture(scope="module")

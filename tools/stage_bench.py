@@ -1,4 +1,4 @@
-"""`python -m ccnet bench stages`: where a whole model's time goes, against what the machine can do.
+"""`python -m tools.stage_bench`: where a whole model's time goes, against what the machine can do.
 
 For each stage (backbone stem and layers, the head's convs, the criss-cross steps, the classifier
 and the final resize) its FLOPs (``torch.utils.flop_counter``) and its time (forward hooks, median
@@ -10,6 +10,7 @@ against the previous one, with the logits' deviation.
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from ccnet.inference.allocator import allocator_mode, use_allocator
+from ccnet.app.server.allocator import allocator_mode, use_allocator
 from ccnet.nn.cost import time_ms
 from ccnet.nn.model import EMBEDDED_CONFIG, CCNet, CCNetConfig
 from ccnet.nn.optimize import optimize_for_inference
+from tools._cli import bench_main
 
 # stage name -> the modules whose forward makes it up (attention: every recurrence step)
 STAGES = {
@@ -33,7 +35,7 @@ STAGES = {
     "classifier": ("decode_head.conv_seg",),
 }
 GEMM_SIDE = 4096
-RETAINED = "+ freed memory kept"  # the default path under the allocator mode of ccnet/inference/allocator.py
+RETAINED = "+ freed memory kept"  # the default path under the allocator mode of ccnet/app/server/allocator.py
 
 
 def gemm_peak(repeats: int = 5, side: int = GEMM_SIDE) -> float:
@@ -158,7 +160,7 @@ def paths(net: CCNet, x: torch.Tensor, repeats: int, total_flops: float) -> list
     def prepare(case: str) -> None:
         """The paths before RETAINED run with glibc's defaults, the others with freed memory kept,
         after one untimed pass when the mode switches: the state of a server's second request."""
-        wanted = "system" if case in with_defaults else "retain"
+        wanted = "system" if case in with_defaults else "kept"
         if allocator_mode() != wanted:
             use_allocator(wanted)
             if case in cases:
@@ -230,3 +232,11 @@ def format_stage_tables(report: dict) -> str:
                   f"{r['rel_error']:>12.1e}{r['gflop_per_s']:>9.1f}{100 * r['of_peak']:>8.0f}%"
                   f"{100 * r['of_round_gemm']:>14.0f}%" for r in rows]
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return bench_main("stage_bench", __doc__, "stages", bench_stages, format_stage_tables, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,5 @@
-"""Calibrating the embedded model's domain check (ccnet/inference/domain.py) on synthetic scenes.
+"""`python -m tools.calibrate_domain`: the embedded model's domain check (ccnet/inference/domain.py),
+calibrated on synthetic scenes (assets/domain_default.json).
 
 The layout prior counts the training scenes' labels. The thresholds come from held-out scenes
 only, each rendered at three sizes and once more as a JPEG (what a visitor who saves and
@@ -7,7 +8,10 @@ minus LAYOUT_MARGIN. Photos are scored for the report and never move a threshold
 """
 from __future__ import annotations
 
+import argparse
 import io
+import json
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -15,11 +19,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ccnet.cli.outputs import checked_output, write_text
 from ccnet.experiments import scenes
 from ccnet.experiments.evaluate import synthetic_seeds
 from ccnet.inference.domain import DomainCheck, domain_scores, log_row_prior
 from ccnet.inference.images import decode_image
 from ccnet.inference.predictor import Predictor
+from ccnet.weights.load import load_model
+from tools._cli import run
 
 ENTROPY_MARGIN = 1.5  # x the largest held-out entropy
 LAYOUT_MARGIN = 1.0  # nats below the smallest held-out layout score
@@ -79,3 +86,36 @@ def _photo_row(check: DomainCheck, predictor: Predictor, path: Path) -> dict:
     scores = domain_scores(probabilities(predictor, decode_image(path)), check.log_prior)
     return {"file": path.name, "entropy": scores.entropy, "layout": scores.layout,
             "out_of_domain": check.verdict(scores).out_of_domain}
+
+
+def calibrate_command(args: argparse.Namespace) -> int:
+    out = checked_output(args.out, "--out", (".json",))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    photos = [p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".png")] if args.photos else []
+    loaded = load_model(args.model)
+    predictor = Predictor(loaded.net, loaded.protocol, "cpu")
+    report = calibrate(predictor, args.scenes, args.seed, photos=photos)
+    report["model"] = args.model
+    write_text(out, json.dumps(report, indent=1) + "\n")
+    held = report["held_out"]
+    print(f"thresholds: entropy > {report['check']['max_entropy']}, layout < {report['check']['min_layout']}; "
+          f"false alarms on {held['images']} held-out images: {held['false_alarms']}; "
+          f"photos flagged: {report['photos_flagged']} -> {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.calibrate_domain",
+                                     description="the embedded model's out-of-domain thresholds")
+    parser.add_argument("--model", default="default", help="a model trained on the synthetic scenes")
+    parser.add_argument("--scenes", type=int, default=64, help="held-out scenes (each at 3 sizes and as JPEG)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--photos", type=Path, help="a folder of real photos to report on (never calibrated on)")
+    parser.add_argument("--threads", type=int, help="CPU threads")
+    parser.add_argument("--out", type=Path, default=Path("assets/domain_default.json"))
+    return run(parser, calibrate_command, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,19 +22,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ccnet import limits
 from ccnet.errors import CCNetError
 
-log = logging.getLogger("ccnet.app.disk")
-MAX_AGE_S = 3600  # files older than an hour go (as with Gradio's delete_cache, which uses this too)
+log = logging.getLogger("ccnet.app.server.disk")
 GRACE_S = 120  # a loose upload body or an empty folder left alone this long is an orphan
 SWEEP_EVERY_S = 30
 FAILED_UPLOAD_SWEEP_S = 3.0  # after an upload fails, its loose body goes in a sweep this much later
-BUDGET_MB = 1024  # default of CCNET_DISK_BUDGET_MB
 
 
 def budget_bytes() -> int:
-    """The folder's byte budget: CCNET_DISK_BUDGET_MB (MiB, default 1024)."""
-    text = os.environ.get("CCNET_DISK_BUDGET_MB", "").strip() or str(BUDGET_MB)
+    """The folder's byte budget: CCNET_DISK_BUDGET_MB (MiB, default ccnet.limits.DISK_BUDGET_MB)."""
+    text = os.environ.get("CCNET_DISK_BUDGET_MB", "").strip() or str(limits.DISK_BUDGET_MB)
     try:
         mib = float(text)
     except ValueError:
@@ -165,7 +164,8 @@ class Sweeper:
     room again). ``keep`` names files never to delete (the examples Gradio caches once at start)."""
 
     def __init__(self, folder: AppFolder, budget: int, keep: Callable[[], Iterable[str]] = frozenset,
-                 every_s: float = SWEEP_EVERY_S, max_age_s: float = MAX_AGE_S, grace_s: float = GRACE_S) -> None:
+                 every_s: float = SWEEP_EVERY_S, max_age_s: float = limits.UPLOAD_MAX_AGE_S,
+                 grace_s: float = GRACE_S) -> None:
         self.folder, self.budget, self.keep = folder, budget, keep
         self.every_s, self.max_age_s, self.grace_s = every_s, max_age_s, grace_s
         self.usage = FolderUsage(folder.root)

@@ -1,4 +1,4 @@
-"""`python -m ccnet bench upload`: how long a visitor waits for a released model's analysis of an
+"""`python -m tools.upload_bench`: how long a visitor waits for a released model's analysis of an
 upload, at the app's interactive size and under the preset's full protocol, side by side.
 
 Random weights of the real architectures (time does not depend on the weights), the presets' real
@@ -7,6 +7,7 @@ protocols, the app's Predictor with attention (what an upload costs), on photo-s
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -16,6 +17,7 @@ from ccnet.app.analysis import INTERACTIVE_PIXELS
 from ccnet.inference.predictor import Predictor, interactive
 from ccnet.nn.model import CCNet, CCNetConfig
 from ccnet.weights import presets
+from tools._cli import bench_main
 
 # (preset, the upload's (height, width)): street photos at the app's largest side, others 4:3
 CASES = (
@@ -66,3 +68,15 @@ def format_upload_table(rows: list[dict]) -> str:
         lines.append(f"{r['preset']:<40}{r['image'][1]:>6}x{r['image'][0]:<4}{r['size']:>13}"
                      f"{r['input'][1]:>9}x{r['input'][0]:<5}{r['median_s']:>10.2f}{ratio:>15}")
     return "\n".join(lines)
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    def measure(repeats: int) -> list[dict]:
+        return bench_uploads(torch.device("cpu"), repeats)
+
+    return bench_main("upload_bench", __doc__, "upload", measure, format_upload_table, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""`python -m ccnet.experiments.cue_probe MODEL`: how far the backbone alone carries the long-range cue.
+"""`python -m tools.cue_probe MODEL`: how far the backbone alone carries the long-range cue.
 
 Why: the ablation asks whether criss-cross attention carries the panel's colour to the vehicles.
 A backbone whose receptive field spans the feature grid could carry it instead. This renders
@@ -8,13 +8,18 @@ near zero far from the panel means the backbone keeps the cue local and the head
 """
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+
 import numpy as np
 import torch
 
 from ccnet.experiments import scenes
 from ccnet.inference.geometry import box_cells
 from ccnet.inference.predictor import preprocess
-from ccnet.weights.load import LoadedModel
+from ccnet.weights.load import LoadedModel, load_model
+from tools._cli import run
 
 
 def cue_spread(model: LoadedModel, count: int = 6, seed: int = 0, max_distance: int = 11,
@@ -35,3 +40,22 @@ def cue_spread(model: LoadedModel, count: int = 6, seed: int = 0, max_distance: 
             sums[d] += change[mask].sum()
             counts[d] += mask.sum()
     return [float(s / c) if c else float("nan") for s, c in zip(sums, counts)]
+
+
+def probe(args: argparse.Namespace) -> int:
+    torch.set_num_threads(1)
+    profile = cue_spread(load_model(args.model), args.scenes, args.seed)
+    print(json.dumps({"model": args.model, "change_by_distance": [round(v, 4) for v in profile]}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.cue_probe", description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="'default', a preset name or a checkpoint file trained on the scenes")
+    parser.add_argument("--scenes", type=int, default=6, help="held-out scene pairs")
+    parser.add_argument("--seed", type=int, default=0)
+    return run(parser, probe, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

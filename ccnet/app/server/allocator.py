@@ -1,19 +1,15 @@
-"""glibc's allocator set for large, short-lived tensors: memory a forward pass frees is kept for the next.
+"""An opt-in for the served app: glibc set to keep the memory a forward pass frees for the next.
 
 By default glibc serves every allocation over its mmap threshold (adaptive, at most 32 MiB) with a
 fresh mapping and unmaps it on free, so each feature map of a forward pass is page-faulted in
 again: about 300,000 faults (1.2 GiB) per R50-D8 pass at 512x1024, ~1 us each on a virtual
-machine. Serving everything from one heap that is never trimmed removes them (R50-D8 0.83-0.96x
-in fresh processes, 0.90-0.99x in one; docs/performance.md). One arena, so that the web app's
-worker threads share that heap: a thread's own arena maps anything over 64 MiB afresh. The price:
-the process keeps its peak memory between requests instead of returning it; a server gives it
-back once idle (IdleRelease).
+machine. Serving everything from one heap that is never trimmed removes them (docs/performance.md
+gives what that buys). One arena, so that the web app's worker threads share that heap: a
+thread's own arena maps anything over 64 MiB afresh. The price: the process keeps its peak memory
+between requests instead of returning it; the server gives it back once idle (IdleRelease).
 
-Used by the entry points (`python -m ccnet`, `python app.py`), not on import: it is a process-wide
-choice. CCNET_ALLOCATOR=system keeps glibc's defaults; other C libraries are left alone.
-CCNET_ALLOCATOR=hugepages keeps them too but has PyTorch back its large tensors with 2 MiB pages
-(THP_MEM_ALLOC_ENABLE, Linux): 512 times fewer faults and no held peak, where the kernel's
-transparent huge pages are on; slower than "retain" in the measurements.
+Off by default everywhere: `CCNET_ALLOCATOR=kept python app.py` turns it on, when the server
+starts (main(), not on import: it is a process-wide choice). Other C libraries are left alone.
 """
 from __future__ import annotations
 
@@ -26,9 +22,9 @@ import threading
 import time
 
 ENV = "CCNET_ALLOCATOR"
-MODES = ("retain", "hugepages", "system")
+MODES = ("kept", "system")
 # mallopt(3) parameters. glibc adapts its thresholds until one is set by hand; switching back from
-# "retain" sets where they settle in a warmed-up process (mmap threshold at its 32 MiB cap, trim
+# "kept" sets where they settle in a warmed-up process (mmap threshold at its 32 MiB cap, trim
 # threshold twice that), so that a benchmark's "system" runs are those of a process on its second pass.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -3, -4, -8
 SETTLED_MMAP_THRESHOLD, SETTLED_TRIM_THRESHOLD, SYSTEM_MMAP_MAX = 32 * 2**20, 64 * 2**20, 65536
@@ -49,9 +45,9 @@ def _glibc() -> ctypes.CDLL | None:
 def use_allocator(mode: str) -> bool:
     """Switch the process to ``mode`` (one of MODES); returns whether it took effect.
 
-    Call it in an entry point before other threads start: the one-arena limit of "retain" binds
-    threads that have not yet made an arena of their own, and PyTorch reads THP_MEM_ALLOC_ENABLE
-    at its first large allocation. Switching from "retain" to "system" gives the held memory back
+    Call it when the server starts, before other threads allocate: the one-arena limit of "kept"
+    binds threads that have not yet made an arena of their own. Switching from "kept" to "system"
+    gives the held memory back
     (malloc_trim) and sets glibc's settled thresholds (the one-arena limit stays, which a
     single-threaded benchmark does not see); benchmarks switch between the two.
     """
@@ -59,15 +55,13 @@ def use_allocator(mode: str) -> bool:
     if mode not in MODES:
         raise ValueError(f"allocator mode must be one of {MODES}, not {mode!r}")
     libc = _glibc()
-    if mode == "hugepages" and sys.platform.startswith("linux"):
-        os.environ["THP_MEM_ALLOC_ENABLE"] = "1"  # PyTorch's, so it needs no glibc
-    elif libc is None:
+    if libc is None:
         return False
-    if mode == "retain":
+    if mode == "kept":
         taken = all([libc.mallopt(M_MMAP_MAX, 0), libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM),
                      libc.mallopt(M_ARENA_MAX, 1)])
-    else:  # "retain" was only ever taken with glibc; otherwise its adaptive settings are in force
-        taken = _mode != "retain" or _settle(libc)
+    else:  # back from "kept" (else glibc's adaptive settings are in force already)
+        taken = _mode != "kept" or _settle(libc)
     if taken:
         _mode = mode
     return taken
@@ -86,8 +80,8 @@ def allocator_mode() -> str:
 
 
 def use_allocator_from_environment() -> str:
-    """The entry points' call: CCNET_ALLOCATOR (default "retain"), applied; returns the mode in effect."""
-    wanted = os.environ.get(ENV, "retain").strip().lower() or "retain"
+    """The server's call at start: CCNET_ALLOCATOR (default "system"), applied; returns the mode in effect."""
+    wanted = os.environ.get(ENV, "system").strip().lower() or "system"
     if wanted not in MODES:
         print(f"warning: {ENV}={wanted!r} is not one of {', '.join(MODES)}; using glibc's defaults", file=sys.stderr)
         wanted = "system"
@@ -110,7 +104,7 @@ def held_bytes() -> int:
 
 
 class IdleRelease:
-    """Gives the memory "retain" keeps back to the OS once the process has been idle for a while.
+    """Gives the memory "kept" keeps back to the OS once the process has been idle for a while.
 
     A server under load keeps the speed (each run reuses what the last one freed); one that has
     served a large image and then waits does not hold that peak. Idle means the process used less

@@ -1,7 +1,7 @@
 """The allocator modes change what a forward pass pays for memory: with freed memory kept, a
 pass run again is not page-faulted in again, in the app's worker threads too; with glibc's
 defaults it is; an idle server gives the kept memory back. Each case runs in a fresh process, as
-the entry points set it up, so that no mode outlives its test."""
+the server sets it up, so that no mode outlives its test."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ccnet.inference.allocator import use_allocator
+from ccnet.app.server.allocator import use_allocator
 
 ROOT = Path(__file__).resolve().parents[2]
 glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the modes are glibc's (Linux)")
@@ -23,7 +23,7 @@ glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 FEWEST_FAULTS = """
 import resource, threading
 import torch
-from ccnet.inference.allocator import use_allocator_from_environment
+from ccnet.app.server.allocator import use_allocator_from_environment
 mode = use_allocator_from_environment()
 faults = []
 def work():
@@ -43,8 +43,8 @@ print(mode, min(faults[4:]) / (2 * 24 * 2**20 * 4 / 4096))
 # Prints the resident MiB after each step.
 IDLE_RELEASE = """
 import torch
-from ccnet.inference.allocator import IdleRelease, held_bytes, use_allocator, _resident_bytes
-assert use_allocator("retain")
+from ccnet.app.server.allocator import IdleRelease, held_bytes, use_allocator, _resident_bytes
+assert use_allocator("kept")
 def keep():
     x = torch.ones(64 * 2**20)
     y = x * 2
@@ -62,8 +62,8 @@ print(*steps)
 # The release thread, started, gives 512 MiB back by itself within 10 s; prints the MiB before and after.
 RELEASE_THREAD = """
 import time, torch
-from ccnet.inference.allocator import IdleRelease, use_allocator, _resident_bytes
-assert use_allocator("retain")
+from ccnet.app.server.allocator import IdleRelease, use_allocator, _resident_bytes
+assert use_allocator("kept")
 x = torch.ones(128 * 2**20); del x
 kept = _resident_bytes() / 2**20
 releaser = IdleRelease(idle_s=0.05, busy_share=1e9).start()
@@ -76,7 +76,7 @@ print(round(kept), round(_resident_bytes() / 2**20))
 
 
 def _run(code: str, allocator: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("CCNET_ALLOCATOR", "THP_MEM_ALLOC_ENABLE")}
+    env = {k: v for k, v in os.environ.items() if k != "CCNET_ALLOCATOR"}
     if allocator is not None:
         env["CCNET_ALLOCATOR"] = allocator
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
@@ -92,33 +92,26 @@ def _huge_pages_setting() -> str:
 
 @glibc_only
 def test_kept_memory_is_not_faulted_in_again_and_glibcs_default_is():
-    kept = _run(FEWEST_FAULTS)  # the default
+    kept = _run(FEWEST_FAULTS, "kept")
     mode, share = kept.stdout.split()
-    assert mode == "retain" and float(share) < 0.05, kept.stderr
-    system = _run(FEWEST_FAULTS, "system")
-    mode, share = system.stdout.split()
-    assert mode == "system", system.stderr
-    if _huge_pages_setting() != "always":  # else the kernel faults glibc's fresh maps in 2 MiB at a time
-        assert float(share) > 0.9
-
-
-@glibc_only
-@pytest.mark.skipif(_huge_pages_setting() == "never", reason="the kernel's transparent huge pages are off")
-def test_huge_pages_fault_in_2_mib_at_a_time():
-    run = _run(FEWEST_FAULTS, "hugepages")
-    mode, share = run.stdout.split()
-    assert mode == "hugepages" and float(share) < 0.05, run.stderr  # 4 KiB pages would fault in all of them
+    assert mode == "kept" and float(share) < 0.05, kept.stderr
+    for setting in (None, "system"):  # glibc's defaults unless asked: the opt-in is off by default
+        system = _run(FEWEST_FAULTS, setting)
+        mode, share = system.stdout.split()
+        assert mode == "system", system.stderr
+        if _huge_pages_setting() != "always":  # else the kernel faults glibc's fresh maps in 2 MiB at a time
+            assert float(share) > 0.9
 
 
 @glibc_only
 def test_an_unknown_mode_in_the_environment_warns_and_keeps_glibcs_defaults():
     run = _run(FEWEST_FAULTS, "jemalloc")
     assert run.returncode == 0 and run.stdout.split()[0] == "system"
-    assert "CCNET_ALLOCATOR='jemalloc' is not one of retain, hugepages, system" in run.stderr
+    assert "CCNET_ALLOCATOR='jemalloc' is not one of kept, system" in run.stderr
 
 
 def test_a_mode_must_be_named_right():
-    with pytest.raises(ValueError, match="retain"):
+    with pytest.raises(ValueError, match="kept"):
         use_allocator("fast")
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ccnet.experiments import domain_calibration as calibration
 from ccnet.experiments.evaluate import synthetic_seeds
 from ccnet.experiments.scenes import generate_scene
 from ccnet.inference.domain import domain_scores, log_row_prior
 from ccnet.inference.predictor import Predictor
 from ccnet.project import ROOT
 from ccnet.weights.load import load_model
+from tools import calibrate_domain as calibration
 
 
 def test_thresholds_follow_the_rule_and_photos_never_move_them(monkeypatch):

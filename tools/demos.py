@@ -1,11 +1,14 @@
-"""The demo scenes in demos/: eight held-out street scenes with their coloured labels."""
+"""`python -m tools.demos demos/`: the demo scenes, eight held-out street scenes with their coloured labels."""
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 from PIL import Image
 
 from ccnet.experiments.scenes import colorize_label, generate_scene
+from tools._cli import run
 
 DEMO_SEEDS = tuple(range(1, 9))
 
@@ -23,7 +26,7 @@ def write_demos(out: Path) -> list[Path]:
         rows.append(f"| `{name}.png` | `{name}_label.png` | {seed} | demo | {scene.cue} |")
     readme = "\n".join([
         "# Demo scenes", "",
-        "Written by `python -m ccnet demos demos/` (256x512, split `demo`). The cue "
+        "Written by `python -m tools.demos demos/` (256x512, split `demo`). The cue "
         "is set with `generate_scene(seed, split=\"demo\", cue=...)`: odd seeds car, even "
         "seeds truck; the `_label` files use the Cityscapes palette.", "",
         "| image | label (Cityscapes colours) | seed | split | cue |",
@@ -38,3 +41,19 @@ def write_demos(out: Path) -> list[Path]:
         "and flips car <-> truck (and the panel's traffic sign <-> traffic light) in the label.", ""])
     (out / "README.md").write_text(readme)
     return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.demos", description="write the demo scenes")
+    parser.add_argument("out", type=Path, help="folder for the PNGs, e.g. demos/")
+
+    def write(args: argparse.Namespace) -> int:
+        for path in write_demos(args.out):
+            print(path)
+        return 0
+
+    return run(parser, write, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

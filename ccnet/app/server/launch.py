@@ -1,0 +1,21 @@
+"""The launch settings that bound what visitors can make the server hold, read from ccnet.limits:
+the size of a file, the sessions whose state is kept (Gradio keeps 10,000 by default, memory that
+grew with every sessionless call), request bodies (BodyLimit) and, with a sweeper, the upload space
+(UploadLimit)."""
+from __future__ import annotations
+
+from starlette.middleware import Middleware
+
+from ccnet import limits
+from ccnet.app.server.body_limit import BodyLimit
+from ccnet.app.server.disk import Sweeper
+from ccnet.app.server.upload_limit import UploadLimit
+
+
+def launch_options(sweeper: Sweeper | None = None) -> dict:
+    """Keyword arguments for Gradio's `launch()`."""
+    middleware = [Middleware(BodyLimit)]
+    if sweeper is not None:
+        middleware.append(Middleware(UploadLimit, usage=sweeper.usage, budget=sweeper.budget, failed=sweeper.soon))
+    return {"max_file_size": limits.FILE_BYTES, "state_session_capacity": limits.SESSIONS, "ssr_mode": False,
+            "app_kwargs": {"middleware": middleware}}

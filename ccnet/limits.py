@@ -1,0 +1,76 @@
+"""The published limits: what one image, one request, one visitor and the whole server may take.
+
+Every module that enforces a limit reads it here (the decoder in ccnet.inference, the server's
+guards in ccnet.app.server, the page's notes), the docs' limits table is generated from LIMITS
+(docs/robustness.md, checked by a test), and a test fails if a limit is defined or restated
+anywhere else. It sits at the bottom of the package because the decoder, which the command line
+uses too, and the server both read it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MiB = 1 << 20
+
+# ---- one image ------------------------------------------------------------------------------
+FILE_BYTES = 20 * MiB  # an upload's size (Gradio's max_file_size)
+MAX_PIXELS = 40_000_000  # a header claiming more is a decompression bomb
+MAX_SIDE = 2048  # longer images are downscaled to this side before the network runs
+MIN_SIDE = 32  # below this the stride-8 feature grid has fewer than 4 cells a side
+MAX_ASPECT = 16  # longer side over shorter side: beyond it the grid is a sliver (MAX_SIDE / 16 >= MIN_SIDE)
+METADATA_SLACK_BYTES = 64 << 10  # what a file's metadata directories may claim beyond the file's own bytes
+# Decoding memory: the worst decoder measured (WebP, 13 bytes a pixel while decoding, over Pillow's
+# 4-byte RGB store) on the largest image, the file itself and as much metadata again, and the
+# codecs' 8 MiB, rounded up to a multiple of 256 MiB (ccnet/inference/decode_budget.py measures it).
+WORST_DECODE_BYTES_PER_PIXEL = 17
+DECODE_BUDGET_BYTES = -(-(MAX_PIXELS * WORST_DECODE_BYTES_PER_PIXEL + 2 * FILE_BYTES + 8 * MiB) // (256 * MiB)) \
+    * (256 * MiB)
+
+# ---- one request ----------------------------------------------------------------------------
+BODY_BYTES = MiB  # a request body that is not an upload (the API's JSON is under 10 KiB)
+
+# ---- one visitor and the whole server -------------------------------------------------------
+WAITING_PER_CLIENT = 8  # a page fires at most a few events at once (an upload, its views, the cost)
+QUEUE_SIZE = 64  # events waiting in the queue, every client together
+SESSIONS = 256  # visitor sessions whose state the server keeps (the oldest go first)
+DISK_BUDGET_MB = 1024  # the app's files (uploads, results), default of CCNET_DISK_BUDGET_MB
+UPLOAD_MAX_AGE_S = 3600  # uploads and result files older than this are deleted
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One row of the published table."""
+
+    what: str
+    value: str
+    beyond: str  # what happens past it
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / MiB:g} MiB"
+
+
+LIMITS = (
+    Limit("an uploaded file", _mib(FILE_BYTES), "refused by Gradio before it reaches the disk"),
+    Limit("pixels an image header may claim", f"{MAX_PIXELS:,}", "refused from the header, nothing decoded"),
+    Limit("an image's longest side", f"{MAX_SIDE} px", "downscaled to it (the status line says so)"),
+    Limit("an image's shortest side", f"{MIN_SIDE} px", "refused in one line"),
+    Limit("an image's aspect ratio", f"{MAX_ASPECT}:1", "refused in one line"),
+    Limit("memory to decode one image (pixels, decoder, metadata)", _mib(DECODE_BUDGET_BYTES),
+          "refused from the header before decoding"),
+    Limit("bytes an image's metadata directories may claim", f"the file's own + {METADATA_SLACK_BYTES >> 10} KiB",
+          "refused before the file is opened"),
+    Limit("a request body that is not an upload", _mib(BODY_BYTES), "413 before it is read"),
+    Limit("requests one client may have waiting", str(WAITING_PER_CLIENT), "503, one line"),
+    Limit("requests waiting, all clients", str(QUEUE_SIZE), "503, one line"),
+    Limit("visitor sessions kept", str(SESSIONS), "the oldest session's state goes"),
+    Limit("the app's files on disk (CCNET_DISK_BUDGET_MB)", f"{DISK_BUDGET_MB} MiB", "507 for the next upload"),
+    Limit("an upload's life", f"{UPLOAD_MAX_AGE_S // 60} minutes", "deleted; its link says it expired"),
+)
+
+
+def limits_table() -> str:
+    """The table docs/robustness.md publishes (a test compares the two)."""
+    rows = ["| limit | value | beyond it |", "|---|---|---|"]
+    rows += [f"| {limit.what} | {limit.value} | {limit.beyond} |" for limit in LIMITS]
+    return "\n".join(rows)
