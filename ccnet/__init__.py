@@ -8,8 +8,11 @@
 from ccnet.inference.explain import explain_pixel
 from ccnet.inference.predictor import Predictor
 from ccnet.nn.attention import CrissCrossAttention, NonLocal2d
+from ccnet.nn.attention3d import CrissCrossAttention3d
 from ccnet.nn.model import CCNet
 from ccnet.weights.load import load_model
 
 __version__ = "0.1.0"
-__all__ = ["CCNet", "CrissCrossAttention", "NonLocal2d", "Predictor", "explain_pixel", "load_model"]
+__all__ = [
+    "CCNet", "CrissCrossAttention", "CrissCrossAttention3d", "NonLocal2d", "Predictor", "explain_pixel", "load_model",
+]

@@ -28,9 +28,11 @@ from torch import Tensor, nn
 from ccnet.errors import CCNetError
 from ccnet.inference.predictor import Protocol, normalise
 from ccnet.nn.attention import CrissCrossAttention
+from ccnet.nn.attention3d import CrissCrossAttention3d
 from ccnet.nn.model import CCNet
 
 EXPORT_SAMPLE = (1, 3, 96, 160)  # the traced example; H and W stay dynamic
+ATTENTION3D_SAMPLE = (3, 8, 10)  # the traced clip's T, H, W; all three stay dynamic
 
 
 class ExportGraph(nn.Module):
@@ -83,3 +85,37 @@ def export_onnx(net: CCNet, protocol: Protocol, path: str | Path, with_attention
     program.model.metadata_props.update({**(metadata or {}), "ccnet.protocol": json.dumps(protocol.to_dict())})
     program.save(str(path))  # once: the metadata goes in before the file is written
     return graph.output_names
+
+
+class Attention3dGraph(nn.Module):
+    """A ``CrissCrossAttention3d`` block on its own, in its export formulation: clip -> (output, weights)."""
+
+    def __init__(self, block: CrissCrossAttention3d) -> None:
+        super().__init__()
+        self.block = copy.deepcopy(block).eval().float()
+        self.block.impl = "export"
+
+    def forward(self, clip: Tensor) -> tuple[Tensor, Tensor]:
+        return self.block(clip, return_attention=True)
+
+
+def export_attention3d(block: CrissCrossAttention3d, path: str | Path, opset: int | None = None) -> list[str]:
+    """Write one 3D criss-cross step to ``path``: input ``clip`` float32 (1, C, T, H, W), T, H and W
+    dynamic; outputs ``output`` (1, C, T, H, W) and ``attention`` (1, T, H, W, T + H + W) in the
+    layout of ccnet.nn.attention3d. Returns the output names."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise CCNetError("ONNX export needs the onnx and onnxscript packages: pip install onnx onnxscript") from None
+    sample = torch.randn(1, block.in_channels, *ATTENTION3D_SAMPLE)
+    dynamic = {"clip": dict.fromkeys((2, 3, 4), torch.export.Dim.DYNAMIC)}
+    names = ["output", "attention"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation chatter, not ours
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        program = torch.onnx.export(Attention3dGraph(block), (sample,), dynamo=True, input_names=["clip"],
+                                    output_names=names, dynamic_shapes=dynamic, opset_version=opset,
+                                    verbose=False, report=False)
+    program.save(str(path))
+    return names
