@@ -50,12 +50,7 @@ class Analysis:
     input_size: tuple[int, int] | None = None  # (h, w) the network saw
     domain: DomainVerdict | None = None  # the embedded model's out-of-domain check; None for other models
     dense: torch.Tensor | None = None  # a non-local head's (h*w, h*w) weights, row q = where cell q looks
-
-    @property
-    def kind(self) -> str:
-        """The head's attention: "criss-cross" (per-step crosses), "non-local" (one dense map per
-        cell) or "none" (a head without attention: nothing to show beyond the segmentation)."""
-        return "criss-cross" if self.attention else "non-local" if self.dense is not None else "none"
+    kind: str = "criss-cross"  # the head's attention, as its prediction says (ccnet/nn/variants.py KINDS)
 
     @property
     def out_of_domain(self) -> bool:

@@ -180,8 +180,8 @@ class Explorer:
             model=name, key=key, image=image,
             mask=mask.numpy().astype(np.uint8 if len(loaded.classes) <= 256 else np.int32),
             confidence=confidence.numpy().astype(np.float16),
-            attention=[a for a in prediction.attention if a.dim() == 3], grid=prediction.grid,
-            dense=next((a for a in prediction.attention if a.dim() == 2), None),
+            attention=prediction.attention if prediction.kind == "criss-cross" else [], grid=prediction.grid,
+            dense=prediction.attention[0] if prediction.kind == "non-local" else None, kind=prediction.kind,
             seconds=prediction.seconds, device="cpu" if fallback_note else predictor.device.type, note=note,
             analysis_size=size, input_size=prediction.input_size, domain=check.assess(probabilities) if check else None,
         )

@@ -172,7 +172,7 @@ def claim_table(assets: Path = ASSETS) -> str:
         return "The ablation's figures are not in this checkout's assets/."
     rows = ["| head | context mIoU (car, truck) | head GFLOPs | head peak memory |", "|---|---|---|---|"]
     for arm in family.ARMS:
-        label, score = "no attention" if arm == "none" else family.ARM_LABELS[arm], scores[family.sibling_name(arm)]
+        label, score = family.head_label(family.sibling_name(arm)), scores[family.sibling_name(arm)]
         rows.append(f"| {label} | {score['context_miou']:.3f} | {costs[arm]['head_gflops']:.2f} | "
                     f"{costs[arm]['head_peak_bytes'] / 2**20:.1f} MiB |")
     return ("Held-out synthetic scenes (64, seed 1), every head on the embedded model's backbone; cost of the "

@@ -23,17 +23,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ccnet.experiments.evaluate import evaluate_synthetic
 from ccnet.inference.geometry import grid_size
-from ccnet.nn.model import EMBEDDED_CONFIG
+from ccnet.nn.model import EMBEDDED_CONFIG, CCNet
+from ccnet.nn.variants import BY_NAME, HEADS
 from ccnet.weights.load import load_file
 
-ARMS: dict[str, list[str]] = {
-    "none": ["--attention", "none"],
-    "rcca_r1": ["--attention", "cca", "--recurrence", "1"],
-    "rcca_r2": ["--attention", "cca", "--recurrence", "2"],
-    "rcca_r3": ["--attention", "cca", "--recurrence", "3"],
-    "nonlocal": ["--attention", "nonlocal"],
-    "rcca_r2_ccl": ["--attention", "cca", "--recurrence", "2", "--ccl"],
-}
+# every head of the variants table, and R = 2 with the category consistent loss
+ARMS: dict[str, list[str]] = {**{head.name: head.train_flags() for head in HEADS},
+                              "rcca_r2_ccl": [*BY_NAME["rcca_r2"].train_flags(), "--ccl"]}
 
 
 BACKBONE_STAGE = ["--attention", "none", "--merge-context", "--curriculum", "0"]
@@ -94,16 +90,9 @@ def head_cost(arm: str, height: int, width: int) -> dict:
     return {"grid": list(grid), "head_gflops": counter.get_total_flops() / 1e9, "head_peak_bytes": memory}
 
 
-def arm_model(arm: str):  # noqa: ANN201
+def arm_model(arm: str) -> CCNet:
     """The arm's network with random weights (cost does not depend on the weights)."""
-    from dataclasses import replace
-
-    from ccnet.nn.model import CCNet
-
-    flags = ARMS[arm]
-    attention = flags[flags.index("--attention") + 1]
-    recurrence = int(flags[flags.index("--recurrence") + 1]) if "--recurrence" in flags else 2
-    return CCNet(replace(EMBEDDED_CONFIG, attention=attention, recurrence=recurrence))
+    return CCNet(BY_NAME[arm.removesuffix("_ccl")].config(EMBEDDED_CONFIG))
 
 
 def summarise(values: list[float]) -> dict:

@@ -71,8 +71,9 @@ def export_onnx(net: CCNet, protocol: Protocol, path: str | Path, with_attention
         import onnxscript  # noqa: F401
     except ImportError:
         raise CCNetError("ONNX export needs the onnx and onnxscript packages: pip install onnx onnxscript") from None
-    if with_attention and net.config.attention != "cca":
-        raise CCNetError(f"--with-attention needs criss-cross attention; this model has {net.config.attention!r}")
+    if with_attention and net.head_variant.kind != "criss-cross":
+        raise CCNetError(f"--with-attention needs criss-cross attention; this model's head is "
+                         f"{net.head_variant.label!r}")
     graph = ExportGraph(net, protocol, with_attention)
     sample = torch.rand(*EXPORT_SAMPLE) * 255
     dynamic = {"image": {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}}
@@ -82,7 +83,8 @@ def export_onnx(net: CCNet, protocol: Protocol, path: str | Path, with_attention
         program = torch.onnx.export(graph, (sample,), dynamo=True, input_names=["image"],
                                     output_names=graph.output_names, dynamic_shapes=dynamic,
                                     opset_version=opset, verbose=False, report=False)
-    program.model.metadata_props.update({**(metadata or {}), "ccnet.protocol": json.dumps(protocol.to_dict())})
+    program.model.metadata_props.update({**(metadata or {}), "ccnet.protocol": json.dumps(protocol.to_dict()),
+                                         "ccnet.kind": net.head_variant.kind})
     program.save(str(path))  # once: the metadata goes in before the file is written
     return graph.output_names
 

@@ -109,10 +109,11 @@ class Prediction:
     """What one image gives: logits at the image's size and the attention of every step."""
 
     logits: Tensor  # (K, H, W) float32 at the original image size
-    attention: list[Tensor]  # per step (h, w, h + w) float32, on the feature grid
+    attention: list[Tensor]  # criss-cross: per step (h, w, h + w); non-local: one (h*w, h*w); none: []
     grid: tuple[int, int]  # (h, w) of the attention's feature grid
     input_size: tuple[int, int]  # (H', W') the network saw after the test resize
     seconds: float = 0.0
+    kind: str = "criss-cross"  # the head's attention (ccnet/nn/variants.py KINDS), as its network says
 
     @property
     def mask(self) -> np.ndarray:
@@ -148,6 +149,7 @@ class Predictor:
         self.net = (optimize_for_inference(net) if optimize else net.eval()).to(self.device)
         self.protocol = protocol
         self.amp = amp
+        self.kind = net.head_variant.kind  # what its attention is: its predictions carry it
 
     def _autocast(self):  # noqa: ANN202
         if self.amp is None:
@@ -191,9 +193,9 @@ class Predictor:
                                    align_corners=self.protocol.align_corners)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        criss_cross = attention and attention[0].dim() == 3  # (h, w, h + w); a non-local block's is (N, N)
-        grid = tuple(attention[0].shape[:2]) if criss_cross else grid_size(x.shape[2], x.shape[3])
-        return Prediction(logits[0].cpu(), attention, grid, tuple(x.shape[2:]), time.perf_counter() - start)
+        grid = tuple(attention[0].shape[:2]) if attention and self.kind == "criss-cross" else grid_size(*x.shape[2:])
+        return Prediction(logits[0].cpu(), attention, grid, tuple(x.shape[2:]), time.perf_counter() - start,
+                          self.kind)
 
 
 def predict_or_fall_back(predictor: Predictor, image: np.ndarray, with_attention: bool,

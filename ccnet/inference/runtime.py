@@ -39,6 +39,7 @@ class OnnxPredictor(Predictor):
         stored = self.metadata.get("ccnet.protocol")
         self.protocol = protocol or (Protocol.from_dict(json.loads(stored)) if stored else Protocol())
         self.device, self.amp, self.net = torch.device("cpu"), None, None
+        self.kind = self.metadata.get("ccnet.kind", "criss-cross")  # the head's, written at export
         self.outputs = [output.name for output in self.session.get_outputs()]
 
     def _forward(self, x: Tensor, with_attention: bool) -> tuple[Tensor, list[Tensor]]:

@@ -1,8 +1,9 @@
 """What an attention block costs on a given feature size: map bytes, FLOPs, peak memory, time.
 
-Pure functions for the web app and ``python -m ccnet bench``. Methods: ``rcca1`` and ``rcca2``
-(criss-cross attention applied R = 1 or 2 times with shared weights, as in CCHead) and
-``nonlocal`` (the paper's comparison). Inputs and weights come from a fixed seed,
+Pure functions for the web app and ``python -m ccnet bench``. Methods (the variants table's
+``cost_method``, ccnet/nn/variants.py): ``rcca1``, ``rcca2`` and ``rcca3`` (criss-cross attention
+applied R = 1, 2 or 3 times with shared weights, as in CCHead) and ``nonlocal`` (the paper's
+comparison). Inputs and weights come from a fixed seed,
 with gamma non-zero so that the attention is really computed.
 """
 from __future__ import annotations
@@ -17,9 +18,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ccnet.errors import CCNetError
 from ccnet.nn.attention import CrissCrossAttention, NonLocal2d
+from ccnet.nn.variants import HEADS
 
-METHODS = ("rcca1", "rcca2", "nonlocal")
-METHOD_LABELS = {"rcca1": "RCCA R=1", "rcca2": "RCCA R=2", "nonlocal": "non-local"}
+METHODS = tuple(head.cost_method for head in HEADS if head.cost_method)  # rcca1, rcca2, rcca3, nonlocal
+METHOD_LABELS = {head.cost_method: head.label for head in HEADS if head.cost_method}
 DEFAULT_BUDGET = 2 << 30  # bytes one non-local map may take before it is only estimated
 SEED = 0
 GAMMA = 0.5

@@ -5,8 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from ccnet.nn.attention import CrissCrossAttention, NonLocal2d
-
-ATTENTION_KINDS = ("cca", "nonlocal", "none")
+from ccnet.nn.variants import variant_of
 
 
 class ConvModule(nn.Sequential):
@@ -38,9 +37,8 @@ class CCHead(nn.Module):
         leaky: bool = False,
     ) -> None:
         super().__init__()
-        if attention not in ATTENTION_KINDS:
-            raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
-        self.recurrence = recurrence if attention == "cca" else int(attention == "nonlocal")
+        self.variant = variant_of(attention, recurrence)  # ccnet/nn/variants.py: one row per head
+        self.recurrence = self.variant.steps
         self.attention = attention
         self.convs = nn.Sequential(ConvModule(in_channels, channels, leaky), ConvModule(channels, channels, leaky))
         if attention == "cca":

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ccnet.nn.backbone import BLOCKS_PER_DEPTH, ResNetV1c
 from ccnet.nn.heads import CCHead, FCNAuxHead
+from ccnet.nn.variants import HeadVariant
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,11 @@ class CCNet(nn.Module):
         )
         if config.auxiliary:
             self.auxiliary_head = FCNAuxHead(c3, config.aux_channels, config.num_classes, leaky=config.leaky_head)
+
+    @property
+    def head_variant(self) -> HeadVariant:
+        """Its decode head's row of the variants table (ccnet/nn/variants.py)."""
+        return self.decode_head.variant
 
     def forward(self, x: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Logits (B, K, H/8, W/8); with ``return_attention`` also the per-step weights."""

@@ -17,7 +17,7 @@ from ccnet.nn.cost import METHOD_LABELS
 
 COLORS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")
 
-METHOD_COLORS = {"rcca1": "#00a08a", "rcca2": "#3b5bdb", "nonlocal": "#e8590c"}
+METHOD_COLORS = {"rcca1": "#00a08a", "rcca2": "#3b5bdb", "rcca3": "#7048e8", "nonlocal": "#e8590c"}
 
 
 @lru_cache(maxsize=1)
@@ -112,7 +112,8 @@ def paper_bars(figures: dict) -> go.Figure:
         ratio = values["nonlocal"] / values["rcca2"]
         axis = "" if i == 0 else "2"
         traces.append(dict(
-            type="bar", orientation="h", y=["RCCA R=2", "non-local"], x=[values["rcca2"], values["nonlocal"]],
+            type="bar", orientation="h", y=[METHOD_LABELS["rcca2"], METHOD_LABELS["nonlocal"]],
+            x=[values["rcca2"], values["nonlocal"]],
             marker=dict(color=[METHOD_COLORS["rcca2"], METHOD_COLORS["nonlocal"]]), showlegend=False,
             text=[_amount(values["rcca2"]), f"{_amount(values['nonlocal'])} ({ratio:.1f}×)"], textposition="auto",
             xaxis=f"x{axis}", yaxis=f"y{axis}", hoverinfo="x+y", name=title))

@@ -13,26 +13,33 @@ from pathlib import Path
 
 from ccnet.errors import CCNetError
 from ccnet.nn.model import CCNet, CCNetConfig
+from ccnet.nn.variants import BY_NAME, HEADS
 from ccnet.project import ASSETS
 from ccnet.weights.checkpoints import read_checkpoint
 
 FAMILY_FILE = ASSETS / "ccnet_default_family.pt"
 BASE = "default"
-SIBLINGS = ("none", "rcca_r1", "rcca_r3", "nonlocal")  # default itself is rcca_r2
-ARMS = ("none", "rcca_r1", "rcca_r2", "rcca_r3", "nonlocal")  # the ablation's order: every head of the family
-ARM_LABELS = {"none": "none", "rcca_r1": "R = 1", "rcca_r2": "R = 2", "rcca_r3": "R = 3", "nonlocal": "non-local"}
+BASE_HEAD = "rcca_r2"  # the default model's own head
+ARMS = tuple(head.name for head in HEADS)  # every head of the family, in the variants table's order
+SIBLINGS = tuple(arm for arm in ARMS if arm != BASE_HEAD)
 HEAD_PREFIX = "decode_head."
 
 
 def sibling_name(arm: str) -> str:
-    return BASE if arm == "rcca_r2" else f"{BASE}:{arm}"
+    return BASE if arm == BASE_HEAD else f"{BASE}:{arm}"
+
+
+def arm_of(name: str) -> str | None:
+    """The head (variants table name) of a family member, None for other models."""
+    if name == BASE:
+        return BASE_HEAD
+    return name.removeprefix(f"{BASE}:") if is_sibling(name) and name.removeprefix(f"{BASE}:") in BY_NAME else None
 
 
 def head_label(name: str) -> str:
     """How the app names a family member's head ("R = 2", "non-local", ...); other names unchanged."""
-    if name == BASE:
-        return ARM_LABELS["rcca_r2"]
-    return ARM_LABELS.get(name.removeprefix(f"{BASE}:"), name) if is_sibling(name) else name
+    arm = arm_of(name)
+    return BY_NAME[arm].label if arm else name
 
 
 def is_sibling(name: str) -> bool:

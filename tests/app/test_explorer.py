@@ -275,27 +275,29 @@ def test_cost_on_an_8x16_grid_matches_the_sizes_worked_out_by_hand(explorer):
     too: one cell more than the paper's 23)."""
     measured = explorer.cost(np.zeros((64, 128, 3), np.uint8))
     assert measured["feature_size"] == [8, 16] and measured["channels"] == 16
-    by_hand = {"rcca1": 11_776, "rcca2": 23_552, "nonlocal": 65_536}
+    by_hand = {"rcca1": 11_776, "rcca2": 23_552, "rcca3": 35_328, "nonlocal": 65_536}
     assert {method: measured[method]["analytic_bytes"] for method in METHODS} == by_hand
-    flops = {"rcca1": 81_920 + 110_592, "rcca2": 2 * (81_920 + 110_592), "nonlocal": 81_920 + 589_824}
+    flops = {"rcca1": 81_920 + 110_592, "rcca2": 2 * (81_920 + 110_592), "rcca3": 3 * (81_920 + 110_592),
+             "nonlocal": 81_920 + 589_824}
     assert {method: measured[method]["flops"] for method in METHODS} == flops
     assert not any(measured[method]["estimated"] for method in METHODS)
     memory = {method: measured[method]["memory_bytes"] for method in METHODS}
-    assert memory["nonlocal"] > memory["rcca2"] > memory["rcca1"] > 0
+    assert memory["nonlocal"] > memory["rcca3"] > memory["rcca1"] > 0 and memory["rcca2"] > memory["rcca1"]
     assert memory["nonlocal"] >= by_hand["nonlocal"]  # the N x N map was really allocated
 
 
 def test_cost_table_and_csv_flag_estimates():
     item = {"memory_bytes": 2 << 20, "analytic_bytes": 1 << 20, "flops": 3e9, "time_ms": 1.5}
     measured = {"feature_size": [32, 64], "channels": 64, "device": "cpu", "rcca1": item, "rcca2": item,
-                "nonlocal": {"memory_bytes": 5 << 30, "analytic_bytes": 4 << 30, "flops": 1e12, "time_ms": None,
-                             "estimated": True, "reason": "needs 5.0 GiB, 2.0 GiB free"}}
+                "rcca3": item, "nonlocal": {"memory_bytes": 5 << 30, "analytic_bytes": 4 << 30, "flops": 1e12,
+                                            "time_ms": None, "estimated": True,
+                                            "reason": "needs 5.0 GiB, 2.0 GiB free"}}
     rows = cost_rows(measured)
-    assert rows[0][:4] == ["RCCA R=1", "1.00 MiB", "2.00 MiB", 3.0] and rows[2][-1].startswith("estimated: needs")
+    assert rows[0][:4] == ["R = 1", "1.00 MiB", "2.00 MiB", 3.0] and rows[3][-1].startswith("estimated: needs")
     assert "estimated" in cost_note(measured) and "32×64" in cost_note(measured)
     table = list(csv.DictReader(io.StringIO(cost_csv_text(measured))))
     assert [r["method"] for r in table] == list(METHODS)
-    assert table[2]["estimated"] == "True" and table[0]["flops"] == "3000000000.0"
+    assert table[3]["estimated"] == "True" and table[0]["flops"] == "3000000000.0"
 
 
 def test_click_latency_reports_without_running_the_network(explorer, picture):

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from ccnet.app.ui.common import FIRST_PIXEL
-from ccnet.app.viewer import dequantise, error_bound, quantise
+from ccnet.app.browser_maps import dequantise, error_bound, quantise
 from ccnet.project import DEMOS, ROOT
 from tests.e2e.conftest import open_page
 

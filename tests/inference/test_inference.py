@@ -14,6 +14,7 @@ from ccnet.inference.predictor import (
     resized_input,
     slide_windows,
 )
+from ccnet.nn.variants import BY_NAME
 from tests.helpers import tiny_model
 
 
@@ -36,6 +37,8 @@ def test_slide_windows_cover_every_pixel_with_full_crops():
 
 class EchoNet(nn.Module):
     """Returns its input as 'logits': sliding-window averaging must then give back the input."""
+
+    head_variant = BY_NAME["none"]  # no attention
 
     def forward(self, x, return_attention=False):
         return (x, []) if return_attention else x

@@ -92,7 +92,7 @@ def test_bench_cli_writes_json(tmp_path: Path):
     for row in block["rows"]:
         assert row["runs"] == 1 and row["peak_bytes"] > 0 and row["min_ms"] <= row["median_ms"] <= row["max_ms"]
     assert block["fast_output_rel_error"] < 1e-5 and block["fast_grad_rel_error"] < 1e-5
-    assert set(block["flops"]) == {"rcca1", "rcca2", "nonlocal"}
+    assert set(block["flops"]) == {"rcca1", "rcca2", "rcca3", "nonlocal"}
 
 
 def test_bench_cli_rejects_bad_arguments(capsys):

@@ -138,3 +138,23 @@ def test_not_a_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
         read_checkpoint(path)
     assert re.search("not found", str(pytest.raises(CheckpointError, read_checkpoint, tmp_path / "no.pth").value))
+
+
+def test_the_variants_table_names_each_head_once_for_everything():
+    """Each row builds the head it describes, and a network's prediction carries that row's kind."""
+    import numpy as np
+
+    from ccnet.inference.predictor import Predictor, Protocol
+    from ccnet.nn.model import EMBEDDED_CONFIG, CCNet
+    from ccnet.nn.variants import HEADS, variant_of
+
+    image = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    for head in HEADS:
+        net = CCNet(head.config(EMBEDDED_CONFIG)).eval()
+        assert net.head_variant == head == variant_of(net.config.attention, net.config.recurrence)
+        prediction = Predictor(net, Protocol(), "cpu").predict(image)
+        assert prediction.kind == head.kind and len(prediction.attention) == (head.steps if head.kind ==
+                                                                              "criss-cross" else int(bool(head.steps)))
+        if head.kind == "non-local":
+            assert prediction.attention[0].shape == (6 * 10, 6 * 10)
+        assert prediction.grid == (6, 10)

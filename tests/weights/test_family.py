@@ -41,7 +41,8 @@ def test_only_the_family_has_a_non_local_sibling():
 def test_each_head_label_names_the_attention_its_model_loads_with():
     for arm in ARMS:
         config = load_model(sibling_name(arm)).net.config
-        expected = {"cca": f"R = {config.recurrence}", "nonlocal": "non-local", "none": "none"}[config.attention]
+        labels = {"cca": f"R = {config.recurrence}", "nonlocal": "non-local", "none": "no attention"}
+        expected = labels[config.attention]
         assert head_label(sibling_name(arm)) == expected
     assert set(ARMS) == {*SIBLINGS, "rcca_r2"}
     assert head_label("ccnet_r50-d8_512x1024_80k_cityscapes") == "ccnet_r50-d8_512x1024_80k_cityscapes"

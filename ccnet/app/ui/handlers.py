@@ -22,7 +22,7 @@ from ccnet.app.present import (
     topk_rows,
 )
 from ccnet.app.ui.common import EXAMPLES, FIRST_EXAMPLE, FIRST_PIXEL, Updates, log, ui_guard, upload_path
-from ccnet.app.viewer import payload_bytes, pinned_maps, viewer_value
+from ccnet.app.browser_maps import payload_bytes, pinned_maps, viewer_value
 from ccnet.errors import CCNetError, for_visitor, shown
 from ccnet.viz import charts
 from ccnet.viz.pictures import heatmap, mark_pixel

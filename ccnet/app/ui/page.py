@@ -25,20 +25,15 @@ from ccnet.app.server.uploads import refuse_foreign_files
 from ccnet.app.ui.api import api_endpoints
 from ccnet.app.ui.common import EXAMPLES, MODELS, VIEWS, upload_roots
 from ccnet.app.ui.handlers import DEFAULT_K, HINT, Handlers
-from ccnet.app.viewer import BUDGET_BYTES
+from ccnet.app.browser_maps import BUDGET_BYTES
 from ccnet.errors import CCNetError
+from ccnet.nn.variants import BY_NAME
 from ccnet.viz import charts
 from ccnet.weights import family, presets
 
 HERE = Path(__file__).parent
 FAMILY_MENU = {  # the embedded model's siblings: every ablation arm's head on its frozen backbone
-    family.sibling_name(arm): f"{family.sibling_name(arm)} · {text}" for arm, text in (
-        ("none", "no attention, same backbone (the ablation's baseline)"),
-        ("rcca_r1", "R = 1 head on the embedded backbone (one step: row and column only)"),
-        ("rcca_r3", "R = 3 head on the embedded backbone"),
-        ("nonlocal", "non-local head on the embedded backbone (every cell, one step)"),
-    )
-}
+    family.sibling_name(arm): f"{family.sibling_name(arm)} · {BY_NAME[arm].description}" for arm in family.SIBLINGS}
 INTRO = (
     "## CCNet Explorer · criss-cross attention, pixel by pixel\n"
     "Each panel shows where one feature cell looks: **step 1** sees only its row and column, **step 2** "

@@ -1,6 +1,6 @@
 // The attention viewer: runs in the page (gr.HTML js_on_load; `element`, `props`, `trigger` and
 // `watch` come from Gradio). Once per image the server sends every cell's quantised criss-cross
-// weights (ccnet/app/viewer.py); hovering then draws step 1, step 2 and the composed map with no
+// weights (ccnet/app/browser_maps.py); hovering then draws step 1, step 2 and the composed map with no
 // server round trip. A click, a tap or Enter pins a pixel: trigger('click', {x, y}) asks the
 // server for what needs it (class, top-k, chart, downloads).
 const S = {
@@ -12,6 +12,9 @@ const S = {
 const VIEWS = ["segmentation", "step1", "step2", "composed"];
 const $ = (sel) => element.querySelector(sel);
 const $$ = (sel) => Array.from(element.querySelectorAll(sel));
+
+// Text for innerHTML: whatever a string holds, it is shown, never parsed.
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 function bytes(b64) {
   const raw = atob(b64);
@@ -249,12 +252,12 @@ function panelHtml(name, title) {
   const testid = name === "composed" ? "attention-canvas" : "attention-" + name;
   return `<div class="ccv-panel${S.view === name ? " ccv-active" : ""}" data-view="${name}"` +
     (name === "segmentation" ? "" : ` data-map="${name}"`) + `>` +
-    `<div class="ccv-title"><b>${title}</b> <span class="ccv-max"></span></div>` +
+    `<div class="ccv-title"><b>${esc(title)}</b> <span class="ccv-max"></span></div>` +
     `<div class="ccv-stage" tabindex="-1"><canvas class="ccv-view" data-testid="${testid}"></canvas></div></div>`;
 }
 
 function toolbar() {
-  const opts = Object.keys(S.value.colormaps).map((n) => `<option${n === S.cmap ? " selected" : ""}>${n}</option>`);
+  const opts = Object.keys(S.value.colormaps).map((n) => `<option${n === S.cmap ? " selected" : ""}>${esc(n)}</option>`);
   return '<div class="ccv-tools">' +
     `<label>colormap <select class="ccv-cmap">${opts.join("")}</select></label>` +
     `<label>scale <select class="ccv-scale"><option${S.scale === "log" ? " selected" : ""}>log</option>` +
@@ -396,12 +399,8 @@ function build() {
   S.value = v;
   readSettings(v);
   decode(v);
-  const steps = Array.from({ length: v.steps }, (_, s) => ["step" + (s + 1), `step ${s + 1} · its row and column`]);
-  const whole = { "criss-cross": [["composed", "composed · the whole image"]], "none": [],
-                  "non-local": [["composed", "non-local · the whole image in one step"]] }[v.kind || "criss-cross"];
   root.innerHTML = toolbar() + '<div class="ccv-panels">' +
-    [["segmentation", "segmentation"], ...steps, ...whole]
-      .map(([n, t]) => panelHtml(n, t)).join("") + "</div>" + colourbar() +
+    v.panels.map(([n, t]) => panelHtml(n, t)).join("") + "</div>" + colourbar() +
     '<div class="ccv-hover" aria-live="polite"></div>';
   root.dataset.mode = hasWeights() ? "browser" : "server";
   root.dataset.kind = v.kind || "criss-cross";

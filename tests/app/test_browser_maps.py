@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ccnet.app.links import parse_link
-from ccnet.app.viewer import FLOOR, REL_ERROR, dequantise, error_bound, payload_bytes, quantise, viewer_value
+from ccnet.app.browser_maps import FLOOR, REL_ERROR, dequantise, error_bound, payload_bytes, quantise, viewer_value
 
 
 def softmax_crosses(seed: int, shape: tuple[int, int, int]) -> np.ndarray:

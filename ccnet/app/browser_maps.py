@@ -85,6 +85,19 @@ def pinned_maps(maps: PixelAttention) -> dict:
             "composed": _b64(maps.composed.astype("<f4").tobytes())}
 
 
+def panels(kind: str, steps: int) -> list[list[str]]:
+    """The viewer's panels, [view, title], for a head of this kind (ccnet/nn/variants.py) and steps:
+    the titles say what each panel shows."""
+    segmentation = [["segmentation", "segmentation"]]
+    if kind == "none":
+        return segmentation
+    if kind == "non-local":
+        return [*segmentation, ["composed", "non-local · the whole image in one step"]]
+    crosses = [[f"step{s}", f"step {s} · its row and column"] for s in range(1, steps + 1)]
+    whole = "composed = step 1, its row and column only" if steps == 1 else "composed · the whole image"
+    return [*segmentation, *crosses, ["composed", whole]]
+
+
 def viewer_value(analysis: Analysis, classes: tuple[str, ...], palette: tuple[tuple[int, int, int], ...],
                  budget: int = BUDGET_BYTES) -> dict:
     """Everything the page needs to draw this analysis: the image, the segmentation, the classes,
@@ -94,6 +107,7 @@ def viewer_value(analysis: Analysis, classes: tuple[str, ...], palette: tuple[tu
     steps = len(analysis.attention)
     value = {
         "key": analysis.key, "model": analysis.model, "kind": analysis.kind, "size": [height, width],
+        "panels": panels(analysis.kind, steps),
         "grid": list(analysis.grid), "steps": steps, "image": _data_url(analysis.image),
         "mask": _data_url(palette_image(analysis.mask, palette), "PNG"),
         "classes": list(classes), "palette": [list(rgb) for rgb in palette],
