@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ccnet.app.links import parse_link
 from ccnet.app.browser_maps import FLOOR, REL_ERROR, dequantise, error_bound, payload_bytes, quantise, viewer_value
+from ccnet.app.links import parse_link
 
 
 def softmax_crosses(seed: int, shape: tuple[int, int, int]) -> np.ndarray:

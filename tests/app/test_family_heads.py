@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ccnet.app.explorer import Explorer
 from ccnet.app.browser_maps import viewer_value
+from ccnet.app.explorer import Explorer
 from ccnet.errors import CCNetError
 from ccnet.experiments.scenes import generate_scene
 from ccnet.inference.geometry import cell_of

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ccnet.app.ui.common import FIRST_PIXEL
 from ccnet.app.browser_maps import dequantise, error_bound, quantise
+from ccnet.app.ui.common import FIRST_PIXEL
 from ccnet.project import DEMOS, ROOT
 from tests.e2e.conftest import open_page
 

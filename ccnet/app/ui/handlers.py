@@ -7,6 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from ccnet.app.analysis import Analysis, Display, Explanation
+from ccnet.app.browser_maps import payload_bytes, pinned_maps, viewer_value
 from ccnet.app.explorer import PHOTO_MODEL, Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.links import parse_link
@@ -22,7 +23,6 @@ from ccnet.app.present import (
     topk_rows,
 )
 from ccnet.app.ui.common import EXAMPLES, FIRST_EXAMPLE, FIRST_PIXEL, Updates, log, ui_guard, upload_path
-from ccnet.app.browser_maps import payload_bytes, pinned_maps, viewer_value
 from ccnet.errors import CCNetError, for_visitor, shown
 from ccnet.viz import charts
 from ccnet.viz.pictures import heatmap, mark_pixel

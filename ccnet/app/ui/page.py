@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from ccnet import limits
+from ccnet.app.browser_maps import BUDGET_BYTES
 from ccnet.app.explorer import Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.present import COST_HEADERS, TOPK_HEADERS, claim_table, paper_size_figures
@@ -25,7 +26,6 @@ from ccnet.app.server.uploads import refuse_foreign_files
 from ccnet.app.ui.api import api_endpoints
 from ccnet.app.ui.common import EXAMPLES, MODELS, VIEWS, upload_roots
 from ccnet.app.ui.handlers import DEFAULT_K, HINT, Handlers
-from ccnet.app.browser_maps import BUDGET_BYTES
 from ccnet.errors import CCNetError
 from ccnet.nn.variants import BY_NAME
 from ccnet.viz import charts
