@@ -24,11 +24,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from ccnet.experiments.evaluate import evaluate_synthetic
 from ccnet.inference.geometry import grid_size
 from ccnet.nn.model import EMBEDDED_CONFIG, CCNet
-from ccnet.nn.variants import BY_NAME, HEADS
+from ccnet.nn.variants import BY_NAME, IMAGE_HEADS
 from ccnet.weights.load import load_file
 
 # every head of the variants table, and R = 2 with the category consistent loss
-ARMS: dict[str, list[str]] = {**{head.name: head.train_flags() for head in HEADS},
+ARMS: dict[str, list[str]] = {**{head.name: head.train_flags() for head in IMAGE_HEADS},
                               "rcca_r2_ccl": [*BY_NAME["rcca_r2"].train_flags(), "--ccl"]}
 
 

@@ -18,10 +18,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ccnet.errors import CCNetError
 from ccnet.nn.attention import CrissCrossAttention, NonLocal2d
-from ccnet.nn.variants import HEADS
+from ccnet.nn.variants import IMAGE_HEADS
 
-METHODS = tuple(head.cost_method for head in HEADS if head.cost_method)  # rcca1, rcca2, rcca3, nonlocal
-METHOD_LABELS = {head.cost_method: head.label for head in HEADS if head.cost_method}
+METHODS = tuple(head.cost_method for head in IMAGE_HEADS if head.cost_method)  # rcca1, rcca2, rcca3, nonlocal
+METHOD_LABELS = {head.cost_method: head.label for head in IMAGE_HEADS if head.cost_method}
 DEFAULT_BUDGET = 2 << 30  # bytes one non-local map may take before it is only estimated
 SEED = 0
 GAMMA = 0.5

@@ -27,6 +27,7 @@ class HeadVariant:
     steps: int  # attention steps of one forward (R for criss-cross, 1 for non-local, 0 without)
     cost_method: str  # ccnet.nn.cost's name for the attention block ("" without one)
     description: str  # one line for a menu
+    video: bool = False  # a head over a clip's frames (B, C, T, H, W) rather than one image
 
     @property
     def recurrence(self) -> int:
@@ -53,6 +54,7 @@ HEADS = (
                 "non-local head on the embedded backbone (every cell, one step)"),
 )
 BY_NAME = {head.name: head for head in HEADS}
+IMAGE_HEADS = tuple(head for head in HEADS if not head.video)  # the embedded model's family, the image ablation
 
 
 def head_variant(name: str) -> HeadVariant:
@@ -66,7 +68,7 @@ def variant_of(attention: str, recurrence: int) -> HeadVariant:
     """The row a network config (its `attention` and `recurrence`) builds."""
     if attention not in {head.attention for head in HEADS}:
         raise ValueError(f"attention must be one of {sorted({head.attention for head in HEADS})}, got {attention!r}")
-    for head in HEADS:
+    for head in IMAGE_HEADS:
         if head.attention == attention and (head.kind != "criss-cross" or head.steps == recurrence):
             return head
     steps = max(1, recurrence)  # a criss-cross head with an R of its own: the table's shape, its own R

@@ -13,14 +13,14 @@ from pathlib import Path
 
 from ccnet.errors import CCNetError
 from ccnet.nn.model import CCNet, CCNetConfig
-from ccnet.nn.variants import BY_NAME, HEADS
+from ccnet.nn.variants import BY_NAME, IMAGE_HEADS
 from ccnet.project import ASSETS
 from ccnet.weights.checkpoints import read_checkpoint
 
 FAMILY_FILE = ASSETS / "ccnet_default_family.pt"
 BASE = "default"
 BASE_HEAD = "rcca_r2"  # the default model's own head
-ARMS = tuple(head.name for head in HEADS)  # every head of the family, in the variants table's order
+ARMS = tuple(head.name for head in IMAGE_HEADS)  # every head of the family, in the variants table's order
 SIBLINGS = tuple(arm for arm in ARMS if arm != BASE_HEAD)
 HEAD_PREFIX = "decode_head."
 

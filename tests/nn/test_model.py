@@ -146,7 +146,8 @@ def test_the_variants_table_names_each_head_once_for_everything():
 
     from ccnet.inference.predictor import Predictor, Protocol
     from ccnet.nn.model import EMBEDDED_CONFIG, CCNet
-    from ccnet.nn.variants import HEADS, variant_of
+    from ccnet.nn.variants import IMAGE_HEADS as HEADS
+    from ccnet.nn.variants import variant_of
 
     image = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
     for head in HEADS:
