@@ -28,13 +28,24 @@ DECODE_BUDGET_BYTES = -(-(MAX_PIXELS * WORST_DECODE_BYTES_PER_PIXEL + 2 * FILE_B
 
 # ---- one request ----------------------------------------------------------------------------
 BODY_BYTES = MiB  # a request body that is not an upload (the API's JSON is under 10 KiB)
+BODY_GRACE_S = 10  # any body may take this long; after it, it must keep up BODY_MIN_RATE on average
+BODY_MIN_RATE = 16 << 10  # bytes a second: a slower body is dropped (408) and what it reserved released
+UPLOAD_PARTS = 4  # files (multipart parts) in one upload request: the page sends one image at a time
 
 # ---- one visitor and the whole server -------------------------------------------------------
 WAITING_PER_CLIENT = 8  # a page fires at most a few events at once (an upload, its views, the cost)
 QUEUE_SIZE = 64  # events waiting in the queue, every client together
+# ... and with n clients waiting, each may have at most QUEUE_SIZE // (2 n) (and WAITING_PER_CLIENT): no
+# handful of addresses fills the queue, and each client's next job waits behind the others' (fair order)
 SESSIONS = 256  # visitor sessions whose state the server keeps (the oldest go first)
+SESSION_STATE_BYTES = 16 << 10  # what one session's state may hold (the page's maps are fetched, not kept)
 DISK_BUDGET_MB = 1024  # the app's files (uploads, results), default of CCNET_DISK_BUDGET_MB
-UPLOAD_MAX_AGE_S = 3600  # uploads and result files older than this are deleted
+UPLOAD_MAX_AGE_S = 3600  # an upload not used for this long is deleted (so are result files this old)
+UPLOAD_SHARE = 4  # one client's uploads may take at most 1/UPLOAD_SHARE of the disk budget
+OPEN_UPLOADS_PER_CLIENT = 2  # uploads one client may be sending at once
+LINKS = 512  # upload links (keys) the server answers; each expires with its upload
+MODEL_MEMORY_MB = 1024  # released models kept in memory (their parameters); the least recently used go
+MODEL_CACHE_MB = 2048  # released checkpoints kept on disk by the server; the least recently used go
 
 
 @dataclass(frozen=True)
@@ -60,12 +71,24 @@ LIMITS = (
           "refused from the header before decoding"),
     Limit("bytes an image's metadata directories may claim", f"the file's own + {METADATA_SLACK_BYTES >> 10} KiB",
           "refused before the file is opened"),
-    Limit("a request body that is not an upload", _mib(BODY_BYTES), "413 before it is read"),
-    Limit("requests one client may have waiting", str(WAITING_PER_CLIENT), "503, one line"),
+    Limit("a request body that is not an upload (any route, any content type)", _mib(BODY_BYTES),
+          "413 before it is read"),
+    Limit(f"a request body's pace after its first {BODY_GRACE_S} s", f"{BODY_MIN_RATE >> 10} KiB/s on average",
+          "dropped (408), what it reserved released"),
+    Limit("files in one upload request", str(UPLOAD_PARTS), "413 before the next part is stored"),
+    Limit("uploads one client sends at once", str(OPEN_UPLOADS_PER_CLIENT), "429, one line"),
+    Limit("one client's uploads on disk", f"1/{UPLOAD_SHARE} of the disk budget", "507 for that client's next"),
+    Limit("requests one client may have waiting", f"{WAITING_PER_CLIENT}, and {QUEUE_SIZE} / (2 × clients waiting)",
+          "503, one line"),
     Limit("requests waiting, all clients", str(QUEUE_SIZE), "503, one line"),
     Limit("visitor sessions kept", str(SESSIONS), "the oldest session's state goes"),
+    Limit("state one session keeps", f"{SESSION_STATE_BYTES >> 10} KiB", "(the page fetches its maps by key)"),
     Limit("the app's files on disk (CCNET_DISK_BUDGET_MB)", f"{DISK_BUDGET_MB} MiB", "507 for the next upload"),
-    Limit("an upload's life", f"{UPLOAD_MAX_AGE_S // 60} minutes", "deleted; its link says it expired"),
+    Limit("an upload's life after its last use", f"{UPLOAD_MAX_AGE_S // 60} minutes",
+          "deleted with its analyses; its link says it expired"),
+    Limit("upload links the server answers", str(LINKS), "the least recently used expires"),
+    Limit("released models in memory", f"{MODEL_MEMORY_MB} MiB", "the least recently used is unloaded"),
+    Limit("released checkpoints on disk", f"{MODEL_CACHE_MB} MiB", "the least recently used is deleted"),
 )
 
 

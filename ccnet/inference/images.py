@@ -1,10 +1,12 @@
 """Decoding user images safely: any common format to RGB uint8, EXIF honoured, size and memory bounded."""
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import struct
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,29 @@ def _decode(source: str | Path | bytes | Image.Image | np.ndarray,
         return _array_to_rgb(source), (source.shape[1], source.shape[0])
     if isinstance(source, Image.Image):
         return _pil_to_rgb(source, owned=False), _turned(source)
+    with _opened(source) as (img, name, file_size, metadata_bytes):
+        check_budget(img, name, file_size, metadata_bytes)
+        img.seek(0)
+        size = _turned(img)
+        _reduce_jpeg(img, max_side)
+        rgb = _pil_to_rgb(img, owned=True)
+        # a JPEG may be decoded reduced: its size is the header's; others are decoded whole (and a
+        # PNG's EXIF may follow its pixels, so the decoded image says how it was turned)
+        return rgb, size if img.format in ("JPEG", "MPO") else (rgb.shape[1], rgb.shape[0])
+
+
+def image_pixels(source: str | Path | bytes) -> int:
+    """Pixels an image file's header claims, read as safely as a decode reads it (nothing decoded):
+    what a job on this image weighs in the server's queue."""
+    with _opened(source) as (img, *_):
+        return img.width * img.height
+
+
+@contextlib.contextmanager
+def _opened(source: str | Path | bytes) -> Iterator[tuple[Image.Image, str, int, int]]:
+    """(the opened image, its name, the file's bytes, the bytes its metadata claims): the file checked
+    before Pillow opens it (ccnet.inference.metadata), opened by the supported decoders only, its
+    pixel count bounded; any failure is one ImageError line."""
     name = _name(source)
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise ImageError(f"image not found: {source}")
@@ -66,14 +91,7 @@ def _decode(source: str | Path | bytes | Image.Image | np.ndarray,
                     if img.width * img.height > limits.MAX_PIXELS:
                         raise ImageError(f"{name} is too large: {img.width}x{img.height} pixels "
                                          f"(limit {limits.MAX_PIXELS:,})")
-                    check_budget(img, name, file_size, metadata_bytes)
-                    img.seek(0)
-                    size = _turned(img)
-                    _reduce_jpeg(img, max_side)
-                    rgb = _pil_to_rgb(img, owned=True)
-                    # a JPEG may be decoded reduced: its size is the header's; others are decoded whole (and
-                    # a PNG's EXIF may follow its pixels, so the decoded image says how it was turned)
-                    return rgb, size if img.format in ("JPEG", "MPO") else (rgb.shape[1], rgb.shape[0])
+                    yield img, name, file_size, metadata_bytes
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from ccnet.app.server.body_limit import BodyLimit
 from ccnet.limits import BODY_BYTES
 
@@ -28,13 +30,15 @@ class EchoApp:
         await send({"type": "http.response.body", "body": str(len(body)).encode()})
 
 
-def call(app, chunks: list[bytes], headers: dict[str, str]) -> tuple[int | None, bytes]:
-    scope = {"type": "http", "method": "POST", "path": "/gradio_api/call/cost",
+def call(app, chunks: list[bytes], headers: dict[str, str], path: str = "/gradio_api/call/cost",
+         gaps_s: float = 0.0) -> tuple[int | None, bytes]:
+    scope = {"type": "http", "method": "POST", "path": path,
              "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
     pending = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
     sent: list[dict] = []
 
     async def receive():
+        await asyncio.sleep(gaps_s)  # the client's pace
         return pending.pop(0) if pending else {"type": "http.disconnect"}
 
     async def send(message):
@@ -74,4 +78,40 @@ def test_a_false_small_length_does_not_get_a_large_body_through():
 def test_uploads_are_left_to_the_upload_space_limit():
     inner = EchoApp()
     headers = {"content-type": "multipart/form-data; boundary=x", "content-length": "5000"}
-    assert call(BodyLimit(inner, limit=1000), [b"x" * 5000], headers) == (200, b"5000")
+    assert call(BodyLimit(inner, limit=1000), [b"x" * 5000], headers, path="/gradio_api/upload") == (200, b"5000")
+
+
+@pytest.mark.parametrize("path", ["/gradio_api/queue/join", "/gradio_api/call/segment", "/gradio_api/mcp/messages/",
+                                  "/gradio_api/component_server", "/anything"])
+def test_a_multipart_label_gets_no_body_past_the_limit_on_any_other_route(path):
+    """The same 2 MB labelled multipart: only the upload route's door may take it."""
+    inner = EchoApp()
+    headers = {"content-type": "multipart/form-data; boundary=x", "content-length": str(2 << 20)}
+    status, text = call(BodyLimit(inner), [b"x" * (2 << 20)], headers, path=path)
+    assert status == 413 and inner.bodies == []
+    status, _ = call(BodyLimit(inner), [b"x" * 600_000] * 4, {"content-type": "multipart/form-data; boundary=x"},
+                     path=path)  # no length: cut as it streams past the limit
+    assert status == 413 and inner.bodies == []
+
+
+def test_the_published_limit_holds_to_the_byte():
+    inner = EchoApp()
+    exact = {"content-type": "application/json", "content-length": str(1 << 20)}
+    assert call(BodyLimit(inner), [b"x" * (1 << 20)], exact) == (200, str(1 << 20).encode())
+    over = {"content-type": "application/json", "content-length": str((1 << 20) + 1)}
+    assert call(BodyLimit(inner), [b"x" * ((1 << 20) + 1)], over)[0] == 413
+
+
+def test_a_body_slower_than_the_minimum_pace_is_dropped_and_a_steady_one_passes(monkeypatch):
+    from ccnet import limits
+
+    monkeypatch.setattr(limits, "BODY_GRACE_S", 0.2)
+    monkeypatch.setattr(limits, "BODY_MIN_RATE", 10_000)  # bytes a second
+    inner = EchoApp()
+    slow = call(BodyLimit(inner), [b"x"] * 8, {"content-type": "application/json"}, gaps_s=0.1)  # 10 B/s
+    assert slow[0] == 408 and b"too slow" in slow[1] and inner.bodies == []
+    upload = call(BodyLimit(inner), [b"x"] * 8, {"content-type": "multipart/form-data; boundary=x"},
+                  path="/gradio_api/upload", gaps_s=0.1)  # uploads are paced too
+    assert upload[0] == 408 and inner.bodies == []
+    steady = call(BodyLimit(inner), [b"x" * 3000] * 4, {"content-type": "application/json"}, gaps_s=0.1)
+    assert steady == (200, b"12000")

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from ccnet.app.server.disk import AppFolder, FolderUsage, Sweeper, budget_bytes
-from ccnet.app.server.upload_limit import FULL, UploadLimit
+from ccnet.app.server.upload_limit import FULL, SHARE_FULL, TOO_MANY_PARTS, UploadLimit
 from ccnet.errors import CCNetError
+from ccnet.limits import UPLOAD_PARTS
 from ccnet.project import ROOT
 from tests.e2e.test_app_api import NETWORK_GUARD
 from tools.ports import free_port
@@ -131,10 +132,16 @@ def uploads(tmp_path, monkeypatch):
     with gr.Blocks() as demo:
         gr.Image(type="filepath")
     demo.max_file_size = None  # what launch() sets without max_file_size
-    limit = Middleware(UploadLimit, usage=FolderUsage(tmp_path, ttl_s=3600), budget=BUDGET)
+    limit = Middleware(UploadLimit, usage=FolderUsage(tmp_path, ttl_s=3600), budget=BUDGET, hops=1)
     app = gr.routes.App.create_app(demo, app_kwargs={"middleware": [limit]})
     with TestClient(app) as client:
         yield client, tmp_path / "gradio"
+
+
+def post(client, name: str, data: bytes, visitor: int = 0):
+    """An upload from one visitor (its address as a proxy would append it)."""
+    return client.post("/gradio_api/upload", files={"files": (name, data)},
+                       headers={"x-forwarded-for": f"10.0.0.{visitor}"})
 
 
 def stored(folder: Path) -> int:
@@ -143,18 +150,35 @@ def stored(folder: Path) -> int:
 
 def test_uploads_are_accepted_until_the_budget_then_refused(uploads):
     client, folder = uploads
-    answers = [client.post("/gradio_api/upload", files={"files": (f"f{i}.bin", os.urandom(300_000))})
-               for i in range(4)]
-    assert [answer.status_code for answer in answers] == [200, 200, 200, 507]
+    answers = [post(client, f"f{i}.bin", os.urandom(200_000), visitor=i) for i in range(5)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 200, 507]
     assert answers[-1].content == FULL and b"try again" in FULL
-    assert stored(folder) == 900_000
-    small = client.post("/gradio_api/upload", files={"files": ("small.bin", b"x" * 1000)})
+    assert stored(folder) == 800_000
+    small = post(client, "small.bin", b"x" * 1000, visitor=9)
     assert small.status_code == 200  # what still fits is taken
+
+
+def test_one_visitors_uploads_stay_within_its_share_of_the_budget(uploads):
+    client, folder = uploads
+    assert post(client, "a.bin", os.urandom(200_000), visitor=1).status_code == 200
+    refused = post(client, "b.bin", os.urandom(100_000), visitor=1)
+    assert refused.status_code == 507 and refused.content == SHARE_FULL  # 300 KB > 1 MB / 4
+    assert post(client, "c.bin", os.urandom(100_000), visitor=2).status_code == 200  # another visitor's fits
+    assert stored(folder) == 300_000
+
+
+def test_more_files_than_the_published_parts_in_one_request_are_cut(uploads):
+    client, folder = uploads
+    files = [("files", (f"f{i}.bin", b"x" * 10)) for i in range(UPLOAD_PARTS + 1)]
+    response = client.post("/gradio_api/upload", files=files, headers={"x-forwarded-for": "10.0.0.1"})
+    assert response.status_code == 413 and response.content == TOO_MANY_PARTS
+    files = [("files", (f"f{i}.bin", b"x" * 10)) for i in range(UPLOAD_PARTS)]
+    assert client.post("/gradio_api/upload", files=files).status_code == 200
 
 
 def test_an_upload_declaring_more_than_the_budget_is_refused_before_it_is_read(uploads):
     client, folder = uploads
-    response = client.post("/gradio_api/upload", files={"files": ("big.bin", os.urandom(BUDGET + 1))})
+    response = post(client, "big.bin", os.urandom(BUDGET + 1))
     assert response.status_code == 507 and response.text.count("\n") == 1
     assert stored(folder) == 0
 

@@ -1,51 +1,93 @@
-"""One client cannot fill the shared queue: past its cap its requests are refused in one line,
-while another client's are still queued; behind a proxy the proxy-appended address counts."""
+"""No handful of clients fills the shared queue or pushes a newcomer behind all of its jobs: each
+client's cap shrinks with the number of clients waiting, each lane is served by the work a client
+already has ahead (weighed by pixels), and a client is the address a proxy appended, or the
+caller the MCP route vouched for, never a header the client wrote."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from types import SimpleNamespace
 
 import pytest
 
-from ccnet.app.server.fairness import cap_per_client, client_of, proxy_hops
-from ccnet.limits import WAITING_PER_CLIENT
+from ccnet.app.server.clients import VOUCH_HEADER, VouchForMcpCallers, client_of, proxy_hops, vouch
+from ccnet.app.server.fairness import cap, cap_per_client, fair_order
+from ccnet.limits import QUEUE_SIZE, WAITING_PER_CLIENT
 
 
-def request(host: str, forwarded: str | None = None) -> SimpleNamespace:
-    headers = {"x-forwarded-for": forwarded} if forwarded else {}
+def request(host: str, forwarded: str | None = None, **headers: str) -> SimpleNamespace:
+    if forwarded:
+        headers["x-forwarded-for"] = forwarded
     return SimpleNamespace(client=SimpleNamespace(host=host), headers=headers)
 
 
 class FakeQueue:
-    """Gradio's Queue as far as the cap sees it: lanes of waiting events, and a push that queues."""
+    """Gradio's Queue as far as fairness sees it: lanes of waiting events, and a push that queues
+    with Gradio's own global bound."""
 
     def __init__(self) -> None:
         self.event_queue_per_concurrency_id = {"views": SimpleNamespace(queue=[]), "cost": SimpleNamespace(queue=[])}
+        self.arrivals = itertools.count()
 
     async def push(self, body, request, username):
-        self.event_queue_per_concurrency_id[body].queue.append(SimpleNamespace(request=request))
-        return True, "event", "success"
+        if sum(len(lane.queue) for lane in self.event_queue_per_concurrency_id.values()) >= QUEUE_SIZE:
+            return False, "Queue is full.", "queue_full"
+        lane, cost = body
+        event = SimpleNamespace(request=request, cost=cost, arrival=next(self.arrivals))
+        self.event_queue_per_concurrency_id[lane].queue.append(event)
+        return True, event, "success"
 
 
-def push(queue, lane: str, req) -> tuple:
-    return asyncio.run(queue.push(lane, req, None))
+def fair_queue(hops: int = 0) -> FakeQueue:
+    queue = FakeQueue()
+    cap_per_client(queue, hops=hops, cost=lambda event: event.cost)
+    return queue
 
 
-def test_the_published_cap_is_eight_waiting_requests():
-    assert WAITING_PER_CLIENT == 8
+def push(queue, req, lane: str = "views", cost: float = 1.0) -> tuple:
+    return asyncio.run(queue.push((lane, cost), req, None))
+
+
+def test_the_published_caps():
+    assert (WAITING_PER_CLIENT, QUEUE_SIZE) == (8, 64)
+    assert [cap(n) for n in (1, 2, 4, 5, 8, 9, 20, 32, 64, 500)] == [8, 8, 8, 6, 4, 3, 1, 1, 1, 1]
 
 
 def test_a_client_at_its_cap_is_refused_and_another_is_still_queued():
-    queue = FakeQueue()
-    cap_per_client(queue, hops=0)
+    queue = fair_queue()
     attacker, visitor = request("10.0.0.2"), request("10.0.0.3")
-    results = [push(queue, "views" if i % 2 else "cost", attacker) for i in range(WAITING_PER_CLIENT + 5)]
+    results = [push(queue, attacker, "views" if i % 2 else "cost") for i in range(WAITING_PER_CLIENT + 5)]
     assert [ok for ok, _, _ in results] == [True] * WAITING_PER_CLIENT + [False] * 5  # counted over every lane
     ok, message, state = results[-1]
     assert state == "queue_full" and "retry" in message and "\n" not in message
-    assert push(queue, "views", visitor)[0]
+    assert push(queue, visitor)[0]
     queue.event_queue_per_concurrency_id["cost"].queue.pop(0)  # one of the attacker's ran
-    assert push(queue, "views", attacker)[0]
+    assert push(queue, attacker)[0]
+
+
+@pytest.mark.parametrize("attackers", [9, 20])
+def test_a_flood_from_many_addresses_leaves_room_and_the_first_place_to_a_newcomer(attackers):
+    """Each attacker posts expensive jobs (a 2048x1024 image: 3.1 units each) until refused, round
+    after round: they hold at most half the queue, and a newcomer is admitted and served after at
+    most one job of each other client."""
+    queue = fair_queue()
+    clients = [request(f"10.0.1.{i}") for i in range(attackers)]
+    for _ in range(WAITING_PER_CLIENT + 2):
+        for client in clients:
+            push(queue, client, cost=1 + 2048 * 1024 / 1e6)
+    waiting = queue.event_queue_per_concurrency_id["views"].queue
+    assert len(waiting) == attackers * cap(attackers) <= QUEUE_SIZE // 2
+    ok, event, _ = push(queue, request("10.0.2.1"), cost=1.3)
+    assert ok and waiting.index(event) <= attackers  # behind at most the others' first jobs
+
+
+def test_the_lane_is_served_by_the_work_each_client_has_ahead_then_by_arrival():
+    a, b, c = (SimpleNamespace(client=name) for name in "abc")
+    events = [SimpleNamespace(who=who, cost=cost) for who, cost in
+              [(a, 5), (a, 5), (a, 5), (b, 1), (b, 1), (c, 1)]]
+    order = fair_order(events, lambda e: e.who.client, lambda e: e.cost)
+    assert [(e.who.client, e.cost) for e in order] == [("a", 5), ("b", 1), ("c", 1), ("b", 1), ("a", 5), ("a", 5)]
+    assert [next(i for i, x in enumerate(events) if x is e) for e in order] == [0, 3, 5, 4, 1, 2]
 
 
 def test_behind_a_proxy_the_proxy_appended_address_counts_not_the_clients_own_claims():
@@ -53,10 +95,32 @@ def test_behind_a_proxy_the_proxy_appended_address_counts_not_the_clients_own_cl
     assert client_of(request("10.9.9.9", "5.6.7.8"), hops=1) == "5.6.7.8"
     assert client_of(request("10.9.9.9", "1.2.3.4, 5.6.7.8"), hops=0) == "10.9.9.9"  # no proxy: header ignored
     assert client_of(request("10.9.9.9"), hops=1) == "10.9.9.9"
-    queue = FakeQueue()
-    cap_per_client(queue, limit=2, hops=1)
-    spoofed = [request("10.9.9.9", f"{i}.{i}.{i}.{i}, 5.6.7.8") for i in range(5)]  # varying the left part
-    assert [push(queue, "views", r)[0] for r in spoofed] == [True, True, False, False, False]
+    queue = fair_queue(hops=1)
+    spoofed = [request("10.9.9.9", f"{i}.{i}.{i}.{i}, 5.6.7.8") for i in range(WAITING_PER_CLIENT + 3)]
+    assert sum(push(queue, r)[0] for r in spoofed) == WAITING_PER_CLIENT  # varying the left part changes nothing
+
+
+def test_an_mcp_caller_counts_as_itself_through_the_loopback_call():
+    """The MCP route writes its caller's address, signed, into the vouch header; the bridge's loopback
+    call (from 127.0.0.1, the caller's headers copied) then counts against that caller. A vouch
+    the caller forges, or one for another address, counts for nothing."""
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(dict(scope["headers"]))
+
+    forged = (VOUCH_HEADER.encode(), b"6.6.6.6;0000")
+    scope = {"type": "http", "path": "/gradio_api/mcp/messages/", "client": ("5.6.7.8", 1),
+             "headers": [forged, (b"x-forwarded-for", b"1.1.1.1")]}
+    asyncio.run(VouchForMcpCallers(app, hops=0)(scope, None, None))
+    header = seen[0][VOUCH_HEADER.encode()].decode()
+    loopback = request("127.0.0.1", "1.1.1.1", **{VOUCH_HEADER: header})
+    assert client_of(loopback, hops=0) == "5.6.7.8" == client_of(loopback, hops=1)
+    assert client_of(request("127.0.0.1", **{VOUCH_HEADER: "6.6.6.6;0000"}), hops=0) == "127.0.0.1"
+    tampered = vouch("5.6.7.8").replace("5.6.7.8", "5.6.7.9", 1)
+    assert client_of(request("127.0.0.1", **{VOUCH_HEADER: tampered}), hops=0) == "127.0.0.1"
+    asyncio.run(VouchForMcpCallers(app, hops=0)({**scope, "path": "/gradio_api/queue/join"}, None, None))
+    assert seen[1][VOUCH_HEADER.encode()] == b"6.6.6.6;0000"  # other routes pass as sent (and the forgery fails)
 
 
 @pytest.mark.parametrize("env, expected", [({}, 0), ({"SPACE_ID": "user/app"}, 1),

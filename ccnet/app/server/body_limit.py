@@ -1,49 +1,110 @@
-"""A size limit on request bodies that are not uploads: the API's JSON is a few hundred bytes, so a
-300 MB body is refused instead of being parsed into memory and kept.
+"""One body limit for every route and every content type, and a minimum pace for every body.
 
-Why: uploads (multipart) are streamed to disk and bounded by the upload space's own door
-(upload_limit); every other body (JSON for /gradio_api/call, queue joins, the MCP server) is read
-whole into memory by the web framework before any handler runs. Plain ASGI, given at launch.
+Why: every body but an upload's (JSON for the queue and the API, the MCP server's, anything
+labelled multipart that is posted anywhere else) is read whole into memory by the web framework
+before any handler runs, so a 200 MB body costs 200 MB whatever its label; and nothing times out a
+body that trickles in, so a client can hold a connection (and what it reserved) for as long as it
+likes. Here a body that passes BODY_BYTES (declared or streamed) is answered 413 before it is read,
+and any body, uploads included, that falls behind BODY_MIN_RATE on average after its first
+BODY_GRACE_S seconds is dropped (408): the app sees a disconnect. Uploads to UPLOAD_PATHS are
+bounded by their own door (upload_limit). Plain ASGI, given at launch.
 """
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ccnet import limits
-from ccnet.app.server.upload_limit import ASGIApp, Message, Receive, Send
 
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+UPLOAD_PATHS = ("/gradio_api/upload",)  # the only route whose (multipart) body goes to disk, not memory
 TOO_LARGE = b"Request body too large (limit 1 MiB); upload images as files.\n"
+TOO_SLOW = b"Request body too slow; the connection was dropped.\n"
+
+
+def is_upload(scope: MutableMapping[str, Any]) -> bool:
+    """A multipart POST to the upload route: the one body that may pass BODY_BYTES."""
+    if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in UPLOAD_PATHS:
+        return False
+    return header(scope, b"content-type").lower().startswith(b"multipart/")
+
+
+def header(scope: MutableMapping[str, Any], name: bytes) -> bytes:
+    return dict(scope.get("headers") or ()).get(name, b"")
+
+
+def declared_length(scope: MutableMapping[str, Any]) -> int | None:
+    value = header(scope, b"content-length")
+    return int(value) if value.isdigit() else None
+
+
+async def answer(send: Send, status: int, text: bytes) -> None:
+    """One line, and the connection closed (the rest of the body is not read)."""
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(text)).encode()),
+               (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": text})
+
+
+class Paced:
+    """A request's `receive`, dropping a body that falls behind the minimum pace: after BODY_GRACE_S
+    seconds, its bytes must keep up with BODY_MIN_RATE bytes a second since it began. `slow` is set when it
+    was dropped; the caller then answers 408 (if it can) and the app sees a disconnect."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive, self.grace_s, self.rate = receive, limits.BODY_GRACE_S, limits.BODY_MIN_RATE
+        self.start, self.seen, self.slow, self.done = time.monotonic(), 0, False, False
+
+    def deadline(self) -> float:
+        """When the next bytes must have arrived."""
+        return self.start + self.grace_s + self.seen / self.rate
+
+    async def receive(self) -> Message:
+        if self.slow:
+            return {"type": "http.disconnect"}
+        if self.done:  # the body is in: what follows is the client going away, whenever it does
+            return await self._receive()
+        try:
+            message = await asyncio.wait_for(self._receive(), max(0.0, self.deadline() - time.monotonic()))
+        except TimeoutError:
+            self.slow = True
+            return {"type": "http.disconnect"}
+        if message["type"] == "http.request":
+            self.seen += len(message.get("body", b""))
+            self.done = not message.get("more_body", False)
+        return message
 
 
 class BodyLimit:
-    """ASGI middleware: a non-multipart request whose declared Content-Length passes ``limit`` is
-    answered 413 at once; one that streams past it (no or a false Content-Length) is cut off with
-    the same answer, and the app sees a disconnect instead of the rest of the body."""
+    """ASGI middleware: every HTTP request but an upload is cut at ``limit`` bytes (413), and every
+    body, uploads included, is paced (408 when too slow)."""
 
     def __init__(self, app: ASGIApp, limit: int = limits.BODY_BYTES) -> None:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _is_multipart(scope):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or ()).get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > self.limit:
-            await _too_large(send)
+        upload = is_upload(scope)
+        if not upload and (declared_length(scope) or 0) > self.limit:
+            await answer(send, 413, TOO_LARGE)
             return
-        seen, cut, started = 0, False, False
+        paced, started, cut = Paced(receive), False, False
 
-        async def counted_receive() -> Message:
-            nonlocal seen, cut, started
-            message = await receive()
-            if message["type"] == "http.request" and not cut:
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    cut = True
-                    if not started:
-                        started = True
-                        await _too_large(send)
+        async def limited_receive() -> Message:
+            nonlocal started, cut
+            message = await paced.receive()
+            if not cut and (paced.slow or (not upload and paced.seen > self.limit)):
+                cut = True
+                if not started:
+                    started = True
+                    await answer(send, 408 if paced.slow else 413, TOO_SLOW if paced.slow else TOO_LARGE)
             return {"type": "http.disconnect"} if cut else message
 
         async def guarded_send(message: Message) -> None:
@@ -53,19 +114,7 @@ class BodyLimit:
                 await send(message)
 
         try:
-            await self.app(scope, counted_receive, guarded_send)
+            await self.app(scope, limited_receive, guarded_send)
         except Exception:
             if not cut:  # a cut body makes the app complain about the disconnect: expected
                 raise
-
-
-def _is_multipart(scope: MutableMapping[str, Any]) -> bool:
-    content_type = dict(scope.get("headers") or ()).get(b"content-type", b"")
-    return content_type.lower().startswith(b"multipart/")
-
-
-async def _too_large(send: Send) -> None:
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(TOO_LARGE)).encode()),
-               (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": TOO_LARGE})

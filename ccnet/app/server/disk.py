@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ccnet import limits
+from ccnet.app.server.registry import UploadRegistry
 from ccnet.errors import CCNetError
 
 log = logging.getLogger("ccnet.app.server.disk")
@@ -158,15 +159,18 @@ class Swept:
 
 
 class Sweeper:
-    """Every ``every_s`` seconds: deletes files older than ``max_age_s``, loose upload bodies idle
-    for ``grace_s`` and empty folders as idle, then the oldest files while the folder holds more
-    than three quarters of ``budget`` (so that the upload limit, which allows the whole budget, has
-    room again). ``keep`` names files never to delete (the examples Gradio caches once at start)."""
+    """Every ``every_s`` seconds: deletes files unused for ``max_age_s`` (their modification time:
+    each use of an upload touches it), loose upload bodies idle for ``grace_s`` and empty folders as
+    idle, then, while the folder holds more than three quarters of ``budget``, the oldest files that
+    are not visitors' uploads (the registry's): the server's own files make room, never someone's
+    upload still in use; when uploads alone fill the budget, the door refuses the next one (507).
+    ``keep`` names files never to delete (the examples Gradio caches once at start)."""
 
     def __init__(self, folder: AppFolder, budget: int, keep: Callable[[], Iterable[str]] = frozenset,
                  every_s: float = SWEEP_EVERY_S, max_age_s: float = limits.UPLOAD_MAX_AGE_S,
-                 grace_s: float = GRACE_S) -> None:
+                 grace_s: float = GRACE_S, registry: UploadRegistry | None = None) -> None:
         self.folder, self.budget, self.keep = folder, budget, keep
+        self.registry = registry or UploadRegistry(max_age_s)
         self.every_s, self.max_age_s, self.grace_s = every_s, max_age_s, grace_s
         self.usage = FolderUsage(folder.root)
         self._stop = threading.Event()
@@ -190,7 +194,8 @@ class Sweeper:
         for info in left:  # oldest first
             if swept.remaining <= self.budget * 3 // 4:
                 break
-            _delete(info, swept)
+            if not self.registry.is_upload(info.path):
+                _delete(info, swept)
         _remove_empty_folders(self.folder, now - grace_s)
         self.usage.set(swept.remaining)
         return swept

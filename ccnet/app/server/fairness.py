@@ -1,56 +1,96 @@
-"""A per-client cap on waiting requests, so that one client cannot fill the queue everyone shares.
+"""Fair queueing: no handful of clients can fill the queue everyone shares, or push a newcomer's
+request behind all of theirs.
 
-Gradio's queue has a single global bound (`max_size`): a client that posts requests faster than
-they run fills it, and every other visitor is then refused until it drains. Here each client may
-have at most `limit` events waiting; its next one is refused (HTTP 503) with one line telling it to
-retry, while other clients keep their places. A client is its address; behind a reverse proxy
-(a hosted Space) it is the address the proxy appended to X-Forwarded-For, `proxy_hops` entries from
-the end, since entries further left are whatever the client chose to send.
+Gradio's queue has one global bound (`max_size`) and serves each lane first come, first served: a
+client that posts faster than the server runs fills it, and every other visitor is refused or waits
+behind everything it posted. Here, wrapping the queue's `push`:
+- admission: a client may have at most `cap(n)` events waiting, n being the number of clients with
+  events waiting (it included): WAITING_PER_CLIENT while few wait, QUEUE_SIZE // (2 n) as more do, so
+  the clients already waiting hold at most half of the queue and a newcomer always finds room;
+- order: each lane is served by the work a client already has ahead of a job (each job weighs one
+  plus its image's megapixels), then by arrival: everyone's first job before anyone's second, and
+  a client of many large images waits behind those who sent few.
+A refused request gets HTTP 503 and one line telling it to retry.
 """
 from __future__ import annotations
 
-import os
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ccnet import limits
+from ccnet.app.server.clients import client_of, proxy_hops
+from ccnet.errors import CCNetError
+from ccnet.inference.images import image_pixels
+
+Cost = Callable[[Any], float]
 
 
-def proxy_hops() -> int:
-    """How many reverse proxies stand in front of the app: CCNET_PROXY_HOPS, else 1 on a Hugging
-    Face Space (SPACE_ID is set there), else 0."""
-    value = os.environ.get("CCNET_PROXY_HOPS")
-    if value is not None and value.strip().isdigit():
-        return int(value)
-    return 1 if os.environ.get("SPACE_ID") else 0
+def cap(clients_waiting: int) -> int:
+    """How many events one client may have waiting while `clients_waiting` clients (it included) do."""
+    return max(1, min(limits.WAITING_PER_CLIENT, limits.QUEUE_SIZE // (2 * max(1, clients_waiting))))
 
 
-def client_of(request: Any, hops: int) -> str:
-    """The client a request counts against: the proxy-appended X-Forwarded-For entry when behind
-    `hops` proxies, else the connection's own address."""
-    if hops > 0 and request is not None:
-        forwarded = [part.strip() for part in request.headers.get("x-forwarded-for", "").split(",") if part.strip()]
-        if len(forwarded) >= hops:
-            return forwarded[-hops]
-    client = getattr(request, "client", None)
-    return client.host if client else "unknown"
+def job_cost(event: Any) -> float:
+    """The work of one queued event: 1, plus the megapixels of each image it names."""
+    data = getattr(getattr(event, "data", None), "data", None)
+    return 1.0 + sum(_megapixels(path) for path in _paths(data))
 
 
-def waiting(queue: Any, client: str, hops: int) -> int:
-    """Events of this client waiting in any of the queue's lanes (running ones are not waiting)."""
-    return sum(client_of(event.request, hops) == client
-               for lane in queue.event_queue_per_concurrency_id.values() for event in lane.queue)
+def _paths(data: Any) -> Iterable[str]:
+    if isinstance(data, dict):
+        if isinstance(data.get("path"), str):
+            yield data["path"]
+        return
+    if isinstance(data, (list, tuple)):
+        for item in data:
+            yield from _paths(item)
 
 
-def cap_per_client(queue: Any, limit: int = limits.WAITING_PER_CLIENT, hops: int | None = None) -> None:
-    """Wrap a Gradio Queue's `push` so that a client with `limit` events waiting is refused."""
+@functools.lru_cache(maxsize=256)
+def _megapixels(path: str) -> float:
+    try:
+        return image_pixels(path) / 1e6
+    except (CCNetError, OSError):
+        return 0.0  # not an image we read: the handler will say so, cheaply
+
+
+def fair_order(events: list[Any], client: Callable[[Any], str], cost: Cost) -> list[Any]:
+    """The events in serving order: by the work their client has ahead of them, then by arrival."""
+    ahead: dict[str, float] = {}
+    keyed = []
+    for arrival, event in enumerate(events):
+        who = client(event)
+        keyed.append((ahead.get(who, 0.0), arrival, event))
+        ahead[who] = ahead.get(who, 0.0) + cost(event)
+    return [event for *_, event in sorted(keyed, key=lambda item: item[:2])]
+
+
+def waiting_by_client(queue: Any, hops: int) -> dict[str, int]:
+    """Events waiting in any of the queue's lanes, per client (running ones are not waiting)."""
+    counts: dict[str, int] = {}
+    for lane in queue.event_queue_per_concurrency_id.values():
+        for event in lane.queue:
+            who = client_of(event.request, hops)
+            counts[who] = counts.get(who, 0) + 1
+    return counts
+
+
+def cap_per_client(queue: Any, hops: int | None = None, cost: Cost = job_cost) -> None:
+    """Wrap a Gradio Queue's `push`: admission by the number of clients waiting, fair order after it."""
     hops = proxy_hops() if hops is None else hops
     push: Callable[..., Awaitable[tuple]] = queue.push
 
     async def fair_push(body: Any, request: Any, username: str | None) -> tuple:
-        if waiting(queue, client_of(request, hops), hops) >= limit:
-            return False, (f"you already have {limit} requests waiting; retry when they are answered "
-                           "(a few seconds)"), "queue_full"
-        return await push(body, request, username)
+        waiting = waiting_by_client(queue, hops)
+        who = client_of(request, hops)
+        allowed = cap(len(waiting.keys() | {who}))
+        if waiting.get(who, 0) >= allowed:
+            return False, (f"you already have {waiting[who]} requests waiting (the limit is {allowed} while "
+                           f"{len(waiting)} visitors wait); retry when they are answered"), "queue_full"
+        result = await push(body, request, username)
+        for lane in queue.event_queue_per_concurrency_id.values():
+            lane.queue[:] = fair_order(lane.queue, lambda event: client_of(event.request, hops), cost)
+        return result
 
     queue.push = fair_push

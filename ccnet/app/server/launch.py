@@ -8,14 +8,17 @@ from starlette.middleware import Middleware
 
 from ccnet import limits
 from ccnet.app.server.body_limit import BodyLimit
+from ccnet.app.server.clients import VouchForMcpCallers
 from ccnet.app.server.disk import Sweeper
 from ccnet.app.server.upload_limit import UploadLimit
 
 
 def launch_options(sweeper: Sweeper | None = None) -> dict:
-    """Keyword arguments for Gradio's `launch()`."""
-    middleware = [Middleware(BodyLimit)]
+    """Keyword arguments for Gradio's `launch()`: the body limit and pace outermost, then the MCP
+    callers' identity and, with a sweeper, the upload door."""
+    middleware = [Middleware(BodyLimit), Middleware(VouchForMcpCallers)]
     if sweeper is not None:
-        middleware.append(Middleware(UploadLimit, usage=sweeper.usage, budget=sweeper.budget, failed=sweeper.soon))
+        middleware.append(Middleware(UploadLimit, usage=sweeper.usage, budget=sweeper.budget, failed=sweeper.soon,
+                                     registry=sweeper.registry))
     return {"max_file_size": limits.FILE_BYTES, "state_session_capacity": limits.SESSIONS, "ssr_mode": False,
             "app_kwargs": {"middleware": middleware}}

@@ -1,20 +1,33 @@
-"""The upload space's door: an upload that would take the app's folder past its byte budget is refused
-before it reaches the disk.
+"""The upload space's door: an upload that would take the app's folder past its byte budget, or its
+client past its share of it, is refused before its bytes reach the disk.
 
-Why: Gradio caps each file (20 MB here) but not their number or total, so a flood of uploads fills
-the disk in seconds. This is plain ASGI (no Gradio): it wraps the app Gradio serves, given at launch.
+Why: Gradio caps each file (ccnet.limits.FILE_BYTES) but not their number, their total, who sends
+them or how slowly, so a flood fills the disk in seconds and a few slow uploads can hold the door.
+Here, for every multipart POST to the upload route: a client may send OPEN_UPLOADS_PER_CLIENT at
+once (429 past it); a request declaring more than fits is refused at once (507); the bytes are
+charged as they arrive, not as declared, so an upload that trickles holds only what it sent (and
+body_limit drops it once it falls behind the minimum pace); a request of more than UPLOAD_PARTS
+files is cut (413); and the paths Gradio answers are recorded with their client (UploadRegistry),
+so that a client's uploads stay within 1/UPLOAD_SHARE of the budget and the sweeper knows which
+files are visitors' uploads. Plain ASGI, given at launch inside BodyLimit.
 """
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+import json
+from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+from ccnet import limits
+from ccnet.app.server.body_limit import ASGIApp, Message, Receive, Send, answer, declared_length, header, is_upload
+from ccnet.app.server.clients import client_of_scope, proxy_hops
+from ccnet.app.server.registry import UploadRegistry
+
 FULL = b"The server's upload space is full; please try again in a minute.\n"
+SHARE_FULL = b"Your uploads use your share of the server's upload space; they expire an hour after their last use.\n"
+TOO_MANY_OPEN = b"You are already sending uploads; wait until they finish.\n"
+TOO_MANY_PARTS = b"Too many files in one upload; send one image at a time.\n"
+ANSWER_BYTES = 1 << 16  # the upload route's answer (its files' paths) is read up to this size
 
 
 class Usage(Protocol):
@@ -26,56 +39,83 @@ class Usage(Protocol):
 
 
 class UploadLimit:
-    """ASGI middleware for every multipart POST (the only requests Gradio writes to disk as they
-    arrive, e.g. /gradio_api/upload). Refused with 507 and one line when the folder's bytes, plus the
-    bytes of the uploads in flight, plus this request's Content-Length pass ``budget``; a request
-    without Content-Length is cut off with the same answer once its bytes pass it. A request's bytes
-    are added to ``usage`` when it ends, so the budget holds between the folder's rescans (bytes in
-    flight may be counted twice for a moment: the error is on the side of refusing). ``failed`` is
-    called when a multipart request ends without success, whose body Gradio may have left on disk."""
+    """ASGI middleware for the upload route (see the module's docstring). ``failed`` is called when
+    an upload ends without success, whose body Gradio may have left on disk as a loose file."""
 
-    def __init__(self, app: ASGIApp, usage: Usage, budget: int, failed: Callable[[], None] | None = None) -> None:
+    def __init__(self, app: ASGIApp, usage: Usage, budget: int, failed: Callable[[], None] | None = None,
+                 registry: UploadRegistry | None = None, hops: int | None = None) -> None:
         self.app, self.usage, self.budget, self.failed = app, usage, budget, failed
-        self.in_flight = 0  # bytes reserved by requests being received (one event loop: no lock)
+        self.registry = registry or UploadRegistry()
+        self.hops = proxy_hops() if hops is None else hops
+        self.in_flight = 0  # bytes of uploads being received (one event loop: no lock)
+        self.open: dict[str, int] = {}  # uploads being received, per client
+        self.client_in_flight: dict[str, int] = {}  # their bytes so far, per client
 
-    async def reserve(self, nbytes: int) -> bool:
-        """Take ``nbytes`` of the budget for a request in flight, if they fit. The folder's bytes are
-        read in a thread: a rescan walks the folder (tens of ms), too long to hold the event loop."""
-        used = await asyncio.to_thread(self.usage)
-        if used + self.in_flight + nbytes > self.budget:
-            return False
+    async def take(self, nbytes: int, client: str, keep: bool = True) -> bytes | None:
+        """Charge ``nbytes`` more to the bytes in flight if they fit the budget and the client's
+        share (None), else the refusal. The bytes are charged first and given back if they do not
+        fit: uploads checking at the same time then see each other (the folder's bytes are read in a
+        thread, a rescan walks the folder: tens of ms). ``keep=False`` only checks."""
         self.in_flight += nbytes
-        return True
+        self.client_in_flight[client] = self.client_in_flight.get(client, 0) + nbytes
+        used = await asyncio.to_thread(self.usage)
+        refusal = None
+        if used + self.in_flight > self.budget:
+            refusal = FULL
+        else:
+            mine = self.client_in_flight[client] + await asyncio.to_thread(self.registry.client_bytes, client)
+            refusal = SHARE_FULL if mine > self.budget // limits.UPLOAD_SHARE else None
+        if refusal or not keep:
+            self.in_flight -= nbytes
+            self.client_in_flight[client] -= nbytes
+        return refusal
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        if not _is_multipart_post(scope):
+        if not is_upload(scope):
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
-        if not await self.reserve(declared):
-            await _refuse(send)
+        client = client_of_scope(scope, self.hops)
+        if self.open.get(client, 0) >= limits.OPEN_UPLOADS_PER_CLIENT:
+            await answer(send, 429, TOO_MANY_OPEN)
             return
-        request = _Metered(self, receive, send, reserved=declared)
+        self.open[client] = self.open.get(client, 0) + 1
+        refusal = await self.take(declared_length(scope) or 0, client, keep=False)
+        if refusal:
+            self._close(client)
+            await answer(send, 507, refusal)
+            return
+        request = _Metered(self, client, _boundary(scope), receive, send)
         try:
             await self.app(scope, request.receive, request.send)
         except Exception:
             if not (request.cut or request.dropped):  # then the app's complaint about the lost body is expected
                 raise
         finally:
-            self.in_flight -= request.reserved
+            self.in_flight -= request.seen
+            self.client_in_flight[client] -= request.seen
+            self._close(client)
             self.usage.add(request.seen)
-            if self.failed is not None and (request.cut or request.dropped or not 200 <= request.status < 300):
+            if request.status == 200:
+                self.registry.record(request.paths(), client)
+            elif self.failed is not None:
                 self.failed()  # its body may lie on disk as a loose file: have it swept soon
 
 
-class _Metered:
-    """One request's body, counted as it arrives; past the budget the client gets the refusal and
-    the app sees a disconnect (Gradio then drops the request; its partial file is the sweeper's).
-    ``dropped``: the client went away mid-body (no traceback is logged for that)."""
+    def _close(self, client: str) -> None:
+        self.open[client] -= 1
+        if not self.open[client]:
+            del self.open[client], self.client_in_flight[client]
 
-    def __init__(self, limit: UploadLimit, receive: Receive, send: Send, reserved: int) -> None:
-        self.limit, self._receive, self._send = limit, receive, send
-        self.reserved, self.seen, self.status = reserved, 0, 0
+
+class _Metered:
+    """One upload's body, charged as it arrives and its parts counted; past the budget, the share
+    or the parts, the client gets the refusal and the app a disconnect (Gradio then drops the
+    request; its partial file is the sweeper's). ``dropped``: the client went away mid-body."""
+
+    def __init__(self, limit: UploadLimit, client: str, boundary: bytes, receive: Receive, send: Send) -> None:
+        self.limit, self.client, self._receive, self._send = limit, client, receive, send
+        self.delimiter, self.tail, self.parts = b"\r\n--" + boundary, b"\r\n", 0
+        self.seen, self.status, self.answer = 0, 0, b""
         self.started = self.cut = self.dropped = False
 
     async def receive(self) -> Message:
@@ -83,16 +123,24 @@ class _Metered:
         self.dropped = self.dropped or message["type"] == "http.disconnect"
         if message["type"] != "http.request" or self.cut:
             return {"type": "http.disconnect"} if self.cut else message
-        self.seen += len(message.get("body", b""))
-        if self.seen > self.reserved:
-            if not await self.limit.reserve(self.seen - self.reserved):
-                self.cut = True
-                if not self.started:
-                    self.started = True
-                    await _refuse(self._send)
-                return {"type": "http.disconnect"}
-            self.reserved = self.seen
+        chunk = message.get("body", b"")
+        refusal = self._count_parts(chunk) or await self.limit.take(len(chunk), self.client)
+        if refusal:
+            self.cut = True
+            if not self.started:
+                self.started = True
+                await answer(self._send, 413 if refusal is TOO_MANY_PARTS else 507, refusal)
+            return {"type": "http.disconnect"}
+        self.seen += len(chunk)
         return message
+
+    def _count_parts(self, chunk: bytes) -> bytes | None:
+        """Counts the parts' delimiters as they stream past (one may straddle two chunks)."""
+        window = self.tail + chunk
+        self.parts += window.count(self.delimiter)
+        self.tail = window[-len(self.delimiter) + 1:]
+        # the closing delimiter ("--boundary--") is counted too, so a request of n files has n + 1
+        return TOO_MANY_PARTS if self.parts > limits.UPLOAD_PARTS + 1 else None
 
     async def send(self, message: Message) -> None:
         if self.cut:
@@ -100,25 +148,22 @@ class _Metered:
         self.started = True
         if message["type"] == "http.response.start":
             self.status = message["status"]
+        elif message["type"] == "http.response.body" and len(self.answer) < ANSWER_BYTES:
+            self.answer += message.get("body", b"")[:ANSWER_BYTES]
         await self._send(message)
 
-
-def _is_multipart_post(scope: MutableMapping[str, Any]) -> bool:
-    if scope["type"] != "http" or scope.get("method") != "POST":
-        return False
-    content_type = dict(scope.get("headers") or ()).get(b"content-type", b"")
-    return content_type.lower().startswith(b"multipart/")
-
-
-def _content_length(scope: MutableMapping[str, Any]) -> int:
-    """The declared body size (0 when absent or unreadable: the streamed bytes are counted anyway)."""
-    value = dict(scope.get("headers") or ()).get(b"content-length", b"")
-    return int(value) if value.isdigit() else 0
+    def paths(self) -> list[str]:
+        """The stored files' paths, from the upload route's answer (a JSON list of strings)."""
+        try:
+            found = json.loads(self.answer)
+        except ValueError:
+            return []
+        return [path for path in found if isinstance(path, str)] if isinstance(found, list) else []
 
 
-async def _refuse(send: Send) -> None:
-    """507 Insufficient Storage, one line; the connection is closed (the body is not read)."""
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(FULL)).encode()),
-               (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": 507, "headers": headers})
-    await send({"type": "http.response.body", "body": FULL})
+def _boundary(scope: MutableMapping[str, Any]) -> bytes:
+    for part in header(scope, b"content-type").split(b";")[1:]:
+        name, _, value = part.strip().partition(b"=")
+        if name.lower() == b"boundary":
+            return value.strip(b'"')
+    return b"\x00no boundary\x00"  # Gradio refuses such a request itself

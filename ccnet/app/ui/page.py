@@ -212,7 +212,8 @@ def build_app(explorer: Explorer | None = None, exports: Exports | None = None,
         page.layout()
         page.wire(demo)
         api_endpoints(page.explorer, page.exports)
-    demo.queue(default_concurrency_limit=1, max_size=limits.QUEUE_SIZE)
+    # api_open=False: Gradio's /run and /api routes, which skip the queue, are closed whatever SPACE_ID says
+    demo.queue(default_concurrency_limit=1, max_size=limits.QUEUE_SIZE, api_open=False)
     cap_per_client(demo._queue)  # one client cannot fill the queue everyone shares (ccnet/app/server/fairness.py)
     refuse_foreign_files(demo._queue, upload_roots)  # a request may only name uploaded files and the demos
     return demo
