@@ -28,9 +28,12 @@ from ccnet.weights.family import FAMILY_FILE, SIBLINGS, write_family
 from ccnet.weights.load import LoadedModel, load_model
 
 
+@one_report
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__})
-    train(cfg, resume=args.resume, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    with distributed.session(args.device) as group:
+        train(cfg, resume=args.resume, log=lambda msg: print(msg, file=sys.stderr, flush=True), device=args.device,
+              group=group)
     return 0
 
 
@@ -54,6 +57,8 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         else:
             p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(value), default=value)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), cuda or auto; under torchrun each rank takes cuda:LOCAL_RANK (docs/scale.md)")
     p.set_defaults(func=cmd_train)
 
 
