@@ -153,11 +153,19 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def _ablation_output(path: str | None) -> Path | None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return checked_output(path, "--json", (".json",))
+
+
+@one_report
 def cmd_ablation(args: argparse.Namespace) -> int:
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    json_out = checked_output(args.json, "--json", (".json",))
-    result = run(args)
+    with distributed.session(args.device) as group:
+        json_out = group.checked(lambda: _ablation_output(args.json) if group.is_main else None)
+        result = run(args, group)
+    if result is None:  # a rank other than 0: rank 0 writes the table
+        return 0
     if json_out:
         write_text(json_out, json.dumps(result, indent=1))
     print(markdown_table(result))
@@ -186,6 +194,8 @@ def _register_ablation(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone-iters", type=int, default=1000, help="iterations of that backbone stage")
     p.add_argument("--jobs", type=int, default=2, help="arms trained at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per arm")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), cuda or auto; under torchrun each rank's runs use cuda:LOCAL_RANK")
     p.add_argument("--eval-scenes", type=int, default=64)
     p.add_argument("--eval-seed", type=int, default=1)
     p.add_argument("--eval-height", type=int, default=256)

@@ -1,5 +1,5 @@
-"""`torchrun` runs of evaluate and train on 2 CPU processes (gloo on loopback) against one process: the
-same confusion matrix bit for bit, the same weights within float noise, one error line."""
+"""`torchrun` runs of evaluate, train and ablation on 2 CPU processes (gloo on loopback) against one
+process: the same confusion matrix bit for bit, the same weights within float noise, one error line."""
 from __future__ import annotations
 
 import json
@@ -272,3 +272,20 @@ def test_a_one_process_run_resumes_on_two_ranks(tmp_path, one_process_run, monke
     assert f"resumed from {tmp_path / 'last.pt'} at iteration 2" in run.stderr
     assert json.loads((tmp_path / "run.json").read_text())["start_iteration"] == 2
     assert_close_weights(reference, weights(tmp_path / "model.pt"))
+
+
+# ---- the ablation under torchrun ------------------------------------------------------------------
+
+def test_the_ablation_spreads_its_runs_over_the_ranks_and_rank_0_writes_the_table(tmp_path):
+    run = torchrun("-m", "ccnet", "ablation", "--out", str(tmp_path), "--arms", "none,rcca_r1", "--seeds", "0",
+                   "--iters", "1", "--batch", "2", "--height", "64", "--width", "128", "--eval-scenes", "1",
+                   "--eval-height", "64", "--eval-width", "128", "--jobs", "1", "--json", str(tmp_path / "a.json"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "[rank 0] none seed 0" in run.stderr and "[rank 1] rcca_r1 seed 0" in run.stderr  # jobs 0 and 1
+    result = json.loads((tmp_path / "a.json").read_text())
+    assert result["budget"]["world_size"] == 2 and list(result["arms"]) == ["none", "rcca_r1"]
+    assert run.stdout.count("| rcca_r1 |") == 1
+    for arm in ("none", "rcca_r1"):
+        assert (tmp_path / f"{arm}_s0" / "model.pt").is_file()
+        record = json.loads((tmp_path / f"{arm}_s0" / "run.json").read_text())
+        assert record["world_size"] == 1 and record["backend"] is None  # each run is a plain one-process run
