@@ -12,14 +12,21 @@ from pathlib import Path
 from ccnet.cli.common import add_model_args, make_predictor
 from ccnet.cli.outputs import checked_output, write_text
 from ccnet.errors import CCNetError
+from ccnet.experiments import distributed
 from ccnet.experiments.ablation import ARMS, markdown_table, run
+from ccnet.experiments.distributed import Group, one_report
 from ccnet.experiments.evaluate import DATASETS, evaluate_dataset, synthetic_report
 from ccnet.experiments.train import TrainConfig, train
+from ccnet.inference.predictor import Predictor
+from ccnet.weights.load import LoadedModel
 
 
+@one_report
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__})
-    train(cfg, resume=args.resume, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    with distributed.session(args.device) as group:
+        train(cfg, resume=args.resume, log=lambda msg: print(msg, file=sys.stderr, flush=True), device=args.device,
+              group=group)
     return 0
 
 
@@ -43,6 +50,8 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         else:
             p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(value), default=value)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), cuda or auto; under torchrun each rank takes cuda:LOCAL_RANK (docs/scale.md)")
     p.set_defaults(func=cmd_train)
 
 
@@ -60,6 +69,19 @@ class StepLine:
             sys.stderr.write("\n")
 
 
+class RankLine:
+    """'[rank 1] evaluating 12/250, 0.41 s/image' as whole lines (ranks share stderr): the first
+    image, every tenth of the shard and the last."""
+
+    def __init__(self, group: Group) -> None:
+        self.group, self.start = group, time.perf_counter()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if done == 1 or done == total or (total and done % max(1, total // 10) == 0):
+            rate = (time.perf_counter() - self.start) / done
+            self.group.log(f"evaluating {done}/{total or '?'}, {rate:.2f} s/image")
+
+
 def per_class_table(result: dict) -> str:
     width = max(len(name) for name in result["per_class"])
     rows = [
@@ -70,23 +92,30 @@ def per_class_table(result: dict) -> str:
     return "\n".join(rows + [f"{'mIoU'.ljust(width)}  {miou}  ({result['images']} images)"])
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _prepare_evaluation(args: argparse.Namespace, group: Group) -> tuple[Path | None, LoadedModel, Predictor]:
     if args.data is not None and args.dataset is None:
         raise CCNetError(f"--data needs --dataset ({'|'.join(DATASETS)})")
     if args.limit is not None and args.limit < 1:
         raise CCNetError("--limit must be at least 1")
     json_out = checked_output(args.json_out, "--json", (".json",))
-    loaded, predictor = make_predictor(args)
-    if args.synthetic is not None:
-        result = synthetic_report(
-            predictor, args.synthetic, args.seed, args.height, args.width, StepLine(),
-            multiscale=args.multiscale, flip=args.flip, aligned=args.aligned,
-        )
-    else:
-        result = evaluate_dataset(
-            predictor, args.data, args.dataset, multiscale=args.multiscale, flip=args.flip,
-            limit=args.limit, progress=StepLine(),
-        )
+    args = argparse.Namespace(**{**vars(args), "device": group.device_for(args.device)})  # torchrun: cuda:LOCAL_RANK
+    return (json_out, *make_predictor(args))
+
+
+@one_report
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    with distributed.session(args.device) as group:
+        json_out, loaded, predictor = group.node_first(_prepare_evaluation, args, group)
+        progress = RankLine(group) if group.distributed else StepLine()
+        options = dict(multiscale=args.multiscale, flip=args.flip, group=group, with_matrix=args.matrix)
+        if args.synthetic is not None:
+            result = synthetic_report(predictor, args.synthetic, args.seed, args.height, args.width, progress,
+                                      aligned=args.aligned, **options)
+        else:
+            result = evaluate_dataset(predictor, args.data, args.dataset, limit=args.limit, progress=progress,
+                                      **options)
+        if not group.is_main:
+            return 0
     result = {"model": loaded.name, **result}
     print(per_class_table(result), file=sys.stderr)
     text = json.dumps(result)
@@ -107,6 +136,8 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--flip", action="store_true", help="average with the horizontal mirror")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images (sorted)")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the result to this file")
+    p.add_argument("--matrix", action="store_true",
+                   help="add the confusion matrix (rows: ground truth, columns: prediction) to the result")
     p.add_argument("--seed", type=int, default=0, help="synthetic: scene i uses seed*100000+i")
     p.add_argument("--aligned", action="store_true",
                    help="synthetic: the curriculum's layout, the panel one criss-cross step from the vehicles")
@@ -115,11 +146,19 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def _ablation_output(path: str | None) -> Path | None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return checked_output(path, "--json", (".json",))
+
+
+@one_report
 def cmd_ablation(args: argparse.Namespace) -> int:
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    json_out = checked_output(args.json, "--json", (".json",))
-    result = run(args)
+    with distributed.session(args.device) as group:
+        json_out = group.checked(lambda: _ablation_output(args.json) if group.is_main else None)
+        result = run(args, group)
+    if result is None:  # a rank other than 0: rank 0 writes the table
+        return 0
     if json_out:
         write_text(json_out, json.dumps(result, indent=1))
     print(markdown_table(result))
@@ -148,6 +187,8 @@ def _register_ablation(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone-iters", type=int, default=1000, help="iterations of that backbone stage")
     p.add_argument("--jobs", type=int, default=2, help="arms trained at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per arm")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), cuda or auto; under torchrun each rank's runs use cuda:LOCAL_RANK")
     p.add_argument("--eval-scenes", type=int, default=64)
     p.add_argument("--eval-seed", type=int, default=1)
     p.add_argument("--eval-height", type=int, default=256)

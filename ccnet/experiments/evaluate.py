@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from ccnet.errors import CCNetError
+from ccnet.experiments.distributed import SINGLE, Group, RankError
 from ccnet.experiments.metrics import (
     confusion_matrix,
     iou_per_class,
@@ -134,6 +135,46 @@ def class_scores(predictor: Predictor, image: np.ndarray, multiscale: bool = Fal
     return probs
 
 
+def tally(
+    predictor: Predictor,
+    samples: Iterable[tuple[np.ndarray, np.ndarray]],
+    num_classes: int,
+    *,
+    multiscale: bool = False,
+    flip: bool = False,
+    ignore_index: int = IGNORE_INDEX,
+    total: int | None = None,
+    progress: StepFn | None = None,
+) -> tuple[np.ndarray, int]:
+    """The (K, K) int64 confusion matrix of the samples' predictions, and how many samples there were."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    count = 0
+    for image, label in samples:
+        scores = class_scores(predictor, image, multiscale, flip)
+        if scores.shape[0] != num_classes:
+            raise CCNetError(f"the model predicts {scores.shape[0]} classes, but the data has {num_classes}")
+        matrix += confusion_matrix(scores.argmax(0).numpy(), label, num_classes, ignore_index)
+        count += 1
+        if progress is not None:
+            progress(count, total)
+    return matrix, count
+
+
+def reduce_tally(group: Group, matrix: np.ndarray, count: int, expected: int | None) -> tuple[np.ndarray, list[int]]:
+    """The ranks' matrices summed (int64: exact in any order) and every rank's image count, in one
+    all-reduce; the counts must add up to the set's size (no image padded, dropped or repeated)."""
+    if not group.distributed:
+        return matrix, [count]
+    counts = np.zeros(group.world_size, dtype=np.int64)
+    counts[group.rank] = count
+    flat = torch.from_numpy(np.concatenate([matrix.ravel(), counts]))
+    summed = group.all_reduce_sum(flat).numpy()
+    shards = [int(c) for c in summed[matrix.size:]]
+    if expected is not None and sum(shards) != expected:
+        raise RankError(f"the ranks scored {sum(shards)} images ({shards}), but the set has {expected}")
+    return summed[:matrix.size].reshape(matrix.shape), shards
+
+
 def evaluate_samples(
     predictor: Predictor,
     samples: Iterable[tuple[np.ndarray, np.ndarray]],
@@ -145,28 +186,34 @@ def evaluate_samples(
     ignore_index: int = IGNORE_INDEX,
     total: int | None = None,
     progress: StepFn | None = None,
+    group: Group = SINGLE,
+    with_matrix: bool = False,
 ) -> dict:
     """Score (image, label) pairs: ``miou`` (0-1), ``per_class`` {name: IoU or None}, ``accuracy``,
-    ``images`` and ``seconds``. Shared by the dataset and synthetic modes (and training)."""
+    ``images`` and ``seconds``. Shared by the dataset and synthetic modes (and training).
+
+    In a distributed ``group`` the samples are this rank's shard and ``total`` the whole set's size:
+    the confusion matrices are summed over ranks, and ``world_size`` and ``shards`` (images per rank)
+    are added. ``with_matrix`` adds the matrix itself (rows: ground truth, columns: prediction)."""
     names = list(class_names) if class_names is not None else [f"class {i}" for i in range(num_classes)]
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    start, count = time.perf_counter(), 0
-    for image, label in samples:
-        scores = class_scores(predictor, image, multiscale, flip)
-        if scores.shape[0] != num_classes:
-            raise CCNetError(f"the model predicts {scores.shape[0]} classes, but the data has {num_classes}")
-        matrix += confusion_matrix(scores.argmax(0).numpy(), label, num_classes, ignore_index)
-        count += 1
-        if progress is not None:
-            progress(count, total)
+    start = time.perf_counter()
+    shard_total = len(group.shard(range(total))) if total is not None else None
+    matrix, count = group.checked(tally, predictor, samples, num_classes, multiscale=multiscale, flip=flip,
+                                  ignore_index=ignore_index, total=shard_total, progress=progress)
+    matrix, shards = reduce_tally(group, matrix, count, total)
     iou = iou_per_class(matrix)
-    return {
+    result = {
         "miou": _number(mean_iou(iou)),
         "per_class": {name: _number(value) for name, value in zip(names, iou)},
         "accuracy": _number(pixel_accuracy(matrix)),
-        "images": count,
+        "images": sum(shards),
         "seconds": round(time.perf_counter() - start, 3),
     }
+    if group.distributed:
+        result.update(world_size=group.world_size, shards=shards)
+    if with_matrix:
+        result["confusion_matrix"] = matrix.tolist()
+    return result
 
 
 def evaluate_dataset(
@@ -178,13 +225,16 @@ def evaluate_dataset(
     flip: bool = False,
     limit: int | None = None,
     progress: StepFn | None = None,
+    group: Group = SINGLE,
+    with_matrix: bool = False,
 ) -> dict:
-    """mIoU on a dataset's validation folder; the model must predict the dataset's classes."""
-    pairs = dataset_files(root, dataset)[:limit]
+    """mIoU on a dataset's validation folder; the model must predict the dataset's classes.
+    In a distributed ``group`` each rank scores images rank, rank + N, ... of the sorted list."""
+    pairs = group.checked(dataset_files, root, dataset)[:limit]
     names = dataset_info()[dataset]["classes"]
     result = evaluate_samples(
-        predictor, dataset_samples(pairs, dataset), len(names), names,
-        multiscale=multiscale, flip=flip, total=len(pairs), progress=progress,
+        predictor, dataset_samples(group.shard(pairs), dataset), len(names), names,
+        multiscale=multiscale, flip=flip, total=len(pairs), progress=progress, group=group, with_matrix=with_matrix,
     )
     return {"dataset": dataset, "multiscale": multiscale, "flip": flip, **result}
 
@@ -199,25 +249,26 @@ def synthetic_seeds(seed: int, count: int) -> list[int]:
 def synthetic_report(
     predictor: Predictor, count: int, seed: int, height: int = 256, width: int = 512,
     progress: StepFn | None = None, *, multiscale: bool = False, flip: bool = False, aligned: bool = False,
+    group: Group = SINGLE, with_matrix: bool = False,
 ) -> dict:
     """Scores on held-out synthetic scenes, with ``context_miou`` over scenes.CONTEXT_CLASSES.
 
     ``aligned`` renders the same scenes in the training curriculum's layout (the panel in a
     vehicle's columns, one criss-cross step away) to tell "cannot reach the cue" from "never
-    learned to read it".
+    learned to read it". In a distributed ``group`` each rank scores scenes rank, rank + N, ...
     """
     from ccnet.experiments import (
         scenes,  # imported late: only this mode needs the generator
     )
 
-    seeds = synthetic_seeds(seed, count)
+    seeds = group.shard(group.checked(synthetic_seeds, seed, count))
     samples = (
         (scene.image, scene.label)
         for scene in (scenes.generate_scene(s, height, width, split="eval", aligned=aligned) for s in seeds)
     )
     result = evaluate_samples(
-        predictor, samples, len(scenes.CLASS_NAMES), scenes.CLASS_NAMES,
-        multiscale=multiscale, flip=flip, ignore_index=IGNORE_INDEX, total=count, progress=progress,
+        predictor, samples, len(scenes.CLASS_NAMES), scenes.CLASS_NAMES, multiscale=multiscale, flip=flip,
+        ignore_index=IGNORE_INDEX, total=count, progress=progress, group=group, with_matrix=with_matrix,
     )
     context = [c if isinstance(c, str) else scenes.CLASS_NAMES[c] for c in scenes.CONTEXT_CLASSES]
     values = [result["per_class"][name] for name in context if result["per_class"][name] is not None]

@@ -2,24 +2,33 @@
 
 Every batch is generated from (seed, iteration), so a run is reproducible and a resumed run
 sees exactly the data it would have seen without the interruption. Checkpoints are written
-atomically; `--resume` continues from the last one.
+atomically; `--resume` continues from the last one. Under torchrun the batch is the global one,
+split over the ranks, with DistributedDataParallel (docs/scale.md).
 """
 from __future__ import annotations
 
+import json
 import math
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ccnet.errors import CCNetError
 from ccnet.experiments import scenes
+from ccnet.experiments.distributed import SINGLE, Group, RankError
+from ccnet.experiments.global_batch import global_batch_dropout, global_batch_norm
 from ccnet.experiments.losses import CategoryConsistentLoss, segmentation_loss
-from ccnet.inference.predictor import Protocol, normalise
+from ccnet.inference.predictor import Protocol, normalise, resolve_device
 from ccnet.nn.model import EMBEDDED_CONFIG, CCNet, CCNetConfig
 from ccnet.weights.checkpoints import read_checkpoint, save_checkpoint
+from ccnet.weights.datasets import IGNORE_INDEX
 
 FROZEN_PREFIXES = ("backbone.", "auxiliary_head.")  # what --backbone loads and freezes
 SEED_STRIDE = 10_000_000  # training scene seeds: seed * SEED_STRIDE + sample index
@@ -71,31 +80,42 @@ def aligned_share(cfg: TrainConfig, iteration: int) -> float:
     return 0.5 * max(0.0, 1.0 - iteration / (cfg.curriculum * cfg.iters))
 
 
-def make_batch(cfg: TrainConfig, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scenes for this iteration with flips and photometric jitter; (B,3,H,W) input, (B,H,W) labels."""
+def make_batch(cfg: TrainConfig, iteration: int, part: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scenes for this iteration with flips and photometric jitter; (B,3,H,W) input, (B,H,W) labels.
+
+    ``part`` selects rows of the batch: the same scenes, flips and jitter as those rows of the whole
+    batch (every random draw is made for the whole batch, then sliced), so the ranks of a
+    distributed run together see exactly the batch one process sees.
+    """
+    rows = range(cfg.batch)[part]
     first = cfg.seed * SEED_STRIDE + iteration * cfg.batch
     aligned = np.random.default_rng([cfg.seed, iteration, 1]).random(cfg.batch) < aligned_share(cfg, iteration)
-    images, labels = scenes.scene_batch(range(first, first + cfg.batch), cfg.height, cfg.width, "train",
-                                        aligned)
+    images, labels = scenes.scene_batch([first + i for i in rows], cfg.height, cfg.width, "train", aligned[part])
     rng = np.random.default_rng([cfg.seed, iteration])
     images = images.astype(np.float32)
-    flip = rng.random(cfg.batch) < 0.5
+    flip = (rng.random(cfg.batch) < 0.5)[part]
     images[flip] = images[flip, :, ::-1]
     labels[flip] = labels[flip, :, ::-1]
     if cfg.merge_context:
         labels[labels == scenes.TRUCK] = scenes.CAR
-    gain = rng.uniform(0.8, 1.2, (cfg.batch, 1, 1, 1))
-    offset = rng.uniform(-20, 20, (cfg.batch, 1, 1, 1))
+    gain = rng.uniform(0.8, 1.2, (cfg.batch, 1, 1, 1))[part]
+    offset = rng.uniform(-20, 20, (cfg.batch, 1, 1, 1))[part]
     images = np.clip(images * gain + offset, 0, 255)
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     return normalise(x, Protocol()).float(), torch.from_numpy(np.ascontiguousarray(labels)).long()
 
 
-def context_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Share of vehicle pixels given the right one of the context classes (the cue's effect)."""
+def context_counts(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+    """(vehicle pixels given the right one of the context classes, vehicle pixels): the cue's effect."""
     pred = torch.nn.functional.interpolate(logits, size=labels.shape[-2:], mode="bilinear").argmax(1)
-    on_context = torch.isin(labels, torch.tensor(scenes.CONTEXT_CLASSES))
-    return float((pred[on_context] == labels[on_context]).float().mean()) if on_context.any() else math.nan
+    on_context = torch.isin(labels, torch.tensor(scenes.CONTEXT_CLASSES, device=labels.device))
+    return int((pred[on_context] == labels[on_context]).sum()), int(on_context.sum())
+
+
+def context_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of vehicle pixels given the right one of the context classes (NaN without vehicles)."""
+    right, total = context_counts(logits, labels)
+    return right / total if total else math.nan
 
 
 def model_meta(cfg: TrainConfig, net_config: CCNetConfig, iteration: int, seconds: float) -> dict:
@@ -132,8 +152,9 @@ def freeze_backbone(net: CCNet, checkpoint: str) -> None:
 
 
 def forward_loss(net: CCNet, cfg: TrainConfig, ccl: CategoryConsistentLoss | None, x: torch.Tensor,
-                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(training loss, decode logits); a frozen backbone runs in eval mode without autograd."""
+                 labels: torch.Tensor, scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training loss, decode logits); a frozen backbone runs in eval mode without autograd.
+    ``scale`` multiplies the cross-entropy terms (a rank's share of the global batch's labelled pixels)."""
     if cfg.backbone:
         net.backbone.eval()
         with torch.no_grad():
@@ -145,15 +166,40 @@ def forward_loss(net: CCNet, cfg: TrainConfig, ccl: CategoryConsistentLoss | Non
     loss = segmentation_loss(logits, labels)
     if aux is not None:
         loss = loss + cfg.aux_weight * segmentation_loss(aux, labels)
+    if scale is not None:
+        loss = loss * scale
     if ccl is not None:
         loss = loss + ccl(features, labels)
     return loss, logits
 
 
-def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:  # noqa: ANN001
-    """Train (or resume) and return the path of the final model-only checkpoint."""
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
+class TrainStep(nn.Module):
+    """The network and the CCL's projection as one module, the one DistributedDataParallel wraps."""
+
+    def __init__(self, net: CCNet, ccl: CategoryConsistentLoss | None, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.net, self.ccl, self.cfg = net, ccl, cfg
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor, scale: float | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        return forward_loss(self.net, self.cfg, self.ccl, x, labels, scale)
+
+
+def pixel_share(group: Group, labels: torch.Tensor) -> float | None:
+    """W * (this rank's labelled pixels) / (all ranks' labelled pixels): DDP averages the ranks'
+    gradients, so each rank's mean loss times this share makes that average the gradient of the global
+    batch's mean loss even when ranks hold different numbers of ignored pixels (1.0 when they do not).
+    None in a plain run."""
+    if not group.distributed:
+        return None
+    mine = torch.tensor([float((labels != IGNORE_INDEX).sum())], dtype=torch.float64)
+    total = float(group.all_reduce_sum(mine)[0])
+    return float(mine[0]) * group.world_size / total if total else 1.0
+
+
+def setup(cfg: TrainConfig, resume: bool, log: Callable[[str], None], device: torch.device
+          ) -> tuple[CCNet, CategoryConsistentLoss | None, torch.optim.Optimizer, int, float]:
+    """(network, CCL, optimizer, first iteration, seconds so far): fresh, or from OUT/last.pt."""
     net_config = model_config(cfg)
     torch.manual_seed(cfg.seed)
     net = CCNet(net_config)
@@ -164,10 +210,13 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:  # noqa: A
     if cfg.backbone:
         freeze_backbone(net, cfg.backbone)
     ccl = CategoryConsistentLoss(net_config.head_channels) if cfg.ccl else None
+    net.to(device)
+    if ccl:
+        ccl.to(device)
     params = [p for p in net.parameters() if p.requires_grad] + (list(ccl.parameters()) if ccl else [])
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, elapsed = 0, 0.0
-    last = out / "last.pt"
+    last = Path(cfg.out) / "last.pt"
     if resume and last.is_file():
         state = torch.load(last, map_location="cpu", weights_only=True)
         if state["train_config"] != asdict(cfg):
@@ -178,34 +227,92 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:  # noqa: A
             ccl.load_state_dict(state["ccl"])
         start, elapsed = state["iteration"], state["seconds"]
         log(f"resumed from {last} at iteration {start}")
+    return net, ccl, optimizer, start, elapsed
+
+
+def parallel_step(step: TrainStep, group: Group) -> nn.Module:
+    """The step itself in a plain run; under torchrun, with BatchNorm and Dropout2d over the global
+    batch (ccnet/experiments/global_batch.py), in DistributedDataParallel (gradients averaged)."""
+    if not group.distributed:
+        return step
+    step = global_batch_dropout(global_batch_norm(step, group), group)
+    # 1x1 convolutions' gradients come back with other strides for their size-1 dimensions: harmless.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    return DistributedDataParallel(step, device_ids=[group.device] if group.device.type == "cuda" else None)
+
+
+def write_run_record(cfg: TrainConfig, group: Group, device: torch.device, start: int) -> None:
+    """OUT/run.json: how this (possibly distributed) run was laid out."""
+    record = {"world_size": group.world_size, "global_batch": cfg.batch,
+              "per_rank_batch": cfg.batch // group.world_size, "backend": group.backend, "device": device.type,
+              "start_iteration": start}
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.out) / "run.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
+def train(cfg: TrainConfig, resume: bool = False, log=print, device: str = "cpu",  # noqa: ANN001
+          group: Group = SINGLE) -> Path:
+    """Train (or resume) and return the path of the final model-only checkpoint.
+
+    Under torchrun (``group`` from distributed.session) ``cfg.batch`` is the global batch: rank r trains
+    on rows r * B/N .. (r + 1) * B/N of each one-process batch; only rank 0 logs and writes files."""
+    torch.set_num_threads(cfg.threads)
+    if cfg.batch % group.world_size:
+        raise RankError(f"--batch {cfg.batch} is the global batch: it must divide by the {group.world_size} processes")
+    log = log if group.is_main else (lambda _: None)
+    run_device = resolve_device(group.device_for(device))
+    net, ccl, optimizer, start, elapsed = group.checked(setup, cfg, resume, log, run_device)
+    step = parallel_step(TrainStep(net, ccl, cfg), group)
+    if group.is_main:
+        write_run_record(cfg, group, run_device, start)
+    per_rank = cfg.batch // group.world_size
+    part = slice(group.rank * per_rank, (group.rank + 1) * per_rank)
+    out, last = Path(cfg.out), Path(cfg.out) / "last.pt"
     net.train()
     tick, window = time.perf_counter(), []
     for iteration in range(start, cfg.iters):
         torch.manual_seed(cfg.seed * SEED_STRIDE + iteration)  # dropout identical after a resume
-        for group in optimizer.param_groups:
-            group["lr"] = poly_lr(cfg, iteration)
-        x, labels = make_batch(cfg, iteration)
-        loss, logits = forward_loss(net, cfg, ccl, x, labels)
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = poly_lr(cfg, iteration)
+        x, labels = (t.to(run_device) for t in make_batch(cfg, iteration, part))
+        loss, logits = step(x, labels, pixel_share(group, labels))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        window.append((loss.item(), context_accuracy(logits.detach(), labels)))
+        window.append(step_numbers(group, loss, logits, labels))
         done = iteration + 1
         if done % cfg.log_every == 0 or done == cfg.iters:
             now = time.perf_counter()
             elapsed, tick = elapsed + now - tick, now
-            rate = elapsed / (done - start) if done > start else 0.0
-            losses, ctx = zip(*window)
-            log(f"it {done}/{cfg.iters} loss {np.mean(losses):.3f} context-acc {np.nanmean(ctx):.2f} "
-                f"lr {poly_lr(cfg, iteration):.2e} {rate:.2f} s/it eta {(cfg.iters - done) * rate / 60:.1f} min")
+            log(progress_line(cfg, done, start, elapsed, window))
             window = []
-        if done % cfg.save_every == 0 or done == cfg.iters:
+        if group.is_main and (done % cfg.save_every == 0 or done == cfg.iters):
             save_checkpoint(last, {
                 "state_dict": net.state_dict(), "optimizer": optimizer.state_dict(),
                 "ccl": ccl.state_dict() if ccl else {}, "iteration": done, "seconds": elapsed,
                 "train_config": asdict(cfg),
             })
     final = out / "model.pt"
-    save_checkpoint(final, {"meta": model_meta(cfg, net_config, cfg.iters, elapsed), "state_dict": net.state_dict()})
+    if group.is_main:
+        meta = model_meta(cfg, net.config, cfg.iters, elapsed)
+        save_checkpoint(final, {"meta": meta, "state_dict": net.state_dict()})
     log(f"wrote {final} ({elapsed / 60:.1f} min of training)")
     return final
+
+
+def step_numbers(group: Group, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """(loss, context accuracy) of the global batch for the log."""
+    right, total = context_counts(logits.detach(), labels)
+    if group.distributed:
+        summed = group.all_reduce_sum(torch.tensor([loss.item(), right, total], dtype=torch.float64))
+        loss_value, right, total = float(summed[0]) / group.world_size, float(summed[1]), float(summed[2])
+    else:
+        loss_value = loss.item()
+    return loss_value, right / total if total else math.nan
+
+
+def progress_line(cfg: TrainConfig, done: int, start: int, elapsed: float, window: list[tuple[float, float]]) -> str:
+    rate = elapsed / (done - start) if done > start else 0.0
+    losses, ctx = zip(*window)
+    return (f"it {done}/{cfg.iters} loss {np.mean(losses):.3f} context-acc {np.nanmean(ctx):.2f} "
+            f"lr {poly_lr(cfg, done - 1):.2e} {rate:.2f} s/it eta {(cfg.iters - done) * rate / 60:.1f} min")
