@@ -115,13 +115,13 @@ def server_clicks(url: str, image: Path, clicks: int) -> dict:
 def measure(moves: int = 60, clicks: int = 30) -> dict:
     """Serve the app on loopback (with a do-nothing endpoint beside it) and measure both paths."""
     from ccnet.app.explorer import Explorer
-    from ccnet.app.ui import build_app
+    from ccnet.app.ui import build_app, launch_options
 
     folder = Path(tempfile.mkdtemp(prefix="ccnet-bench-"))
     demo = build_app(Explorer("default", device="cpu"))
     add_floor_endpoint(demo, folder)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     photo = folder / "scene_2048.png"
     Image.fromarray(generate_scene(11, 1024, 2048, split="eval").image).save(photo)
     try:

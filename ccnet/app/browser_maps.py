@@ -98,25 +98,32 @@ def panels(kind: str, steps: int) -> list[list[str]]:
     return [*segmentation, *crosses, ["composed", whole]]
 
 
-def viewer_value(analysis: Analysis, classes: tuple[str, ...], palette: tuple[tuple[int, int, int], ...],
-                 budget: int = BUDGET_BYTES) -> dict:
-    """Everything the page needs to draw this analysis: the image, the segmentation, the classes,
-    the colormaps and, within the budget, every cell's quantised cross of every step. A non-local
-    head's dense maps (h·w weights per cell) are never sent: a pin asks the server for its cell's."""
+def in_browser(analysis: Analysis, budget: int = BUDGET_BYTES) -> bool:
+    """Whether the page gets this analysis' maps (else a pin asks the server for its cell's)."""
+    return analysis.kind == "criss-cross" and payload_bytes(analysis.grid, len(analysis.attention)) <= budget
+
+
+def viewer_value(analysis: Analysis, data_url: str, budget: int = BUDGET_BYTES) -> dict:
+    """What the viewer component holds (and Gradio keeps in the session): a few hundred bytes that
+    describe the analysis and the URL of its page data (page_data), which the page fetches."""
     height, width = analysis.size
     steps = len(analysis.attention)
-    value = {
-        "key": analysis.key, "model": analysis.model, "kind": analysis.kind, "size": [height, width],
-        "panels": panels(analysis.kind, steps),
-        "grid": list(analysis.grid), "steps": steps, "image": _data_url(analysis.image),
-        "mask": _data_url(palette_image(analysis.mask, palette), "PNG"),
-        "classes": list(classes), "palette": [list(rgb) for rgb in palette],
-        "colormaps": _colormaps(),
-        "decades": DECADES, "levels": LEVELS, "rel_error": REL_ERROR, "floor": FLOOR,
-        "bytes": payload_bytes(analysis.grid, steps), "budget": budget,
-    }
-    if steps and value["bytes"] <= budget:
+    return {"model": analysis.model, "kind": analysis.kind, "size": [height, width],
+            "panels": panels(analysis.kind, steps), "grid": list(analysis.grid), "steps": steps,
+            "data": data_url, "bytes": payload_bytes(analysis.grid, steps), "budget": budget,
+            "maps": in_browser(analysis, budget)}
+
+
+def page_data(analysis: Analysis, classes: tuple[str, ...], palette: tuple[tuple[int, int, int], ...],
+              budget: int = BUDGET_BYTES) -> dict:
+    """Everything the page draws this analysis from: the image, the segmentation, the classes, the
+    colormaps and, within the budget, every cell's quantised cross of every step. A non-local
+    head's dense maps (h·w weights per cell) are not sent: a pin asks the server for its cell's."""
+    data = {"image": _data_url(analysis.image), "mask": _data_url(palette_image(analysis.mask, palette), "PNG"),
+            "classes": list(classes), "palette": [list(rgb) for rgb in palette], "colormaps": _colormaps(),
+            "decades": DECADES, "levels": LEVELS, "rel_error": REL_ERROR, "floor": FLOOR}
+    if in_browser(analysis, budget):
         quantised = [quantise(step.numpy()) for step in analysis.attention]
-        value["codes"] = [_b64(codes.tobytes()) for codes, _ in quantised]
-        value["scales"] = [_b64(scales.astype("<f4").tobytes()) for _, scales in quantised]
-    return value
+        data["codes"] = [_b64(codes.tobytes()) for codes, _ in quantised]
+        data["scales"] = [_b64(scales.astype("<f4").tobytes()) for _, scales in quantised]
+    return data

@@ -20,6 +20,7 @@ import torch
 from ccnet import limits
 from ccnet.app.analysis import SIZES, Analysis, Display, Explanation, size_note
 from ccnet.app.cache import LRUCache
+from ccnet.app.links import LinkKeys
 from ccnet.app.models import ModelStore
 from ccnet.app.present import md_text
 from ccnet.app.server.zerogpu import gpu_task, measure_seconds, network_seconds
@@ -94,6 +95,7 @@ class Explorer:
         self.kept: set[str] = set()  # image keys (the examples) held in their own cache, never evicted
         self.kept_cache = LRUCache(64, 1 << 30)
         self.cost_cache = LRUCache(64, 1 << 20)
+        self.links = LinkKeys()  # the uploads' link keys (random, issued to their senders)
         self.network_runs = 0
         self._in_flight, self.max_in_flight = 0, 0  # concurrent network runs, for the load test
         self._count_lock = threading.Lock()
@@ -146,16 +148,6 @@ class Explorer:
         for source in by_key.values() if now else ():
             self.analyse(source)
         return by_key
-
-    def cached(self, key: str, model: str | None = None, size: str | None = None) -> Analysis:
-        """The analysis of the image whose key a link names (checked by ccnet.app.links), if it is
-        still in the cache."""
-        name = model or self.default_model
-        cache_key = (name, self.size_for(name, size), key)
-        analysis = self.cache.get(cache_key) or self.kept_cache.get(cache_key)
-        if analysis is None:
-            raise ImageError("the image of this link is no longer on the server; upload it again")
-        return analysis
 
     def _run(self, name: str, size: str, key: str, source: ImageSource) -> tuple[Analysis, int]:
         image, note = load_image(source)

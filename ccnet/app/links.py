@@ -1,19 +1,28 @@
 """Deep links: the page's URL holds the image (a demo's file name, or the key of an upload while the
 server holds it), the model, the pinned pixel, the view and the display settings. Opening the URL
 restores them. Every parameter is checked here: a bad one is dropped with a one-line note naming it
-(the note is plain text; the page escapes it), and the rest of the link still applies."""
+(the note is plain text; the page escapes it), and the rest of the link still applies. An upload's
+key is a random token issued to its sender (LinkKeys), never a hash of its content."""
 from __future__ import annotations
 
 import math
+import os
 import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ccnet import limits
 from ccnet.errors import shown
 from ccnet.viz.pictures import COLORMAPS
 
 VIEWS = ("segmentation", "step1", "step2", "step3", "composed")
-KEY_PATTERN = r"[0-9a-f]{40}"
+KEY_BYTES = 16  # an upload's link key: 128 random bits
+KEY_PATTERN = r"[A-Za-z0-9_-]{22}"  # secrets.token_urlsafe(KEY_BYTES)
+EXPIRED = "the image of this link is not on the server (uploads expire an hour after their last use); upload it again"
 
 
 @dataclass(frozen=True)
@@ -74,3 +83,50 @@ def parse_link(params: Mapping[str, str], examples: Iterable[str], models: Itera
     if checked("clip", clip_text is not None and _clip(clip_text) is not None, "a number in (0, 1]") is not None:
         display["clip"] = _clip(clip_text)
     return Link(example, key, model, pixel, view, display, tuple(problems))
+
+
+class LinkKeys:
+    """Unguessable keys that name an upload in a link: issued to whoever sent the upload (and shared
+    by its links), never derived from the image's content, so holding the same bytes is not enough
+    to open someone's link, and asking for a key says nothing about what was uploaded. A key lives
+    as long as its upload (UPLOAD_MAX_AGE_S since its last use, ccnet.app.server.uploads touches it
+    on each use), at most `max_keys` of them, the least recently used going first; an unknown key
+    and an expired one are answered alike."""
+
+    def __init__(self, max_keys: int = limits.LINKS, max_age_s: float = limits.UPLOAD_MAX_AGE_S) -> None:
+        self.max_keys, self.max_age_s = max_keys, max_age_s
+        self._uploads: OrderedDict[str, tuple[str, str]] = OrderedDict()  # key -> (content key, upload path)
+        self._keys: dict[str, str] = {}  # upload path -> key
+        self._lock = threading.Lock()
+
+    def issue(self, content_key: str, path: str) -> str:
+        """The key of this upload (the same one each time it is asked for)."""
+        with self._lock:
+            key = self._keys.get(path)
+            if key is None:
+                key = secrets.token_urlsafe(KEY_BYTES)
+                self._keys[path] = key
+                self._uploads[key] = (content_key, path)
+                while len(self._uploads) > self.max_keys:
+                    self._keys.pop(self._uploads.popitem(last=False)[1][1], None)
+            self._uploads.move_to_end(key)
+            return key
+
+    def resolve(self, key: str) -> tuple[str, str] | None:
+        """(content key, upload path) of a live key, else None (never issued, evicted, or its upload
+        gone or unused for too long)."""
+        with self._lock:
+            found = self._uploads.get(key)
+        if found is None:
+            return None
+        try:
+            alive = time.time() - os.stat(found[1]).st_mtime <= self.max_age_s
+        except OSError:
+            alive = False
+        with self._lock:
+            if not alive:
+                self._uploads.pop(key, None)
+                self._keys.pop(found[1], None)
+                return None
+            self._uploads.move_to_end(key)
+        return found

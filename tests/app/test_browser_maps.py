@@ -3,12 +3,22 @@ byte budget, and deep links checked before anything is read."""
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 import pytest
 import torch
 
-from ccnet.app.browser_maps import FLOOR, REL_ERROR, dequantise, error_bound, payload_bytes, quantise, viewer_value
+from ccnet.app.browser_maps import (
+    FLOOR,
+    REL_ERROR,
+    dequantise,
+    error_bound,
+    page_data,
+    payload_bytes,
+    quantise,
+    viewer_value,
+)
 from ccnet.app.links import parse_link
 
 
@@ -43,12 +53,16 @@ def test_the_payload_holds_the_maps_only_within_the_budget(explorer, picture):
     size = payload_bytes(analysis.grid, len(analysis.attention))
     h, w = analysis.grid
     assert size == 2 * h * w * (h + w + 4)
-    inside = viewer_value(analysis, loaded.classes, loaded.palette, budget=size)
+    inside = page_data(analysis, loaded.classes, loaded.palette, budget=size)
     assert len(inside["codes"]) == 2 and len(base64.b64decode(inside["codes"][0])) == h * w * (h + w)
     scales = np.frombuffer(base64.b64decode(inside["scales"][1]), "<f4").reshape(h, w)
     np.testing.assert_allclose(scales, analysis.attention[1].numpy().max(-1), rtol=1e-6)
-    outside = viewer_value(analysis, loaded.classes, loaded.palette, budget=size - 1)
-    assert "codes" not in outside and outside["grid"] == [h, w] and outside["image"].startswith("data:image/jpeg")
+    assert viewer_value(analysis, "ccnet/data/x", budget=size)["maps"] is True
+    outside = page_data(analysis, loaded.classes, loaded.palette, budget=size - 1)
+    assert "codes" not in outside and outside["image"].startswith("data:image/jpeg")
+    small = viewer_value(analysis, "ccnet/data/x", budget=size - 1)
+    assert small["maps"] is False and small["grid"] == [h, w] and small["data"] == "ccnet/data/x"
+    assert len(json.dumps(small)) < 1024  # what the session keeps: no picture, no map
 
 
 def test_a_link_names_a_demo_a_model_a_pixel_a_view_and_the_display():

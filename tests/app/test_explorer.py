@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sys
 import threading
 import time
@@ -401,3 +402,52 @@ def test_class_names_from_a_checkpoint_are_text_in_every_line_the_page_renders(t
     assert "<img" not in legend and "<h1" not in legend  # HTML: escaped entities
     assert "<img" not in line and "<h1" not in line and "](" not in line and "****" not in line  # Markdown
     assert "**" + md_text(loaded.classes[explanation.pixel_class]) + "**" in line
+
+
+def test_an_uploads_link_key_is_random_lives_with_the_upload_and_says_nothing_of_others(tmp_path):
+    """The key is not the content's hash: the same bytes uploaded elsewhere get another key; a key
+    works while its upload lives (a use renews it) and after that is answered like one never issued;
+    at most `max_keys` are answered."""
+    import hashlib
+    import os
+
+    from ccnet.app.links import KEY_PATTERN, LinkKeys
+
+    keys = LinkKeys(max_keys=3, max_age_s=60)
+    first, second = tmp_path / "a" / "scene.png", tmp_path / "b" / "scene.png"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_bytes(b"same bytes")
+    content = hashlib.sha1(b"same bytes").hexdigest()
+    key = keys.issue(content, str(first))
+    assert re.fullmatch(KEY_PATTERN, key) and content not in key and keys.issue(content, str(first)) == key
+    other = keys.issue(content, str(second))
+    assert other != key and keys.resolve(key) == (content, str(first)) and keys.resolve(content) is None
+    old = time.time() - 120
+    os.utime(first, (old, old))  # unused for two minutes: expired
+    assert keys.resolve(key) is None and keys.resolve("A" * 22) is None
+    os.utime(first, None)
+    assert keys.resolve(key) is None  # gone for good, even if the file is used again
+    for i in range(4):
+        (tmp_path / f"c{i}").write_bytes(b"x")
+        keys.issue(f"k{i}", str(tmp_path / f"c{i}"))
+    assert keys.resolve(other) is None  # the least recently used of more than three
+
+
+def test_a_link_to_an_expired_upload_and_a_made_up_one_are_answered_alike(tmp_path, explorer, picture):
+    import os
+
+    from ccnet.app.links import EXPIRED
+    from ccnet.app.ui.page import ExplorerUI
+
+    page = ExplorerUI(explorer, Exports(tmp_path / "exports"))
+    upload = tmp_path / "upload.png"
+    upload.write_bytes(picture.read_bytes())
+    key = explorer.links.issue(explorer.analyse(upload).key, str(upload))
+    os.utime(upload, (time.time() - 7200, time.time() - 7200))  # unused for two hours
+    answers = []
+    for asked in (key, "A" * 22):
+        with pytest.raises(CCNetError) as err:
+            page.current(None, asked, explorer.default_model)
+        answers.append(str(err.value))
+    assert answers == [EXPIRED, EXPIRED] and "hour" in EXPIRED

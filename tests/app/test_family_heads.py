@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ccnet.app.browser_maps import viewer_value
+from ccnet.app.browser_maps import page_data, viewer_value
 from ccnet.app.explorer import Explorer
 from ccnet.errors import CCNetError
 from ccnet.experiments.scenes import generate_scene
@@ -118,6 +118,6 @@ def test_the_viewer_is_told_the_kind_of_head_and_gets_no_dense_maps(explorer):
     for head, kind in (("default", "criss-cross"), ("default:none", "none"), ("default:nonlocal", "non-local")):
         analysis = explorer.analyse(CAR_SCENE, head)
         loaded = explorer.model(head)[0]
-        value = viewer_value(analysis, loaded.classes, loaded.palette)
-        assert value["kind"] == kind
-        assert ("codes" in value) == (kind == "criss-cross")
+        value = viewer_value(analysis, "ccnet/data/x")
+        assert value["kind"] == kind and value["maps"] == (kind == "criss-cross")
+        assert ("codes" in page_data(analysis, loaded.classes, loaded.palette)) == (kind == "criss-cross")

@@ -320,7 +320,7 @@ def test_the_analysis_size_reaches_released_models_through_the_api(tmp_path_fact
 
     from ccnet.app.explorer import Explorer
     from ccnet.app.exports import Exports
-    from ccnet.app.ui import build_app
+    from ccnet.app.ui import build_app, launch_options
     from ccnet.weights import presets
     from ccnet.weights.load import load_file
 
@@ -332,7 +332,7 @@ def test_the_analysis_size_reaches_released_models_through_the_api(tmp_path_fact
 
     demo = build_app(Explorer("default", device="cpu", loader=loader), Exports(tmp_path_factory.mktemp("exports")))
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path_factory.mktemp("dl")))
         _, fast = client.predict(handle_file(str(DEMO)), name, api_name="/segment")

@@ -262,12 +262,12 @@ def test_over_the_budget_a_pin_asks_the_server_for_the_maps(browser, tmp_path_fa
     """Beyond the byte budget no maps are sent; a click gets the pinned cell's maps from the server."""
     from ccnet.app.explorer import Explorer
     from ccnet.app.exports import Exports
-    from ccnet.app.ui import build_app
+    from ccnet.app.ui import build_app, launch_options
     from tools.ports import free_port
 
     port, explorer = free_port(), Explorer("default", device="cpu")
     demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")), viewer_budget=0)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     page = open_page(browser)
     try:
         page.goto(f"http://127.0.0.1:{port}/?example=street_seed5_car.png")
@@ -329,10 +329,7 @@ def test_a_pin_shows_the_non_local_head_beside_and_r1_misses_the_truck(page, liv
     assert page.locator("#nonlocal-map img").count() == 1
     shot(page, "compare")
     before = composed_png(page)
-    page.locator("#model input").click()
-    page.locator("ul[role=listbox] li", has_text="R = 1 head").first.click()
-    page.wait_for_function("() => document.querySelector('#status span.md')?.innerText.includes('default:rcca_r1')",
-                           timeout=60_000)
+    choose_head(page, "R = 1 head", "default:rcca_r1")
     page.mouse.click(*point(page, "composed", *FIRST_PIXEL))
     assert "→ truck" in wait_pinned(page, *FIRST_PIXEL)
     assert composed_png(page) != before
@@ -393,7 +390,7 @@ def test_a_slow_model_download_does_not_hold_up_other_visitors(browser, tmp_path
 
     from ccnet.app.explorer import Explorer
     from ccnet.app.exports import Exports
-    from ccnet.app.ui import build_app
+    from ccnet.app.ui import build_app, launch_options
     from ccnet.weights.load import load_file, load_model
     from tools.ports import free_port
 
@@ -408,7 +405,7 @@ def test_a_slow_model_download_does_not_hold_up_other_visitors(browser, tmp_path
 
     port, explorer = free_port(), Explorer("default", device="cpu", loader=slow_loader)
     demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")))
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     page = open_page(browser)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path_factory.mktemp("dl")))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,37 @@ def test_a_request_naming_a_server_file_is_refused_in_one_line_without_a_traceba
     assert status == 400 and "passwd was not uploaded to this app" in text
     assert hostile.call(port, "segment", [image, "", ""], VICTIM).outcome == "complete"
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_session_keeps_no_picture_or_map_of_the_image_it_shows(tmp_path):
+    """The page's upload event on a 2048 px image, in fresh sessions as Gradio runs it: what each
+    session keeps (every output's last value) stays within the published bound; the picture and
+    the maps are fetched from the blob route instead (4.7 MB a session before)."""
+    import asyncio
+    import json
+
+    import gradio as gr
+    from gradio.state_holder import SessionState
+    from PIL import Image
+
+    from ccnet.app.explorer import Explorer
+    from ccnet.app.exports import Exports
+    from ccnet.app.ui import build_app
+    from ccnet.experiments.scenes import generate_scene
+    from ccnet.limits import SESSION_STATE_BYTES
+
+    demo = build_app(Explorer("default", device="cpu"), Exports(tmp_path / "exports"))
+    upload = next(fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "on_upload")
+    photo = Path(gr.utils.get_upload_folder()) / "session-test" / "wide.png"  # where Gradio keeps uploads
+    photo.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(generate_scene(3, 1024, 2048, split="eval").image).save(photo)
+    for _ in range(2):
+        state = SessionState(demo)
+        before = len(json.dumps(state.config_values, default=str))
+        asyncio.run(demo.process_api(block_fn=upload, inputs=[{"path": str(photo)}, "default", "interactive"],
+                                     state=state))
+        viewer = next(v["props"]["value"] for v in state.config_values.values()
+                      if v.get("props", {}).get("elem_id") == "viewer")
+        assert viewer["size"] == [1024, 2048] and viewer["data"].startswith("ccnet/data/")  # the image is shown
+        kept = len(json.dumps(state.config_values, default=str)) - before
+        assert 0 < kept <= SESSION_STATE_BYTES, kept

@@ -7,6 +7,7 @@ from __future__ import annotations
 from starlette.middleware import Middleware
 
 from ccnet import limits
+from ccnet.app.server.blobs import BlobRoute
 from ccnet.app.server.body_limit import BodyLimit
 from ccnet.app.server.clients import VouchForMcpCallers
 from ccnet.app.server.disk import Sweeper
@@ -15,8 +16,8 @@ from ccnet.app.server.upload_limit import UploadLimit
 
 def launch_options(sweeper: Sweeper | None = None) -> dict:
     """Keyword arguments for Gradio's `launch()`: the body limit and pace outermost, then the MCP
-    callers' identity and, with a sweeper, the upload door."""
-    middleware = [Middleware(BodyLimit), Middleware(VouchForMcpCallers)]
+    callers' identity, the page's payloads (blobs) and, with a sweeper, the upload door."""
+    middleware = [Middleware(BodyLimit), Middleware(VouchForMcpCallers), Middleware(BlobRoute)]
     if sweeper is not None:
         middleware.append(Middleware(UploadLimit, usage=sweeper.usage, budget=sweeper.budget, failed=sweeper.soon,
                                      registry=sweeper.registry))

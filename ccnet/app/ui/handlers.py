@@ -2,15 +2,16 @@
 the Explorer and returns {component: new value}; components missing from the dict keep theirs."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gradio as gr
 
 from ccnet.app.analysis import Analysis, Display, Explanation
-from ccnet.app.browser_maps import payload_bytes, pinned_maps, viewer_value
+from ccnet.app.browser_maps import in_browser, page_data, pinned_maps, viewer_value
 from ccnet.app.explorer import PHOTO_MODEL, Explorer
 from ccnet.app.exports import Exports
-from ccnet.app.links import parse_link
+from ccnet.app.links import EXPIRED, parse_link
 from ccnet.app.present import (
     bare_pixel_text,
     compact_json,
@@ -22,6 +23,7 @@ from ccnet.app.present import (
     pixel_text,
     topk_rows,
 )
+from ccnet.app.server.blobs import BLOBS
 from ccnet.app.ui.common import EXAMPLES, FIRST_EXAMPLE, FIRST_PIXEL, Updates, log, ui_guard, upload_path
 from ccnet.errors import CCNetError, for_visitor, shown
 from ccnet.viz import charts
@@ -50,24 +52,27 @@ class Handlers:
     example_keys: dict[str, str]  # image key -> demo file, so that links name a demo, not its key
     viewer_budget: int  # bytes of quantised maps the page may receive per image
 
-    def in_browser(self, analysis: Analysis) -> bool:
-        """Whether the page holds this image's maps (else a pin asks the server for them)."""
-        fits = payload_bytes(analysis.grid, len(analysis.attention)) <= self.viewer_budget
-        return analysis.kind != "non-local" and fits
-
     def example_name(self, analysis: Analysis) -> str | None:
         """The demo file an analysis came from, if any: links then name it, not its key."""
         path = self.example_keys.get(analysis.key)
         return Path(path).name if path else None
 
-    def viewer_for(self, analysis: Analysis, view: str | None, pin: tuple[int, int] | None = None,
-                   display: dict | None = None, pinned: dict | None = None) -> dict:
-        """The viewer's value: the image's maps (within the budget), the view, the pinned pixel, the
-        display a link asked for and, over the budget, the pinned cell's maps."""
+    def viewer_for(self, analysis: Analysis, link: str | None, view: str | None, pin: tuple[int, int] | None = None,
+                   display: dict | None = None, explanation: Explanation | None = None) -> dict:
+        """The viewer's value: a few hundred bytes (Gradio keeps it in the session) naming the page
+        data the page fetches (the image's maps within the budget), the upload's link key, the view,
+        the pinned pixel, the display a link asked for and, over the budget, the URL of the pinned
+        cell's maps."""
         loaded = self.explorer.model(analysis.model)[0]
-        value = viewer_value(analysis, loaded.classes, loaded.palette, self.viewer_budget)
-        value.update(view=view, display=display or {}, pin=list(pin) if pin else None,
-                     example=self.example_name(analysis), pinned_maps=pinned)
+        identity = (analysis.model, analysis.analysis_size, analysis.key, self.viewer_budget)
+        data = BLOBS.url(identity, lambda: json.dumps(
+            page_data(analysis, loaded.classes, loaded.palette, self.viewer_budget)).encode())
+        value = viewer_value(analysis, data, self.viewer_budget)
+        value.update(key=link, view=view, display=display or {}, pin=list(pin) if pin else None,
+                     example=self.example_name(analysis))
+        if explanation is not None and not value["maps"]:  # over the budget: the server's maps of this cell
+            cell = explanation.maps.cell
+            value["pinned"] = BLOBS.url((*identity, cell), lambda: json.dumps(pinned_maps(explanation.maps)).encode())
         return value
 
     def unchanged(self) -> Updates:
@@ -75,16 +80,17 @@ class Handlers:
         return {self.status: gr.skip()}
 
     # ---- an image arrives (upload, example, link, model switch) --------------------------------
-    def image_views(self, analysis: Analysis, pin: tuple[int, int] | None = None, view: str | None = None,
-                    display: dict | None = None) -> Updates:
+    def image_views(self, analysis: Analysis, link: str | None, pin: tuple[int, int] | None = None,
+                    view: str | None = None, display: dict | None = None) -> Updates:
         """Everything an analysed image shows: the viewer with its maps, the legend, the status and
-        the image's downloads; a pinned pixel's views are emptied (or filled, with `pin`)."""
+        the image's downloads; a pinned pixel's views are emptied (or filled, with `pin`). `link` is
+        the upload's link key (None for an example)."""
         loaded = self.explorer.model(analysis.model)[0]
         updates = {
             **self.domain_views(analysis),
-            self.viewer: self.viewer_for(analysis, view, pin, display),
+            self.viewer: self.viewer_for(analysis, link, view, pin, display),
             self.legend: legend_html(analysis, loaded.classes, loaded.palette),
-            self.status: self.explorer.status(analysis), self.pixel: HINT, self.key_state: analysis.key,
+            self.status: self.explorer.status(analysis), self.pixel: HINT, self.key_state: link,
             self.mask_file: _enabled(self.exports.mask_png(analysis, loaded.palette)),
             self.colour_file: _enabled(self.exports.colour_png(analysis, loaded.palette)),
             self.overlay_file: _enabled(self.exports.picture(analysis, "overlay", self.explorer.overlay(analysis))),
@@ -92,7 +98,7 @@ class Handlers:
             self.npz_file: _enabled(None), **self.compare_hidden(),
         }
         if pin:
-            updates.update(self.pin_views(analysis, pin, view or "composed", DEFAULT_K))
+            updates.update(self.pin_views(analysis, link, pin, view or "composed", DEFAULT_K))
         return updates
 
     def domain_views(self, analysis: Analysis | None) -> Updates:
@@ -124,11 +130,10 @@ class Handlers:
 
     @ui_guard
     def on_upload(self, path: dict | None, model: str, size: str) -> Updates:
-        path = upload_path(path)
-        if path is None:
+        if upload_path(path) is None:
             return self.cleared(model, "Upload an image or pick an example.")
         try:
-            return self.image_views(self.explorer.analyse(path, model, size))
+            return self.image_views(*self.current(path, None, model, size))
         except CCNetError as err:  # also empty the input, so the cost step that follows stays quiet
             return self.cleared(model, f"⚠️ {md_text(for_visitor(err))}")
 
@@ -138,15 +143,16 @@ class Handlers:
                 self.cost_chart: None, self.cost_text: "", self.csv_file: _enabled(None)}
 
     # ---- a pixel is pinned ----------------------------------------------------------------------
-    def pin_views(self, analysis: Analysis, pixel: tuple[int, int], view: str, k: float) -> Updates:
+    def pin_views(self, analysis: Analysis, link: str | None, pixel: tuple[int, int], view: str,
+                  k: float) -> Updates:
         """What needs the server for a pinned pixel: its class, the top-k of the chosen view, the
         row/column chart and the maps as a download."""
         if analysis.kind == "none":
             return self.bare_pin_views(analysis, pixel, view)
         explanation, classes, ranked = self.ranked_views(analysis, pixel, view, k)
         updates = {}
-        if not self.in_browser(analysis):  # over the viewer's budget: the server's maps of this cell
-            updates[self.viewer] = self.viewer_for(analysis, view, pixel, pinned=pinned_maps(explanation.maps))
+        if not in_browser(analysis, self.viewer_budget):  # over the budget: the server's maps of this cell
+            updates[self.viewer] = self.viewer_for(analysis, link, view, pixel, explanation=explanation)
         return {
             **updates, **self.compare_views(analysis, *pixel), **ranked,
             self.pixel: pixel_text(explanation, classes),
@@ -187,21 +193,27 @@ class Handlers:
         return {self.compare_image: gr.update(value=picture, visible=True),
                 self.compare_text: gr.update(value=text, visible=True)}
 
-    def current(self, path: dict | None, key: str | None, model: str, size: str | None = None) -> Analysis:
-        """The image the page shows: the uploaded or example file, else the cached one a link named."""
+    def current(self, path: dict | None, key: str | None, model: str,
+                size: str | None = None) -> tuple[Analysis, str | None]:
+        """The image the page shows, analysed (cached), and its upload's link key (None for an
+        example): the uploaded or example file, else the upload a link's key names."""
         path = upload_path(path)
-        if path is not None:
-            return self.explorer.analyse(path, model, size)
-        if key:
-            return self.explorer.cached(key, model, size)
-        raise CCNetError("no image yet: upload one or pick an example")
+        if path is None and key:
+            found = self.explorer.links.resolve(key)
+            if found is None:
+                raise CCNetError(EXPIRED)
+            path = found[1]
+        if path is None:
+            raise CCNetError("no image yet: upload one or pick an example")
+        analysis = self.explorer.analyse(path, model, size)
+        return analysis, None if self.example_name(analysis) else self.explorer.links.issue(analysis.key, path)
 
     @ui_guard
     def on_pin(self, path: dict | None, key: str | None, model: str, size: str, k: float,
                evt: gr.EventData) -> Updates:
         data = evt._data if isinstance(evt._data, dict) else {}
-        analysis = self.current(path, key, model, size)
-        return self.pin_views(analysis, (data.get("x"), data.get("y")), str(data.get("view", "composed")), k)
+        analysis, link = self.current(path, key, model, size)
+        return self.pin_views(analysis, link, (data.get("x"), data.get("y")), str(data.get("view", "composed")), k)
 
     @ui_guard
     def on_topk(self, path: dict | None, key: str | None, model: str, size: str, click: list | None,
@@ -210,7 +222,7 @@ class Handlers:
         comparison of the pinned cell do not depend on k."""
         if not click:
             return self.unchanged()
-        analysis = self.current(path, key, model, size)
+        analysis = self.current(path, key, model, size)[0]
         if analysis.kind == "none":
             return self.unchanged()
         return self.ranked_views(analysis, (click[0], click[1]), click[2], k)[2]
@@ -253,22 +265,22 @@ class Handlers:
         if name == shown_model or not self.explorer.loaded(name):
             return self.unchanged()
         switched = {self.model: name, self.model_state: name}
-        if upload_path(path) is None:
+        if upload_path(path) is None and not key:
             return {**switched, self.status: self.explorer.status(None, name)}
-        return {**switched, **self.image_views(self.current(path, key, name, size))}
+        return {**switched, **self.image_views(*self.current(path, key, name, size))}
 
     @ui_guard
     def on_size(self, size: str, path: dict | None, key: str | None, model: str) -> Updates:
         """The analysis size changed: the image again at that size (cached per size)."""
         if upload_path(path) is None and not key:
             return self.unchanged()
-        return self.image_views(self.current(path, key, model, size))
+        return self.image_views(*self.current(path, key, model, size))
 
     # ---- the cost of attention at this image's size ---------------------------------------------
     @ui_guard
     def on_cost(self, path: dict | None, key: str | None, model: str, size: str) -> Updates:
         try:
-            analysis = self.current(path, key, model, size)
+            analysis = self.current(path, key, model, size)[0]
         except CCNetError:
             return {self.cost_table: None, self.cost_chart: None, self.cost_text: "", self.csv_file: _enabled(None)}
         measured = self.explorer.cost(analysis, model)
@@ -287,15 +299,15 @@ class Handlers:
         updates = {self.model: model, self.model_state: model}
         if link.key:
             try:
-                analysis = self.explorer.cached(link.key, model)
-                updates.update(self.image_views(analysis, link.pixel, link.view, link.display))
+                updates.update(self.image_views(*self.current(None, link.key, model), link.pixel, link.view,
+                                                link.display))
             except CCNetError as err:
                 return {**updates, **self.cleared(model, f"⚠️ {md_text(for_visitor(err))}")}
         else:
             example = str(Path(FIRST_EXAMPLE).with_name(link.example)) if link.example else FIRST_EXAMPLE
             pixel = link.pixel or (None if link.example or link.problems else FIRST_PIXEL)
             analysis = self.explorer.analyse(example, model)
-            updates.update({self.image: example, **self.image_views(analysis, pixel, link.view, link.display)})
+            updates.update({self.image: example, **self.image_views(analysis, None, pixel, link.view, link.display)})
         if link.problems:
             updates[self.status] += " · ⚠️ link: " + md_text("; ".join(link.problems))
         return updates

@@ -230,7 +230,7 @@ function show(r, c, ev) {
 // took it, and x and y are there only while a pixel is pinned.
 function syncUrl() {
   const u = new URL(window.location.href), v = S.value, q = new URLSearchParams();
-  if (v.example) q.set("example", v.example); else q.set("key", v.key);
+  if (v.example) q.set("example", v.example); else if (v.key) q.set("key", v.key);
   q.set("model", v.model);
   if (S.pinned) { q.set("x", S.pinned[0]); q.set("y", S.pinned[1]); }
   for (const k of ["view", "cmap", "scale", "clip"]) q.set(k, S[k]);
@@ -387,15 +387,35 @@ function controls() {
   }
 }
 
-function build() {
-  const v = props.value;
+// The component's value is small (Gradio keeps it in the session); the image, the segmentation and
+// the maps are fetched from the URL it names, once per image (ccnet/app/server/blobs.py).
+async function fetched(url) {
+  const response = await fetch(url, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`${response.status}`);
+  return response.json();
+}
+
+let building = 0;
+async function build() {
+  const mine = ++building, given = props.value;
   const root = $(".ccv-root");
-  if (!v || !v.size) {
+  if (!given || !given.size) {
     root.innerHTML = '<div class="ccv-empty">Upload an image or pick an example.</div>';
     S.value = null;
     return;
   }
-  const sameImage = S.value && S.value.key === v.key && S.value.model === v.model;
+  let data, pinned = null;
+  try {
+    data = S.dataUrl === given.data ? S.data : await fetched(given.data);
+    if (given.pinned) pinned = await fetched(given.pinned);
+  } catch (err) {
+    if (mine === building) root.innerHTML = '<div class="ccv-empty">The maps could not be fetched; reload the page.</div>';
+    return;
+  }
+  if (mine !== building) return;  // a newer value arrived meanwhile: that build draws
+  [S.data, S.dataUrl] = [data, given.data];
+  const v = { ...data, ...given, pinned_maps: pinned };
+  const sameImage = S.value && S.value.data === v.data;
   S.value = v;
   readSettings(v);
   decode(v);
