@@ -9,17 +9,21 @@ to retry instead of holding up everyone else's requests until it ends.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
+from ccnet import limits
 from ccnet.app.analysis import INTERACTIVE_PIXELS
 from ccnet.errors import CCNetError, shown
 from ccnet.inference.predictor import Predictor, interactive
 from ccnet.nn.model import CCNet
-from ccnet.weights import family, presets
+from ccnet.weights import download, family, presets
 from ccnet.weights.download import ProgressFn
 from ccnet.weights.load import LoadedModel, load_model
 
@@ -42,6 +46,7 @@ class ModelStore:
         self._load_locks: dict[str, threading.Lock] = {}
         self._loading: dict[str, threading.Thread] = {}  # background downloads in progress
         self._failures: dict[str, tuple[float, CCNetError, int]] = {}  # name -> (retry after, error, failures)
+        self._released: OrderedDict[str, int] = OrderedDict()  # resident released models, least recent first: bytes
 
     def restrict(self, names: Iterable[str]) -> None:
         """Only these names (and the start-up model) may be loaded: the app passes its menu, so a
@@ -60,8 +65,10 @@ class ModelStore:
         """The loaded model and its predictor; a preset is fetched (with progress) on first use,
         blocking the caller: for the model queue and the background loads, not for the views."""
         name = name or self.default
-        if name in self._models:
-            return self._models[name]
+        found = self._models.get(name)
+        if found is not None:
+            self._touch(name)
+            return found
         self._check_allowed(name)
         with self._lock:  # one lock per name: a long download does not block the other models
             name_lock = self._load_locks.setdefault(name, threading.Lock())
@@ -71,6 +78,9 @@ class ModelStore:
                 if failed and time.monotonic() < failed[0]:  # remembered: no request retries a failing host
                     raise failed[1]
                 try:
+                    if self.is_released(name):  # its download stays within the server's disk budget
+                        download.prune_cache(limits.MODEL_CACHE_MB * limits.MiB, presets.get(name).download_mb * 1e6,
+                                             keep=frozenset({presets.get(name).path.name}))
                     loaded = self._loader(name, progress=progress)
                 except CCNetError as err:
                     backoff = min(LOAD_BACKOFF_MAX_S, LOAD_BACKOFF_S * 2 ** (failed[2] if failed else 0))
@@ -81,7 +91,33 @@ class ModelStore:
                 if self.device == "cpu":  # the predictor's BatchNorm-folded copy serves; drop the original
                     loaded = replace(loaded, net=predictor.net)  # (on a GPU it stays: the CPU fallback copies it)
                 self._models[name] = (loaded, predictor)
+                if self.is_released(name):
+                    self._keep_released(name, _resident_bytes(loaded.net))
         return self._models[name]
+
+    def is_released(self, name: str) -> bool:
+        """A released preset other than the start-up model: such models come and go with use."""
+        return name != self.default and name in presets.presets()
+
+    def _touch(self, name: str) -> None:
+        with self._lock:
+            if name in self._released:
+                self._released.move_to_end(name)
+
+    def _keep_released(self, name: str, nbytes: int) -> None:
+        """Count a released model in, then unload the least recently used others while they pass
+        MODEL_MEMORY_MB (the one just loaded stays); its checkpoint's time marks its use on disk."""
+        with contextlib.suppress(OSError):
+            os.utime(presets.get(name).path)
+        with self._lock:
+            self._released[name] = nbytes
+            while sum(self._released.values()) > limits.MODEL_MEMORY_MB * limits.MiB and len(self._released) > 1:
+                old = next(iter(self._released))
+                del self._released[old]
+                for key in (old, f"{old}\0cpu"):
+                    self._models.pop(key, None)
+                self._interactive.pop(old, None)
+                log.info("released model %s unloaded (least recently used)", old)
 
     def loaded(self, name: str) -> bool:
         """Whether a model is ready (loading one may mean a download)."""
@@ -153,3 +189,9 @@ class ModelStore:
                     clone.load_state_dict({k: v.detach().cpu() for k, v in loaded.net.state_dict().items()})
                     self._models[key] = (loaded, Predictor(clone, loaded.protocol, "cpu"))
         return self._models[key][1]
+
+
+def _resident_bytes(net: object) -> int:
+    """What a network's parameters and buffers hold in memory."""
+    tensors = [*net.parameters(), *net.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)

@@ -183,3 +183,26 @@ def _check_space(dest: Path, total: int | None) -> None:
 def _reason(err: object) -> str:
     text = (getattr(err, "strerror", None) or str(err) or type(err).__name__).splitlines()[0]
     return text[:120]
+
+
+def prune_cache(budget_bytes: int, room_for: int = 0, keep: frozenset[str] = frozenset()) -> list[Path]:
+    """Delete the least recently used files of the cache (their modification time: a server touches
+    a checkpoint when it loads it) until the rest and ``room_for`` more bytes fit ``budget_bytes``;
+    ``keep`` names files to spare. Returns what it deleted."""
+    folder = cache_dir()
+    try:
+        files = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
+                       key=lambda p: p.stat().st_mtime)
+    except OSError:  # no cache yet
+        return []
+    total, deleted = sum(p.stat().st_size for p in files), []
+    for path in files:
+        if total + room_for <= budget_bytes:
+            break
+        if path.name in keep:
+            continue
+        size = path.stat().st_size
+        path.unlink(missing_ok=True)
+        total -= size
+        deleted.append(path)
+    return deleted
