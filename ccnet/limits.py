@@ -46,6 +46,7 @@ OPEN_UPLOADS_PER_CLIENT = 2  # uploads one client may be sending at once
 LINKS = 512  # upload links (keys) the server answers; each expires with its upload
 MODEL_MEMORY_MB = 1024  # released models kept in memory (their parameters); the least recently used go
 MODEL_CACHE_MB = 2048  # released checkpoints kept on disk by the server; the least recently used go
+STOP_S = 3  # SIGTERM or SIGINT to exit, files removed, whatever connections are open (at most 10 s, forced)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ LIMITS = (
     Limit("upload links the server answers", str(LINKS), "the least recently used expires"),
     Limit("released models in memory", f"{MODEL_MEMORY_MB} MiB", "the least recently used is unloaded"),
     Limit("released checkpoints on disk", f"{MODEL_CACHE_MB} MiB", "the least recently used is deleted"),
+    Limit("SIGTERM or SIGINT to exit, uploads hanging or not", f"{STOP_S} s", "files removed; forced exit at 10 s"),
 )
 
 

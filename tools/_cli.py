@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import torch
 
+from ccnet.cli.common import printable
 from ccnet.cli.outputs import checked_output, write_text
 from ccnet.errors import CCNetError
 from ccnet.experiments.bench import load_average, machine_info
@@ -20,7 +21,7 @@ def run(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace],
     try:
         return command(args)
     except CCNetError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(printable(f"error: {err}"), file=sys.stderr)
         return 2
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ccnet import limits
+from ccnet.app import inputs
 from ccnet.app.analysis import SIZES, Analysis, Display, Explanation, size_note
 from ccnet.app.cache import LRUCache
 from ccnet.app.links import LinkKeys
@@ -190,7 +191,7 @@ class Explorer:
         """The attention of the cell under pixel (x, y) of the analysed image (or of an analysis).
         Never runs the network for an image already analysed."""
         analysis = source if isinstance(source, Analysis) else self.analyse(source, model, size)
-        x, y = _pixel(x, y)
+        x, y = inputs.pixel(x, y)
         if analysis.kind == "none":
             raise CCNetError(f"{analysis.model} has no attention to show: its head sees each pixel's "
                              "neighbourhood only; pick a head with attention (R = 1, 2, 3 or non-local)")
@@ -265,7 +266,7 @@ class Explorer:
         """The non-local head's map of the cell under pixel (x, y) (same backbone, same image) and how
         it agrees with a criss-cross head's composed map (the shown head's, or R = 2's for a head
         without criss-cross attention), with both maps' on-cross share averaged over the image."""
-        cell = cell_of(*_pixel(x, y), analysis.size, analysis.grid)
+        cell = cell_of(*inputs.pixel(x, y), analysis.size, analysis.grid)
         family.nonlocal_sibling(analysis.model)  # a one-line error for models outside the family
         criss_cross, steps = self._criss_cross_of(analysis)
         matrix = self._nonlocal_of(analysis)
@@ -355,11 +356,4 @@ def _growth_curves(channels: int) -> tuple[tuple[int, ...], dict]:
         for method in METHODS
     }
 
-
-def _pixel(x: Any, y: Any) -> tuple[int, int]:
-    """Coordinates from a client as ints; anything else (text, 1e999, NaN) is a one-line error."""
-    try:
-        return int(x), int(y)
-    except (TypeError, ValueError, OverflowError):
-        raise CCNetError(f"pixel coordinates must be integers, got x={shown(x)}, y={shown(y)}") from None
 

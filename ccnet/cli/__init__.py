@@ -17,6 +17,7 @@ import argparse
 import sys
 
 from ccnet.cli import bench, experiments, models, run
+from ccnet.cli.common import printable
 from ccnet.errors import CCNetError
 
 COMMAND_GROUPS = (run, models, experiments, bench)
@@ -35,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except CCNetError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(printable(f"error: {err}"), file=sys.stderr)
         return 2
     except OSError as err:  # e.g. an output folder that does not exist
-        print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        print(printable(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": ")), file=sys.stderr)
         return 2

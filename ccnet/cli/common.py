@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import unicodedata
 from dataclasses import replace
 
 import torch
@@ -10,6 +11,14 @@ import torch
 from ccnet.inference.predictor import Predictor, Protocol
 from ccnet.inference.runtime import exported_predictor
 from ccnet.weights.load import LoadedModel, load_model
+
+
+def printable(text: object) -> str:
+    """Text for the terminal with its control characters written out (\\x1b, \\u202e, ...): names a
+    file or a checkpoint brings (class names, file names) cannot move the cursor, recolour or
+    rewrite what the terminal shows."""
+    return "".join(char if unicodedata.category(char)[0] != "C" else char.encode("unicode_escape").decode()
+                   for char in str(text))
 
 
 def pair(text: str) -> tuple[int, int]:

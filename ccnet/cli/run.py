@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ccnet.cli.common import add_model_args, make_predictor, pair
+from ccnet.cli.common import add_model_args, make_predictor, pair, printable
 from ccnet.cli.outputs import check_fraction, checked_output, open_output
 from ccnet.inference.agreement import agreement, nonlocal_map
 from ccnet.inference.explain import explain_pixel
@@ -42,8 +42,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     shares = ", ".join(
         f"{loaded.classes[i]} {100 * counts[i] / mask.size:.1f}%" for i in np.argsort(-counts)[:6] if counts[i]
     )
-    print(f"{Path(args.image).name}: {image.shape[1]}x{image.shape[0]}, model {loaded.name}, "
-          f"{predictor.device.type}, {pred.seconds * 1000:.0f} ms; {shares}")
+    print(printable(f"{Path(args.image).name}: {image.shape[1]}x{image.shape[0]}, model {loaded.name}, "
+                    f"{predictor.device.type}, {pred.seconds * 1000:.0f} ms; {shares}"))
     return 0
 
 

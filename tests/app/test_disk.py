@@ -18,7 +18,7 @@ import pytest
 from ccnet.app.server.disk import AppFolder, FolderUsage, Sweeper, budget_bytes
 from ccnet.app.server.upload_limit import FULL, SHARE_FULL, TOO_MANY_PARTS, UploadLimit
 from ccnet.errors import CCNetError
-from ccnet.limits import UPLOAD_PARTS
+from ccnet.limits import STOP_S, UPLOAD_PARTS
 from ccnet.project import ROOT
 from tests.e2e.test_app_api import NETWORK_GUARD
 from tools.ports import free_port
@@ -240,6 +240,15 @@ def declared_status(port: int, declared: int) -> str:
         return sock.recv(100).split(b"\r\n")[0].decode()
 
 
+def hanging_upload(port: int, source: str) -> socket.socket:
+    """An upload that declares 1 MB, sends its first 64 KB and then waits (from its own address)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    sock.sendall(b"POST /gradio_api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000000\r\n\r\n"
+                 + multipart_head("slow.bin") + os.urandom(64_000))
+    return sock
+
+
 def wait_until_served(server: subprocess.Popen, port: int, log: Path) -> None:
     deadline = time.monotonic() + 120
     while True:
@@ -266,10 +275,13 @@ def test_a_signal_stops_the_app_and_removes_all_its_files(tmp_path, number):
         [path] = upload(port, "scene.bin", os.urandom(200_000))
         assert Path(path).is_file() and Path(path).is_relative_to(temp)
         assert declared_status(port, 65 * 2**20).endswith("507 Insufficient Storage")
+        hanging = [hanging_upload(port, source) for source in ("127.0.0.2", "127.0.0.3", "127.0.0.4")]
         started = time.monotonic()
         server.send_signal(number)
         assert server.wait(timeout=15) == 0
-        assert time.monotonic() - started < 15
+        assert time.monotonic() - started < STOP_S  # the published time, with three uploads hanging mid-body
+        for sock in hanging:
+            sock.close()
     finally:
         if server.poll() is None:
             server.kill()

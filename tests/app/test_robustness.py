@@ -366,3 +366,19 @@ def test_a_huge_echoed_input_is_cut(explorer):
     message = for_visitor(err.value)
     assert len(str(err.value)) < 300 and f"({(1 << 20) + 2} characters)" in message
     assert len(for_visitor(CCNetError("y" * 5000))) == VISITOR_MESSAGE_LIMIT == 1000
+
+
+def test_every_endpoint_describes_each_argument_whole_to_the_api_page_and_the_mcp_tools():
+    """Gradio keeps an argument's first docstring line only: each description is one line, whole."""
+    from gradio.utils import get_function_description
+
+    from ccnet.app.ui.api import IMAGE, MODEL, SIZE, attention_endpoint, cost_endpoint, segment_endpoint
+
+    for make in (segment_endpoint, attention_endpoint, cost_endpoint):
+        summary, arguments, returns = get_function_description(make(None, None))
+        assert summary.endswith(".") and len(returns) == 1 and returns[0].endswith(").")
+        assert arguments["image"].startswith(IMAGE) and "2048 px" in IMAGE and "fetches no URL" in IMAGE
+        assert arguments["model"].startswith(MODEL)
+        assert all(text for text in arguments.values()), arguments
+        if "size" in arguments:
+            assert arguments["size"] == SIZE

@@ -103,3 +103,17 @@ def test_the_command_line_holds_what_users_run_and_the_instruments_are_scripts()
         run = subprocess.run([sys.executable, "-m", f"tools.{name}", "--help"], cwd=ROOT, capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 0 and f"python -m tools.{name}" in run.stdout, (name, run.stderr[-500:])
+
+
+def test_a_checkpoints_class_names_cannot_drive_the_terminal(tmp_path):
+    """Control characters from a crafted checkpoint (and a file name) are written out, not sent."""
+    from tests.helpers import tiny_checkpoint
+
+    crafted = tiny_checkpoint(tmp_path / "crafted.pt", classes=("\x1b[2J\x1b[31mroad", "car\u202e", "sky", "tree"))
+    image = tmp_path / "scene\x1b[1m.png"
+    Image.new("RGB", (96, 64), (90, 90, 90)).save(image, format="PNG")
+    run = run_cli("predict", str(image), "--model", str(crafted), "--device", "cpu")
+    assert run.returncode == 0, run.stderr
+    assert "\x1b" not in run.stdout and "\u202e" not in run.stdout and "\\x1b" in run.stdout
+    bad = run_cli("predict", str(tmp_path / "missing\x1b[2J.png"))
+    assert bad.returncode == 2 and "\x1b" not in bad.stderr and "\\x1b[2J" in bad.stderr

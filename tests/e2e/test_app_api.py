@@ -243,9 +243,10 @@ def test_requests_cannot_read_server_files_or_load_arbitrary_checkpoints(served)
     runs = explorer.network_runs
     port = int(client.src.rstrip("/").rsplit(":", 1)[1])
     for path in ("/etc/hostname", str(ROOT / "assets" / "MODEL_CARD.md"), str(ROOT / "app.py"), "http://10.0.0.1/x.png"):
-        # refused before it is queued (ccnet.app.server.uploads.refuse_foreign_files), in one line
+        # refused before it is queued (ccnet.app.server.uploads.refuse_bad_requests), in one line
         status, message = hostile.submit(port, "segment", [{"path": path, "meta": {"_type": "gradio.FileData"}}, ""])
-        assert status == 400 and "was not uploaded to this app" in message, message
+        words = "fetches no URL" if path.startswith("http") else "was not uploaded to this app"
+        assert status == 400 and words in message and "10.0.0.1" not in message, message
         assert str(ROOT) not in message and "/etc" not in message
     for model in (str(ROOT / "assets" / "ccnet_default.pt"), "/etc/passwd"):
         with pytest.raises(AppError, match="unknown model"):
@@ -358,3 +359,33 @@ def test_attention_compares_with_the_non_local_sibling_when_asked(served):
     assert set(data["agreement"]) >= {"topk_overlap", "js_divergence_bits", "on_cross_share", "top_cell"}
     with pytest.raises(AppError, match="compare must be empty or 'nonlocal'"):
         client.predict(handle_file(str(DEMO)), 165, 182, "", "", "everything", api_name="/attention")
+
+
+@pytest.mark.parametrize("x, y", [(1.5, 3), (True, 3), (None, 3), ("7", 3), (float("nan"), 3), (3, [1])])
+def test_a_coordinate_that_is_not_a_whole_number_is_one_line_and_no_traceback(served, capfd, x, y):
+    client, _ = served
+    port = int(client.src.rstrip("/").rsplit(":", 1)[1])
+    status, path = hostile.upload(port, "scene.png", DEMO.read_bytes())
+    image = {"path": path, "meta": {"_type": "gradio.FileData"}}
+    capfd.readouterr()
+    answer = hostile.call(port, "attention", [image, x, y, "", "", ""])
+    words = "give the pixel as x" if x is None else "pixel coordinates must be whole numbers"
+    assert answer.outcome == "error" and words in answer.text
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_malformed_calls_are_refused_in_one_line_before_they_are_queued(served, capfd):
+    client, _ = served
+    port = int(client.src.rstrip("/").rsplit(":", 1)[1])
+    image = {"path": hostile.upload(port, "scene.png", DEMO.read_bytes())[1], "meta": {"_type": "gradio.FileData"}}
+    segment = next(d["id"] for d in client.config["dependencies"] if d.get("api_name") == "segment")
+    capfd.readouterr()
+    for body, words in (({"data": [image], "fn_index": 9999, "session_hash": "s1"}, "unknown function 9999"),
+                        ({"data": [image], "fn_index": segment, "session_hash": "s1"}, "takes 3 inputs, got 1"),
+                        ({"data": "x", "fn_index": segment, "session_hash": "s1"}, None)):
+        status, text = hostile.post(port, "/gradio_api/queue/join", json.dumps(body).encode(),
+                                    {"content-type": "application/json"})
+        assert status in (400, 422) and "\n" not in text.decode().strip(), (status, text)
+        if words:
+            assert words in text.decode()
+    assert "Traceback" not in capfd.readouterr().err

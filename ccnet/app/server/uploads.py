@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ccnet.errors import ImageError
+from ccnet.errors import ImageError, shown
 from ccnet.project import DEMOS
 
 
@@ -22,8 +22,9 @@ def checked_upload(payload: dict | str | None, roots: Iterable[Path]) -> str | N
     path = payload.get("path") if isinstance(payload, dict) else payload
     if path is None or path == "":
         return None
-    if not isinstance(path, (str, os.PathLike)):
-        raise ImageError("the image must be sent as an uploaded file")
+    if not isinstance(path, (str, os.PathLike)) or str(path).lower().startswith(("http:", "https:", "data:")):
+        raise ImageError("the image must be sent as an uploaded file (or, to the MCP tools, as base64 data); "
+                         "this server fetches no URL")
     resolved = Path(path).resolve()
     if not any(resolved.is_relative_to(Path(root).resolve()) for root in roots):
         raise ImageError(f"{Path(path).name} was not uploaded to this app; upload the image instead of naming a path")
@@ -51,15 +52,28 @@ def foreign_file(data: Any, roots: Iterable[Path]) -> str | None:
     return None
 
 
-def refuse_foreign_files(queue: Any, roots: Callable[[], Iterable[Path]]) -> None:
-    """Wrap a Gradio Queue's ``push``: a request whose files name server paths outside ``roots()``
-    is refused (HTTP 400, one line) before it is queued. Gradio would refuse it later too, while
-    preparing the inputs, but it then logs a traceback per request and tells the client only
-    "error: null"."""
+def malformed(body: Any, functions: dict) -> str | None:
+    """The one-line refusal of a call the app cannot run: an unknown function (Gradio answers 500),
+    or data that is not one value per input (Gradio answers {"error": null}); None if well formed."""
+    function = functions.get(getattr(body, "fn_index", None))
+    if function is None:
+        return f"unknown function {shown(getattr(body, 'fn_index', None))}"
+    data = getattr(body, "data", None)
+    if not isinstance(data, list) or len(data) != len(function.inputs):
+        count = len(data) if isinstance(data, list) else shown(data)
+        return f"this function takes {len(function.inputs)} inputs, got {count}"
+    return None
+
+
+def refuse_bad_requests(queue: Any, roots: Callable[[], Iterable[Path]]) -> None:
+    """Wrap a Gradio Queue's ``push``: a malformed call, or one whose files name server paths outside
+    ``roots()`` (or URLs), is refused (HTTP 400, one line) before it is queued. Gradio would fail on
+    it later, while preparing the inputs, logging a traceback per request and telling the client
+    "error: null" or a 500."""
     push: Callable[..., Awaitable[tuple]] = queue.push
 
     async def checked_push(body: Any, request: Any, username: str | None) -> tuple:
-        refusal = foreign_file(getattr(body, "data", None), roots())
+        refusal = foreign_file(getattr(body, "data", None), roots()) or malformed(body, queue.blocks.fns)
         if refusal:
             return False, refusal, "error"
         return await push(body, request, username)

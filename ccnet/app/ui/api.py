@@ -6,11 +6,13 @@ from collections.abc import Callable
 
 import gradio as gr
 
+from ccnet import limits
 from ccnet.app.analysis import Display
 from ccnet.app.explorer import PHOTO_MODEL, Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.ui.common import VIEWS, api_guard, upload_path
 from ccnet.errors import CCNetError, shown
+from ccnet.nn.cost import METHODS
 from ccnet.viz.pictures import legend
 
 
@@ -37,26 +39,28 @@ def api_endpoints(explorer: Explorer, exports: Exports) -> None:
     gr.on([], cost, [image_in, model_in], [cost_json], api_name="cost", concurrency_id="cost", preprocess=False)
 
 
+IMAGE = (f"the image (PNG, JPEG, WebP, GIF, BMP or TIFF, at most {limits.FILE_BYTES / limits.MiB:g} MiB, at least "
+         f"{limits.MIN_SIDE} px a side, at most {limits.MAX_ASPECT}:1; larger than {limits.MAX_SIDE} px it is "
+         "downscaled), as an uploaded file or, to the MCP tools, as base64 data; the server fetches no URL")
+MODEL = ('"" or "default" for the embedded model (synthetic street scenes only), or the name of a released '
+         "mmsegmentation CCNet preset, e.g. ccnet_r50-d8_512x512_160k_ade20k for everyday photos or "
+         "ccnet_r50-d8_512x1024_80k_cityscapes for street photos")
+SIZE = ('for released models, "interactive" (the whole image at <= 0.26 megapixels: seconds on a CPU) or "full" '
+        '(the preset\'s own test protocol); "" for the app\'s default')
+
+
+def tool_doc(summary: str, args: dict[str, str], returns: str) -> str:
+    """An endpoint's docstring as Gradio reads it for the API page and the MCP tools: each argument's
+    description on one line (Gradio keeps only an argument's first line)."""
+    return "\n".join([summary, "", "Args:", *(f"    {name}: {text}" for name, text in args.items()),
+                      "Returns:", f"    {returns}"])
+
+
 def segment_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tuple]:
     """The /segment endpoint's function (its name and docstring are also its MCP tool's)."""
 
     @api_guard
     def segment(image: dict | str | None, model: str = "", size: str = "") -> tuple:
-        """Segment an image with CCNet (criss-cross attention) and return the class colours over it.
-
-        Args:
-            image: the image to segment (PNG, JPEG, WebP, GIF, BMP or TIFF; 32 to 2048 px per side).
-            model: "" or "default" for the embedded model (synthetic street scenes only), or the
-                name of a released mmsegmentation CCNet preset, e.g. ccnet_r50-d8_512x512_160k_ade20k
-                for everyday photos or ccnet_r50-d8_512x1024_80k_cityscapes for street photos.
-            size: for released models, "interactive" (the whole image at <= 0.26 megapixels: seconds on
-                a CPU) or "full" (the preset's own test protocol); "" for the app's default.
-        Returns:
-            The overlay (PNG) and a JSON: model, image_size [H, W], feature grid [h, w], analysis_size,
-            seconds, device, note, out_of_domain (true when the embedded model is shown something
-            unlike its synthetic street scenes), domain_note, suggested_model, and the legend (class
-            name, colour, share of the pixels).
-        """
         analysis = explorer.analyse(upload_path(image), model or None, size or None)
         loaded = explorer.model(analysis.model)[0]
         return exports.picture(analysis, "overlay", explorer.overlay(analysis)), {
@@ -68,6 +72,12 @@ def segment_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tupl
             "legend": legend(analysis.mask, loaded.classes, loaded.palette),
         }
 
+    segment.__doc__ = tool_doc(
+        "Segment an image with CCNet (criss-cross attention) and return the class colours over it.",
+        {"image": IMAGE, "model": MODEL, "size": SIZE},
+        "The overlay (PNG) and a JSON: model, image_size [H, W], feature grid [h, w], analysis_size, seconds, "
+        "device, note, out_of_domain (true when the embedded model is shown something unlike its synthetic street "
+        "scenes), domain_note, suggested_model, and the legend (class name, colour, share of the pixels).")
     return segment
 
 
@@ -77,25 +87,6 @@ def attention_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tu
     @api_guard
     def attention(image: dict | str | None, x: float | None, y: float | None, model: str = "",
                   size: str = "", compare: str = "") -> tuple:
-        """Where one pixel looks: its feature cell's criss-cross attention at each recurrence step
-        (its row and column) and composed over all steps (the whole image).
-
-        Args:
-            image: the image (as for segment); it is analysed once, then every pixel is answered
-                from the server's cache.
-            x: the pixel's column in the analysed image (0 is the left edge).
-            y: the pixel's row in the analysed image (0 is the top edge).
-            model: as for segment.
-            size: as for segment.
-            compare: "nonlocal" to add the non-local sibling's map of the same cell (same backbone)
-                and how the two agree; "" for none. Only the embedded model's family has siblings.
-        Returns:
-            The composed map over the image (PNG, pixel and top-5 cells marked), every map side by
-            side (PNG), and a JSON: grid, cell [row, col], steps and composed (h x w weights, each
-            summing to 1), topk (rank, cell, pixel, weight, class), pixel, class, confidence; with
-            compare: nonlocal (h x w, sums to 1) and agreement (topk_overlap, js_divergence_bits,
-            on_cross_share of each map, top_cell of each).
-        """
         image = upload_path(image)
         if x is None or y is None:
             raise CCNetError("give the pixel as x (column) and y (row)")
@@ -111,6 +102,19 @@ def attention_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tu
             data["nonlocal"] = non_local.tolist()
         return heatmap, steps, data
 
+    attention.__doc__ = tool_doc(
+        "Where one pixel looks: its feature cell's criss-cross attention at each recurrence step (its row and "
+        "column) and composed over all steps (the whole image).",
+        {"image": IMAGE + "; it is analysed once, then every pixel is answered from the server's cache",
+         "x": "the pixel's column in the analysed image (0 is the left edge), a whole number",
+         "y": "the pixel's row in the analysed image (0 is the top edge), a whole number",
+         "model": MODEL, "size": SIZE,
+         "compare": '"nonlocal" to add the non-local sibling\'s map of the same cell (same backbone) and how the two '
+                    'agree; "" for none. Only the embedded model\'s family has siblings.'},
+        "The composed map over the image (PNG, pixel and top-5 cells marked), every map side by side (PNG), and a "
+        "JSON: grid, cell [row, col], steps and composed (h x w weights, each summing to 1), topk (rank, cell, "
+        "pixel, weight, class), pixel, class, confidence; with compare: nonlocal (h x w, sums to 1) and agreement "
+        "(topk_overlap, js_divergence_bits, on_cross_share of each map, top_cell of each).")
     return attention
 
 
@@ -119,17 +123,13 @@ def cost_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., dict]:
 
     @api_guard
     def cost(image: dict | str | None, model: str) -> dict:
-        """What criss-cross attention (R = 1 and 2) and a non-local block cost at this image's
-        feature size: the attention maps' bytes, the measured peak memory, FLOPs and time.
-
-        Args:
-            image: the image (as for segment).
-            model: as for segment; its channel count sets the blocks' width.
-        Returns:
-            A JSON: feature_size [h, w], channels, device, and for rcca1, rcca2 and nonlocal:
-            memory_bytes, analytic_bytes, flops, time_ms, estimated (with a reason when estimated).
-        """
         return explorer.cost(upload_path(image), model or None)
 
+    cost.__doc__ = tool_doc(
+        "What criss-cross attention (R = 1, 2 and 3) and a non-local block cost at this image's feature size: the "
+        "attention maps' bytes, the measured peak memory, FLOPs and time.",
+        {"image": IMAGE, "model": MODEL + "; its channel count sets the blocks' width"},
+        f"A JSON: feature_size [h, w], channels, device, and for {', '.join(METHODS)}: memory_bytes, analytic_bytes, "
+        "flops, time_ms, estimated (with a reason when estimated).")
     return cost
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from ccnet.app import inputs
 from ccnet.app.analysis import Analysis, Display, Explanation
 from ccnet.app.browser_maps import in_browser, page_data, pinned_maps, viewer_value
 from ccnet.app.explorer import PHOTO_MODEL, Explorer
@@ -26,6 +27,7 @@ from ccnet.app.present import (
 from ccnet.app.server.blobs import BLOBS
 from ccnet.app.ui.common import EXAMPLES, FIRST_EXAMPLE, FIRST_PIXEL, Updates, log, ui_guard, upload_path
 from ccnet.errors import CCNetError, for_visitor, shown
+from ccnet.inference.geometry import cell_of
 from ccnet.viz import charts
 from ccnet.viz.pictures import heatmap, mark_pixel
 from ccnet.weights import family, presets
@@ -147,6 +149,8 @@ class Handlers:
                   k: float) -> Updates:
         """What needs the server for a pinned pixel: its class, the top-k of the chosen view, the
         row/column chart and the maps as a download."""
+        pixel = inputs.pixel(*pixel)
+        cell_of(*pixel, analysis.size, analysis.grid)  # inside the image, or one line
         if analysis.kind == "none":
             return self.bare_pin_views(analysis, pixel, view)
         explanation, classes, ranked = self.ranked_views(analysis, pixel, view, k)
@@ -165,7 +169,8 @@ class Handlers:
                      k: float) -> tuple[Explanation, tuple[str, ...], Updates]:
         """The pinned cell's explanation, the model's classes, and what the top-k slider changes:
         the top-k table and the summary JSON."""
-        shown = Display(view=view.replace("step", "step ") if view.startswith("step") else "composed", k=int(k))
+        shown = Display(view=view.replace("step", "step ") if view.startswith("step") else "composed",
+                        k=inputs.top_k(k))
         explanation = self.explorer.explain(analysis, *pixel, display=shown)
         classes = self.explorer.classes(analysis.model)
         summary = {k: v for k, v in explanation.to_json(classes).items() if k not in ("steps", "composed")}

@@ -22,7 +22,7 @@ from ccnet.app.server.disk import Sweeper, app_folder, budget_bytes
 from ccnet.app.server.fairness import cap_per_client
 from ccnet.app.server.launch import launch_options
 from ccnet.app.server.shutdown import serve_until_signal
-from ccnet.app.server.uploads import refuse_foreign_files
+from ccnet.app.server.uploads import refuse_bad_requests
 from ccnet.app.ui.api import api_endpoints
 from ccnet.app.ui.common import EXAMPLES, MODELS, VIEWS, upload_roots
 from ccnet.app.ui.handlers import DEFAULT_K, HINT, Handlers
@@ -215,7 +215,8 @@ def build_app(explorer: Explorer | None = None, exports: Exports | None = None,
     # api_open=False: Gradio's /run and /api routes, which skip the queue, are closed whatever SPACE_ID says
     demo.queue(default_concurrency_limit=1, max_size=limits.QUEUE_SIZE, api_open=False)
     cap_per_client(demo._queue)  # one client cannot fill the queue everyone shares (ccnet/app/server/fairness.py)
-    refuse_foreign_files(demo._queue, upload_roots)  # a request may only name uploaded files and the demos
+    # well-formed calls naming only uploaded files (Gradio itself refuses any other path, with a traceback)
+    refuse_bad_requests(demo._queue, lambda: upload_roots()[:1])
     return demo
 
 
@@ -255,6 +256,8 @@ def main(argv: list[str] | None = None) -> None:
             sweeper.stop()
             if releaser:
                 releaser.stop()
+            if demo.server is not None:  # open connections (an upload hanging mid-body) do not hold the stop
+                demo.server.force_exit = True
             demo.close()
 
         return stop
