@@ -132,3 +132,34 @@ def test_the_release_thread_looks_by_itself_until_stopped():
     run = _run(RELEASE_THREAD)
     kept, after = (int(v) for v in run.stdout.split())
     assert after < kept - 400, run.stderr
+
+
+def test_the_idle_release_gives_back_only_when_idle_and_holding_and_grown(monkeypatch):
+    """Its rule, with the process's CPU time, glibc's held bytes and the resident size given: it
+    trims when the process used at most `busy_share` of a core since the last look AND glibc holds
+    more than `hold_bytes` freed AND resident memory grew more than `hold_bytes` past the last release."""
+    from ccnet.app.server import allocator
+
+    trims, clock, cpu = [], [0.0], [0.0]
+    state = {"held": 0, "resident": 0}
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(allocator, "_glibc", lambda: SimpleNamespace(malloc_trim=trims.append))
+    monkeypatch.setattr(allocator, "_cpu_seconds", lambda: cpu[0])
+    monkeypatch.setattr(allocator, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(allocator, "held_bytes", lambda: state["held"])
+    monkeypatch.setattr(allocator, "_resident_bytes", lambda: state["resident"])
+    release = allocator.IdleRelease(idle_s=30, busy_share=0.25, hold_bytes=100)
+
+    def look(cpu_used: float, held: int, resident: int) -> bool:
+        clock[0] += 30
+        cpu[0] += cpu_used
+        state.update(held=held, resident=resident)
+        return release.check()
+
+    assert look(7.5, 1000, 1000) is True  # exactly a quarter of a core: idle
+    assert look(7.6, 1000, 1000) is False  # busier than that
+    assert look(0, 100, 1000) is False  # glibc holds no more than hold_bytes
+    assert look(0, 1000, 1100) is False  # resident grew only hold_bytes since the last release (1000)
+    assert look(0, 1000, 1101) is True
+    assert trims == [0, 0]

@@ -115,3 +115,14 @@ def test_a_body_slower_than_the_minimum_pace_is_dropped_and_a_steady_one_passes(
     assert upload[0] == 408 and inner.bodies == []
     steady = call(BodyLimit(inner), [b"x" * 3000] * 4, {"content-type": "application/json"}, gaps_s=0.1)
     assert steady == (200, b"12000")
+
+
+def test_the_launch_settings_carry_the_published_limits():
+    """The published values, written out (docs/robustness.md's table): a changed constant fails here."""
+    from ccnet.app.server.launch import launch_options
+
+    options = launch_options()
+    assert options["state_session_capacity"] == 256 and options["max_file_size"] == 20 * 2**20
+    assert options["ssr_mode"] is False
+    names = [m.cls.__name__ for m in options["app_kwargs"]["middleware"]]
+    assert names == ["BodyLimit", "VouchForMcpCallers", "BlobRoute"]  # the upload door comes with a sweeper

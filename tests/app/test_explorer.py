@@ -189,7 +189,7 @@ def test_bad_inputs_are_one_line_errors(explorer, tmp_path):
         with pytest.raises(CCNetError, match=message) as info:
             explorer.analyse(source)
         assert "\n" not in str(info.value)
-    with pytest.raises(CCNetError, match="integers"):
+    with pytest.raises(CCNetError, match="whole numbers"):
         explorer.explain(np.zeros((40, 40, 3), np.uint8), "a", 3)
     assert explorer.network_runs == 1  # only the valid array above ran
 

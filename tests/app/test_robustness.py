@@ -353,7 +353,7 @@ def test_a_download_larger_than_the_free_space_is_refused_before_it_starts(serve
 
 @pytest.mark.parametrize("x", [float("inf"), float("nan"), "1e999", "Infinity"])
 def test_coordinates_that_are_not_finite_numbers_are_one_line(explorer, picture, x):
-    with pytest.raises(CCNetError, match="pixel coordinates must be integers"):
+    with pytest.raises(CCNetError, match="pixel coordinates must be whole numbers"):
         explorer.explain(picture, x, 3)
 
 

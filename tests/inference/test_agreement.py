@@ -62,3 +62,16 @@ def test_the_image_average_on_cross_share_equals_the_per_cell_one_averaged():
     matrix /= matrix.sum(axis=1, keepdims=True)
     expected = np.mean([on_cross_share(matrix[u].reshape(3, 4), u // 4, u % 4) for u in range(12)])
     assert mean_on_cross_share(matrix, (3, 4)) == pytest.approx(expected)
+
+
+def test_agreement_of_two_different_maps_worked_out_by_hand():
+    """a = .5 .3 .2 / 0 0 0 and b = 0 .3 .2 / .5 0 0: top-2 {(0,0), (0,1)} against {(1,0), (0,1)},
+    overlap 1/2; the mixture .25 .3 .2 .25: KL(a||m) = KL(b||m) = .5 log2(2) = .5 bit, so JS = .5;
+    at cell (1, 2): a has .2 on its row and column, b .5 + .2 = .7."""
+    a = np.array([[0.5, 0.3, 0.2], [0.0, 0.0, 0.0]])
+    b = np.array([[0.0, 0.3, 0.2], [0.5, 0.0, 0.0]])
+    figures = agreement(a, b, (1, 2), k=2)
+    assert figures["topk_overlap"] == 0.5 and figures["js_divergence_bits"] == pytest.approx(0.5)
+    assert figures["on_cross_share"] == {"criss_cross": pytest.approx(0.2), "nonlocal": pytest.approx(0.7)}
+    assert figures["top_cell"] == {"criss_cross": [0, 0], "nonlocal": [1, 0]}
+    assert js_divergence(b, a) == pytest.approx(0.5) and topk_overlap(b, a, 2) == 0.5

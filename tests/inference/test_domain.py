@@ -86,3 +86,13 @@ def test_the_shipped_calibration_had_no_false_alarm_and_says_how_it_was_made():
     assert report["check"]["max_entropy"] == pytest.approx(1.5 * report["held_out"]["max_entropy"], abs=1e-3)
     assert report["check"]["min_layout"] == pytest.approx(report["held_out"]["min_layout"] - 1.0, abs=1e-3)
     assert len(PHOTOS) == 10 and report["photos_flagged"] == "10/10"
+
+
+def test_a_score_exactly_at_its_threshold_is_still_in_the_domain():
+    """The rule is strict: entropy above the largest held-out one, layout below the smallest."""
+    from ccnet.inference.domain import DomainScores
+
+    check = DomainCheck(np.log(np.full((2, 3), 1 / 3)), 0.3, -2.0, "synthetic street scenes")
+    assert not check.verdict(DomainScores(entropy=0.3, layout=-2.0)).out_of_domain
+    assert check.verdict(DomainScores(entropy=0.3 + 1e-9, layout=-2.0)).out_of_domain
+    assert check.verdict(DomainScores(entropy=0.3, layout=-2.0 - 1e-9)).out_of_domain

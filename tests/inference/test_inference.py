@@ -103,3 +103,26 @@ def test_cuda_matches_cpu():
     cpu = Predictor(model, Protocol(), device="cpu").predict(image)
     gpu = Predictor(tiny_model(), Protocol(), device="cuda").predict(image)
     torch.testing.assert_close(gpu.logits, cpu.logits, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("height, width, expected", [(600, 1000, (396, 660)), (512, 1024, (362, 724)),
+                                                      (1080, 2400, (343, 763)), (777, 1234, (406, 645))])
+def test_the_interactive_size_keeps_the_aspect_and_never_passes_the_pixel_cap(height, width, expected):
+    """Each side scaled by sqrt(cap / pixels) and rounded down (rounding to nearest gives 397 x 661
+    for 600 x 1000: 262,417 pixels, over the 512 x 512 cap)."""
+    from ccnet.inference.predictor import input_size, interactive
+
+    cap = 512 * 512
+    size = input_size(height, width, interactive(Protocol(), cap))
+    assert size == expected and size[0] * size[1] <= cap
+
+
+@pytest.mark.parametrize("height, width", [(70, 100), (64, 96), (65, 97), (8, 8), (9, 17)])
+def test_the_feature_grid_rounds_up_as_a_stride_8_network_does(height, width):
+    """The grid of an H x W input is the network's own output size: ceil(H / 8) x ceil(W / 8)."""
+    from ccnet.inference.geometry import grid_size
+
+    net = tiny_model()
+    with torch.no_grad():
+        logits = net(torch.zeros(1, 3, height, width))
+    assert grid_size(height, width) == tuple(logits.shape[2:]) == (-(-height // 8), -(-width // 8))

@@ -86,13 +86,23 @@ def test_state_dict_is_mmseg_cca_subdict():
     assert got == expected
 
 
-def test_legacy_gamma_shape_one_loads_strictly():
+@pytest.mark.parametrize("gamma", [0.25, -0.375])
+def test_legacy_gamma_shape_one_loads_strictly(gamma):
     module = CrissCrossAttention(16)
     state = {k: v.clone() for k, v in module.state_dict().items()}
-    state["gamma"] = torch.tensor([0.25])
+    state["gamma"] = torch.tensor([gamma])
     del state["gamma.scale"]
     module.load_state_dict(state, strict=True)
-    assert module.gamma.scale.item() == pytest.approx(0.25)
+    assert module.gamma.scale.item() == gamma  # exactly, sign included
+
+
+def test_a_checkpoints_legacy_gamma_keeps_its_sign():
+    from ccnet.nn.attention import upgrade_legacy_gamma
+
+    state = {"decode_head.cca.gamma": torch.tensor([-0.5])}
+    upgrade_legacy_gamma(state, "decode_head.cca.")
+    scale = state.pop("decode_head.cca.gamma.scale")
+    assert state == {} and scale.dim() == 0 and scale.item() == -0.5
 
 
 def test_step_maps_sum_to_one_and_vanish_off_the_cross():

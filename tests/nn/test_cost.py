@@ -102,3 +102,14 @@ def test_bench_cli_rejects_bad_arguments(capsys):
     assert capsys.readouterr().err.startswith("error: bad size '9y11'")
     assert main(["bench", "attention", "--channels", "4"]) == 2
     assert "at least 8" in capsys.readouterr().err
+
+
+def test_the_flops_formula_worked_out_by_hand_on_a_3x5_grid():
+    """C = 16 (C/8 = 2), N = 15 cells. Per step: the 1x1 convs 2 N C (2 C/8 + C) = 9,600; affinity and
+    aggregation 2 N S (C/8 + C) with S = 3 + 5 - 1 = 7 cells of a cross (3,780), or S = N = 15 for
+    non-local (8,100)."""
+    assert cost.formula_flops("rcca1", 16, 3, 5) == 9_600 + 3_780
+    assert cost.formula_flops("rcca2", 16, 3, 5) == 2 * (9_600 + 3_780)
+    assert cost.formula_flops("rcca3", 16, 3, 5) == 3 * (9_600 + 3_780)
+    assert cost.formula_flops("nonlocal", 16, 3, 5) == 9_600 + 8_100
+    assert cost.analytic_attention_bytes("rcca2", 3, 5) == 2 * 15 * 7 * 4

@@ -40,3 +40,20 @@ def test_fold_batchnorm_folds_every_norm_of_a_ccnet():
     model = fold_batchnorm(tiny_model(config=TINY))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert all(m.bias is not None for m in model.backbone.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_a_folded_pair_equals_the_conv_then_the_norm_to_float64_rounding():
+    """eps counts: with running variances near eps, folding without it would be off by ~1e-3."""
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 4, 3, bias=True).double(), nn.BatchNorm2d(4, eps=1e-3).double().eval()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.002, 0.01)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 3, 9, 11, dtype=torch.float64)
+    with torch.no_grad():
+        expected = bn(conv(x))
+        folded = fold_batchnorm(nn.Sequential(conv, bn))
+        got = folded(x)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
