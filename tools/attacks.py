@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import statistics
 import threading
 import time
@@ -22,17 +23,18 @@ from pathlib import Path
 
 from PIL import Image
 
+from ccnet import limits
 from ccnet.app.explorer import PHOTO_MODEL
 from ccnet.app.server.disk import folder_bytes, scan
 from ccnet.project import DEMOS
 from tools import hostile
+from tools.attacks_limits import print_round_two, round_two
 from tools.loadtest import serve_app, status_mib
 from tools.ports import free_port
 
 SESSIONS_WARM, SESSIONS = 200, 2000  # sessionless calls before the first and between the two RSS readings
 FLOOD = 100  # unread requests one client posts at once
-DISK_BUDGET_MB = 256  # the served app's upload space in this test
-UPLOAD_MB = 19.9  # just under the app's 20 MB per file
+TEST_DISK_MB = 256  # the served app's upload space in this run
 TRICKLE_BYTES_PER_S = 128 << 10
 IDLE_WAIT_S = 75  # two of IdleRelease's 30 s looks and some
 VICTIM, ATTACKER = "127.0.0.3", "127.0.0.2"
@@ -156,7 +158,7 @@ def disk_flood(port: int, folder: Path) -> dict:
     """Misnamed and aborted uploads (bodies Gradio leaves behind), a few seconds for the app to sweep
     them, then more uploads than the upload space holds."""
     before = folder_bytes(folder)
-    content = b"\0" * int(UPLOAD_MB * 1e6)
+    content = b"\0" * (limits.FILE_BYTES - (64 << 10))  # just under the app's limit per file
     misnamed = [hostile.upload(port, "..", content)[0] for _ in range(10)]
     for _ in range(10):
         hostile.aborted_upload(port, len(content), len(content) // 2)
@@ -168,7 +170,7 @@ def disk_flood(port: int, folder: Path) -> dict:
             "after_failed_uploads_mib": round(after_failures / 2**20, 1),
             "five_seconds_later_mib": round(after_sweep / 2**20, 1),
             "uploads": 30, "uploads_accepted": normal.count(200), "uploads_refused": len(normal) - normal.count(200),
-            "after_flood_mib": round(folder_bytes(folder) / 2**20, 1), "budget_mib": DISK_BUDGET_MB}
+            "after_flood_mib": round(folder_bytes(folder) / 2**20, 1), "budget_mib": TEST_DISK_MB}
 
 
 def shutdown(server: object, folder: Path, sig: int = signal.SIGTERM) -> dict:
@@ -190,7 +192,7 @@ def run_attacks(app_py: Path, workdir: Path, log: Callable[[str], None] = print)
     temp = workdir / "gradio-temp"
     env = {"CCNET_ZOO_URL": f"http://{hostile.HOST}:{trickle.server_address[1]}/",
            "CCNET_CACHE": str(workdir / "cache"), "GRADIO_TEMP_DIR": str(temp),
-           "CCNET_DISK_BUDGET_MB": str(DISK_BUDGET_MB)}
+           "CCNET_DISK_BUDGET_MB": str(TEST_DISK_MB)}
     port = free_port()
     server = serve_app(app_py, port, env=env)
     result: dict = {"machine": f"{os.cpu_count()} CPUs", "load_average": os.getloadavg()[0]}
@@ -201,12 +203,18 @@ def run_attacks(app_py: Path, workdir: Path, log: Callable[[str], None] = print)
                              ("slow_download", lambda: slow_download(port, image)),
                              ("queue_flood", lambda: queue_flood(port, image)),
                              ("decoding", lambda: decoding(port, server.pid, small)),
-                             ("bodies", lambda: bodies(port, server.pid, image)),
-                             ("disk_flood", lambda: disk_flood(port, temp))):
+                             ("bodies", lambda: bodies(port, server.pid, image))):
             log(f"attack: {name}")
             result[name] = attack()
             time.sleep(2)  # let the queue drain before the next attack
+        result["round_two"] = round_two(port, server.pid, workdir, image, (DEMOS / "street_seed3_car.png").read_bytes())
+        log("attack: disk_flood")
+        result["disk_flood"] = disk_flood(port, temp)
+        hanging = [hanging_upload(port, f"127.0.5.{i}") for i in range(1, 4)]
         result["shutdown"] = shutdown(server, temp)
+        for sock in hanging:
+            sock.close()
+        result["tracebacks_in_the_server_log"] = server.log_text().count("Traceback")
     finally:
         if server.poll() is None:
             server.kill()
@@ -239,5 +247,16 @@ def print_attacks(result: dict) -> None:
           f"{k['after_failed_uploads_mib']} MiB, 5 s later {k['five_seconds_later_mib']} MiB; then "
           f"{k['uploads_accepted']}/{k['uploads']} uploads accepted: {k['after_flood_mib']} MiB "
           f"(budget {k['budget_mib']})")
-    print(f"shutdown      {shut['signal']}: exit {shut['exit_code']} in {shut['seconds']} s, "
+    print_round_two(result["round_two"])
+    print(f"shutdown      {shut['signal']} with 3 uploads hanging: exit {shut['exit_code']} in {shut['seconds']} s, "
           f"{shut['files_left']} files ({shut['files_left_mib']} MiB) left")
+    print(f"server log    {result['tracebacks_in_the_server_log']} tracebacks")
+
+
+def hanging_upload(port: int, source: str) -> socket.socket:
+    """An upload that declares 1 MB, sends 64 KB and waits: open while the server is asked to stop."""
+    sock = socket.create_connection((hostile.HOST, port), timeout=10, source_address=(source, 0))
+    sock.sendall(b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                 b"Content-Length: 1000000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"files\"; "
+                 b"filename=\"h.bin\"\r\n\r\n" + b"\0" * 65536)
+    return sock

@@ -124,3 +124,32 @@ def huge_body(port: int, api: str, size: int, source: str = HOST) -> tuple[int, 
     return status, body.decode(errors="replace").strip()
 
 
+
+
+def get(port: int, path: str, source: str = HOST) -> str:
+    connection = _connection(port, source, 60)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+def join(port: int, fn_index: int, data: list, session: str, source: str = HOST, timeout: float = 120) -> str:
+    """Run one of the page's own events as the page does (queue/join, then the session's event
+    stream): 'complete', 'error' or the refusal."""
+    status, body = post(port, "/gradio_api/queue/join",
+                        json.dumps({"data": data, "fn_index": fn_index, "session_hash": session}).encode(),
+                        {"content-type": "application/json"}, source)
+    if status != 200:
+        return f"refused {status}"
+    connection = _connection(port, source, timeout)
+    try:
+        connection.request("GET", f"/gradio_api/queue/data?session_hash={session}")
+        for raw in connection.getresponse():
+            line = raw.decode(errors="replace").strip()
+            if line.startswith("data:") and '"process_completed"' in line:
+                return "complete" if json.loads(line[5:]).get("success") else "error"
+        return "error"
+    finally:
+        connection.close()

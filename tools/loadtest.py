@@ -172,6 +172,12 @@ def serve_app(app_py: Path, port: int, timeout_s: float = 120, env: dict[str, st
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the server (closed with it)
     server = subprocess.Popen([sys.executable, str(app_py)], env=env, cwd=app_py.parent,
                               stdout=subprocess.DEVNULL, stderr=log, text=True)
+
+    def log_text() -> str:
+        log.seek(0)
+        return log.read()
+
+    server.log_text = log_text  # what the server wrote to stderr so far (the adversarial run counts tracebacks)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:

@@ -20,12 +20,13 @@ SIZES = ("interactive", "full")  # the analysis sizes: bounded whole image, or t
 
 @dataclass(frozen=True)
 class Display:
-    """How the attention is drawn; every field is a control in the app."""
+    """How the attention is drawn; every field is a control in the app. The defaults are the page's
+    (the server sends them to the viewer) and the API's pictures'."""
 
     view: str = "composed"  # "step 1" ... "step R" or "composed"
     cmap: str = "magma"
-    clip: float = 1.0
-    scale: str = "linear"
+    clip: float = 0.2  # colours run from this share of the map's maximum down 4 decades (log)
+    scale: str = "log"
     upsampling: str = "nearest"
     grid_lines: bool = False
     k: int = 5

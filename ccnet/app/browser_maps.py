@@ -19,7 +19,7 @@ from functools import cache
 import numpy as np
 from PIL import Image
 
-from ccnet.app.analysis import Analysis
+from ccnet.app.analysis import Analysis, Display
 from ccnet.inference.explain import PixelAttention
 from ccnet.viz.pictures import COLORMAPS, colormap, palette_image
 
@@ -108,7 +108,9 @@ def viewer_value(analysis: Analysis, data_url: str, budget: int = BUDGET_BYTES) 
     describe the analysis and the URL of its page data (page_data), which the page fetches."""
     height, width = analysis.size
     steps = len(analysis.attention)
+    defaults = Display()
     return {"model": analysis.model, "kind": analysis.kind, "size": [height, width],
+            "defaults": {"cmap": defaults.cmap, "scale": defaults.scale, "clip": defaults.clip},
             "panels": panels(analysis.kind, steps), "grid": list(analysis.grid), "steps": steps,
             "data": data_url, "bytes": payload_bytes(analysis.grid, steps), "budget": budget,
             "maps": in_browser(analysis, budget)}

@@ -1,7 +1,7 @@
 """The app's state without Gradio: models loaded once, one network run per (model, image) kept
 in a bounded cache, and a click answered from it (maps, top-k, pictures, cost).
 
-Every handler of ccnet/app/ui.py is a thin wrapper around a method here, so the behaviour
+Every handler of ccnet/app/ui/ is a thin wrapper around a method here, so the behaviour
 (caching, bad input, rendering choices, cost measurement) is unit-tested without a server, and
 the named API endpoints and the browser share one implementation.
 """
@@ -37,7 +37,6 @@ from ccnet.nn.attention_maps import composed_map, dense_matrix
 from ccnet.nn.cost import METHODS
 from ccnet.viz import pictures as viz
 from ccnet.weights import family, presets
-from ccnet.weights.download import ProgressFn
 from ccnet.weights.load import LoadedModel, load_model
 
 PHOTO_MODEL = "ccnet_r50-d8_512x512_160k_ade20k"  # offered when the embedded model meets a photo
@@ -101,19 +100,7 @@ class Explorer:
         self._in_flight, self.max_in_flight = 0, 0  # concurrent network runs, for the load test
         self._count_lock = threading.Lock()
 
-    # -- models (ccnet.app.models) ----------------------------------------------------------------
-    def model(self, name: str | None = None, progress: ProgressFn | None = None) -> tuple[LoadedModel, Predictor]:
-        """The loaded model and its predictor; a preset is fetched (with progress) on first use."""
-        return self.models.model(name, progress)
-
-    def loaded(self, name: str) -> bool:
-        """Whether a model is ready (loading one may mean a download)."""
-        return self.models.loaded(name)
-
-    def restrict_models(self, names: Iterable[str]) -> None:
-        """Only these names (the app's menu), the start-up model and the embedded model's siblings."""
-        self.models.restrict(names)
-
+    # -- models: self.models (ccnet.app.models.ModelStore), each loaded once per name ----------------
     def size_for(self, name: str | None, size: str | None = None) -> str:
         """The analysis size an image gets: for a released model `size` if given, else the app's
         default (interactive on a CPU); always "full" for other models (the embedded one runs at
@@ -122,12 +109,8 @@ class Explorer:
             raise CCNetError(f"unknown analysis size {shown(size)}; choose one of: {', '.join(SIZES)}")
         return (size or self.default_size) if (name or self.default_model) in presets.presets() else "full"
 
-    def predictor(self, name: str, size: str) -> Predictor:
-        """The model's predictor at this analysis size (one network shared by both sizes)."""
-        return self.models.predictor(name, size)
-
     def classes(self, name: str | None = None) -> tuple[str, ...]:
-        return self.model(name)[0].classes
+        return self.models.model(name)[0].classes
 
     # -- the one network run --------------------------------------------------------------------
     def analyse(self, source: ImageSource, model: str | None = None, size: str | None = None) -> Analysis:
@@ -152,7 +135,7 @@ class Explorer:
 
     def _run(self, name: str, size: str, key: str, source: ImageSource) -> tuple[Analysis, int]:
         image, note = load_image(source)
-        loaded, predictor = self.model(name)[0], self.predictor(name, size)
+        loaded, predictor = self.models.model(name)[0], self.models.predictor(name, size)
         with self._count_lock:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
@@ -183,7 +166,7 @@ class Explorer:
     # -- what the views show ------------------------------------------------------------------
     def overlay(self, analysis: Analysis, alpha: float = 0.5, click: tuple[int, int] | None = None) -> np.ndarray:
         """The class colours over the image, with the clicked pixel marked when there is one."""
-        picture = viz.overlay(analysis.image, analysis.mask, self.model(analysis.model)[0].palette, alpha)
+        picture = viz.overlay(analysis.image, analysis.mask, self.models.model(analysis.model)[0].palette, alpha)
         return viz.mark_pixel(picture, *click) if click else picture
 
     def explain(self, source: ImageSource | Analysis, x: int, y: int, model: str | None = None,
@@ -310,7 +293,7 @@ class Explorer:
         """Memory, FLOPs and time of RCCA R=1, R=2 and the non-local block at this image's feature
         size, measured once per (channels, feature size, device) and cached."""
         analysis = source if isinstance(source, Analysis) else self.analyse(source, model, size)
-        channels = self.model(analysis.model)[0].net.config.head_channels
+        channels = self.models.model(analysis.model)[0].net.config.head_channels
         height, width = analysis.grid
         key = (channels, height, width, self.device)
 

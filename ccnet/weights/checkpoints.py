@@ -22,7 +22,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
 
     Loaded with ``weights_only=True``: a file that needs arbitrary code to unpickle is refused.
     A file in the CCNet authors' own layout is converted to ours, with its config and protocol
-    in the returned meta (ccnet/authors.py).
+    in the returned meta (ccnet/weights/authors.py).
     """
     path = Path(path)
     if not path.is_file():

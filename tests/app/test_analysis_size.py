@@ -51,7 +51,7 @@ def test_a_released_model_runs_at_the_interactive_size_by_default_on_a_cpu(prese
     assert analysis.analysis_size == "interactive" and height * width <= INTERACTIVE_PIXELS
     assert abs(width / height - 2) < 0.02 and height * width > 0.98 * INTERACTIVE_PIXELS
     assert analysis.size == (512, 1024)  # shown at the upload's size
-    net = preset_explorer.model(CITYSCAPES)[0].net
+    net = preset_explorer.models.model(CITYSCAPES)[0].net
     assert (analysis.mask == _expected_mask(net, street, (height, width))).mean() > 0.999
     assert f"interactive size: the whole image at {width}×{height}" in analysis.note
     assert "full protocol: the whole image resized to fit 2048×1024" in analysis.note

@@ -49,7 +49,7 @@ def test_codes_by_hand():
 
 def test_the_payload_holds_the_maps_only_within_the_budget(explorer, picture):
     analysis = explorer.analyse(picture)
-    loaded = explorer.model()[0]
+    loaded = explorer.models.model()[0]
     size = payload_bytes(analysis.grid, len(analysis.attention))
     h, w = analysis.grid
     assert size == 2 * h * w * (h + w + 4)

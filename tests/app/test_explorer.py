@@ -77,7 +77,7 @@ def test_lru_get_or_create_lets_a_failure_through_and_retries_later():
 # ---- an Explorer on a tiny model ---------------------------------------------------------------
 def count_forwards(explorer: Explorer) -> list[int]:
     """Wrap the network's forward so a test can count how often it really ran."""
-    net = explorer.model()[1].net  # the network the predictor runs (an optimized copy)
+    net = explorer.models.model()[1].net  # the network the predictor runs (an optimized copy)
     calls, forward = [], net.forward
 
     def counting(*args, **kwargs):
@@ -209,7 +209,7 @@ def test_status_line_names_device_model_and_time(explorer, picture):
 
 def test_legend_html_lists_classes_with_shares(explorer, picture):
     analysis = explorer.analyse(picture)
-    loaded = explorer.model()[0]
+    loaded = explorer.models.model()[0]
     text = legend_html(analysis, loaded.classes, loaded.palette)
     assert all(name in text for name in loaded.classes) and "%" in text
 
@@ -217,7 +217,7 @@ def test_legend_html_lists_classes_with_shares(explorer, picture):
 def test_exports_write_mask_overlay_npz(explorer, picture, tmp_path):
     exports = Exports(tmp_path)
     analysis = explorer.analyse(picture)
-    palette = explorer.model()[0].palette
+    palette = explorer.models.model()[0].palette
     with Image.open(exports.mask_png(analysis, palette)) as saved:  # the values are class indices ...
         assert saved.mode == "P"
         np.testing.assert_array_equal(np.asarray(saved), analysis.mask)
@@ -323,7 +323,7 @@ def test_an_unreachable_preset_is_a_clear_error_and_the_current_model_stays(expl
     name = next(iter(zoo.presets()))
     explorer.analyse(picture)
     with pytest.raises(CCNetError, match="cannot download") as info:
-        explorer.model(name, progress=lambda done, total: None)
+        explorer.models.model(name, progress=lambda done, total: None)
     assert "\n" not in str(info.value)
     assert "http://127.0.0.1:9" in str(info.value) and str(tmp_path) in str(info.value)  # for the log and CLI
     visitor = for_visitor(info.value)  # for the page: what happened and what to do, no URL, no path
@@ -377,17 +377,17 @@ def test_a_failed_model_load_is_remembered_and_retried_with_backoff(checkpoint, 
     explorer = Explorer("default", device="cpu", loader=loader)
     for _ in range(5):  # five requests inside the first backoff: one attempt
         with pytest.raises(DownloadError):
-            explorer.model("preset")
+            explorer.models.model("preset")
     assert calls == ["preset"]
     now[0] += 31  # after 30 s: one retry, which fails again; the next wait doubles
     with pytest.raises(DownloadError):
-        explorer.model("preset")
+        explorer.models.model("preset")
     now[0] += 31
     with pytest.raises(DownloadError):
-        explorer.model("preset")
+        explorer.models.model("preset")
     assert len(calls) == 2
     now[0] += 30  # 61 s after the second failure: retried, and it works
-    assert explorer.model("preset")[0].name == "preset" and len(calls) == 3
+    assert explorer.models.model("preset")[0].name == "preset" and len(calls) == 3
 
 
 def test_class_names_from_a_checkpoint_are_text_in_every_line_the_page_renders(tmp_path, picture):
@@ -395,7 +395,7 @@ def test_class_names_from_a_checkpoint_are_text_in_every_line_the_page_renders(t
     markup = ("<img src=//203.0.113.7/x>", "[a](//203.0.113.7)", "**b**", "<h1>c</h1>")
     explorer = Explorer(str(tiny_checkpoint(tmp_path / "crafted.pt", classes=markup)), device="cpu")
     analysis = explorer.analyse(picture)
-    loaded = explorer.model()[0]
+    loaded = explorer.models.model()[0]
     explanation = explorer.explain(analysis, 10, 10)
     line = pixel_text(explanation, loaded.classes)
     legend = legend_html(analysis, loaded.classes, loaded.palette)

@@ -32,7 +32,7 @@ def vehicle_pixel():
 def _independent_nonlocal_weights(explorer: Explorer, image: np.ndarray) -> torch.Tensor:
     """softmax(query^T key) over every cell, from the unfolded network's layers, written out here
     rather than taken from the block's own return value (the app runs a BatchNorm-folded copy)."""
-    loaded = explorer.model("default:nonlocal")[0]
+    loaded = explorer.models.model("default:nonlocal")[0]
     net, protocol = loaded.net, loaded.protocol
     with torch.no_grad():
         x = normalise(resized_input(image, protocol), protocol)
@@ -117,7 +117,7 @@ def test_every_heads_class_comes_from_that_head(explorer, vehicle_pixel):
 def test_the_viewer_is_told_the_kind_of_head_and_gets_no_dense_maps(explorer):
     for head, kind in (("default", "criss-cross"), ("default:none", "none"), ("default:nonlocal", "non-local")):
         analysis = explorer.analyse(CAR_SCENE, head)
-        loaded = explorer.model(head)[0]
+        loaded = explorer.models.model(head)[0]
         value = viewer_value(analysis, "ccnet/data/x")
         assert value["kind"] == kind and value["maps"] == (kind == "criss-cross")
         assert ("codes" in page_data(analysis, loaded.classes, loaded.palette)) == (kind == "criss-cross")

@@ -73,7 +73,7 @@ def test_models_on_disk_load_inline(checkpoint):
 def test_the_explorer_refuses_a_view_of_a_model_still_downloading_and_serves_the_rest(checkpoint):
     loader = SlowDownload(checkpoint)
     explorer = Explorer("default", device="cpu", loader=loader)
-    explorer.restrict_models(["default", PRESET])
+    explorer.models.restrict(["default", PRESET])
     with pytest.raises(CCNetError, match="retry in a minute"):
         explorer.models.ready(PRESET, wait_s=0.0)
     start = time.perf_counter()

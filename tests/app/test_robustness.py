@@ -175,7 +175,7 @@ def test_exports_of_two_users_never_share_a_file_and_the_folder_is_bounded(explo
     assert first != second and first.name == second.name  # same download name, separate files
     assert not np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(second)))
     for _ in range(6):
-        exports.mask_png(analysis, explorer.model()[0].palette)
+        exports.mask_png(analysis, explorer.models.model()[0].palette)
     assert len(list((tmp_path / "exports").rglob("*.png"))) == 4
 
 
@@ -227,7 +227,7 @@ def test_the_app_reads_only_its_own_upload_folder_and_the_examples(tmp_path):
 
 
 def test_model_names_outside_the_menu_are_refused(explorer, checkpoint, scene):
-    explorer.restrict_models(["default"])
+    explorer.models.restrict(["default"])
     for name in ["/etc/passwd", str(ROOT / "assets" / "ccnet_default.pt"), "../x.pt"]:
         with pytest.raises(CCNetError, match="unknown model"):
             explorer.analyse(scene, name)
@@ -246,7 +246,7 @@ class _OutOfMemoryOnce:
 
 def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_note(explorer, scene):
     expected = Explorer(explorer.default_model, device="cpu").analyse(scene).mask
-    loaded, _ = explorer.model()
+    loaded, _ = explorer.models.model()
     explorer.models._models[explorer.default_model] = (loaded, _OutOfMemoryOnce())
     analysis = explorer.analyse(scene)
     assert analysis.device == "cpu" and "GPU ran out of memory" in analysis.note
@@ -290,7 +290,7 @@ def test_a_full_disk_while_exporting_is_a_clear_error(explorer, scene, tmp_path,
 
     monkeypatch.setattr(Image.Image, "save", full)
     with pytest.raises(CCNetError, match="could not write the mask.png file.*No space left"):
-        exports.mask_png(analysis, explorer.model()[0].palette)
+        exports.mask_png(analysis, explorer.models.model()[0].palette)
 
 
 @pytest.fixture()
@@ -360,9 +360,9 @@ def test_coordinates_that_are_not_finite_numbers_are_one_line(explorer, picture,
 def test_a_huge_echoed_input_is_cut(explorer):
     from ccnet.errors import VISITOR_MESSAGE_LIMIT, for_visitor
 
-    explorer.restrict_models(["default"])
+    explorer.models.restrict(["default"])
     with pytest.raises(CCNetError) as err:
-        explorer.model("x" * (1 << 20))
+        explorer.models.model("x" * (1 << 20))
     message = for_visitor(err.value)
     assert len(str(err.value)) < 300 and f"({(1 << 20) + 2} characters)" in message
     assert len(for_visitor(CCNetError("y" * 5000))) == VISITOR_MESSAGE_LIMIT == 1000

@@ -67,6 +67,10 @@ def test_the_first_screen_shows_a_car_pixel_pinned_with_its_cross(page, live_app
     query = parse_qs(urlparse(page.url).query)
     assert query["example"] == [FIRST.name] and query["x"] == [str(FIRST_PIXEL[0])]
     assert page.locator("[data-testid=attention-viewer]").get_attribute("data-mode") == "browser"
+    from ccnet.app.analysis import Display
+
+    shown = Display()  # the page draws with the server's defaults, the API's pictures' too
+    assert (state(page, "cmap"), state(page, "scale"), state(page, "clip")) == (shown.cmap, shown.scale, shown.clip)
     label = np.asarray(Image.open(DEMOS / "street_seed1_car_label.png").convert("RGB"))
     assert tuple(label[FIRST_PIXEL[1], FIRST_PIXEL[0]]) == (0, 0, 142)  # Cityscapes' car colour
     for name in ("step1", "step2", "composed"):  # every panel visible without scrolling, titled
@@ -418,7 +422,7 @@ def test_a_slow_model_download_does_not_hold_up_other_visitors(browser, tmp_path
         assert started.wait(30)
         start = time.perf_counter()
         client.predict(handle_file(str(FIRST)), 300, 120, api_name="/attention")
-        assert time.perf_counter() - start < 2.0 and not explorer.loaded(preset)  # answered during the load
+        assert time.perf_counter() - start < 2.0 and not explorer.models.loaded(preset)  # answered during the load
         page.wait_for_function(f"() => document.querySelector('#status span.md')?.innerText.includes('{preset}')",
                                timeout=60_000)
     finally:

@@ -62,7 +62,7 @@ def segment_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tupl
     @api_guard
     def segment(image: dict | str | None, model: str = "", size: str = "") -> tuple:
         analysis = explorer.analyse(upload_path(image), model or None, size or None)
-        loaded = explorer.model(analysis.model)[0]
+        loaded = explorer.models.model(analysis.model)[0]
         return exports.picture(analysis, "overlay", explorer.overlay(analysis)), {
             "model": analysis.model, "image_size": list(analysis.size), "grid": list(analysis.grid),
             "analysis_size": analysis.analysis_size, "seconds": analysis.seconds, "device": analysis.device,

@@ -65,7 +65,7 @@ class Handlers:
         data the page fetches (the image's maps within the budget), the upload's link key, the view,
         the pinned pixel, the display a link asked for and, over the budget, the URL of the pinned
         cell's maps."""
-        loaded = self.explorer.model(analysis.model)[0]
+        loaded = self.explorer.models.model(analysis.model)[0]
         identity = (analysis.model, analysis.analysis_size, analysis.key, self.viewer_budget)
         data = BLOBS.url(identity, lambda: json.dumps(
             page_data(analysis, loaded.classes, loaded.palette, self.viewer_budget)).encode())
@@ -87,7 +87,7 @@ class Handlers:
         """Everything an analysed image shows: the viewer with its maps, the legend, the status and
         the image's downloads; a pinned pixel's views are emptied (or filled, with `pin`). `link` is
         the upload's link key (None for an example)."""
-        loaded = self.explorer.model(analysis.model)[0]
+        loaded = self.explorer.models.model(analysis.model)[0]
         updates = {
             **self.domain_views(analysis),
             self.viewer: self.viewer_for(analysis, link, view, pin, display),
@@ -191,7 +191,8 @@ class Handlers:
         if analysis.model != family.BASE and not family.is_sibling(analysis.model):
             return self.compare_hidden()
         non_local, figures = self.explorer.compare_nonlocal(analysis, x, y)
-        picture = heatmap(non_local, analysis.thumbnail, "magma", 0.2, "log", "nearest")
+        shown = Display()
+        picture = heatmap(non_local, analysis.thumbnail, shown.cmap, shown.clip, shown.scale, shown.upsampling)
         scale = analysis.thumbnail.shape[1] / analysis.size[1]
         picture = mark_pixel(picture, round(x * scale), round(y * scale))
         text = compare_text(figures, self.explorer.head_classes(analysis, x, y))
@@ -247,7 +248,7 @@ class Handlers:
             progress(done / total if total else None, desc=f"downloading {name}: {done / 2**20:.0f} MiB")
 
         try:
-            self.explorer.model(name, progress=report)
+            self.explorer.models.model(name, progress=report)
         except CCNetError as err:  # a name outside the menu is refused before anything is loaded or logged
             log.warning("model switch to %s failed: %s", shown(name), err)
             return {self.model: gr.update(value=previous or self.explorer.default_model),
@@ -267,7 +268,7 @@ class Handlers:
                        size: str) -> Updates:
         """Show the image with the model the menu holds, once it is loaded (a failed load has put
         the menu back, so nothing changes)."""
-        if name == shown_model or not self.explorer.loaded(name):
+        if name == shown_model or not self.explorer.models.loaded(name):
             return self.unchanged()
         switched = {self.model: name, self.model_state: name}
         if upload_path(path) is None and not key:

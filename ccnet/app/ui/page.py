@@ -58,7 +58,7 @@ class ExplorerUI(Handlers):
         self.models = ["default", *FAMILY_MENU, *presets.presets()]
         if explorer.default_model not in self.models:
             self.models.insert(0, explorer.default_model)
-        explorer.restrict_models(self.models)
+        explorer.models.restrict(self.models)
         self.example_keys = explorer.keep(EXAMPLES, now=False)  # analysed once, on first use, never evicted
 
     def menu(self) -> list[tuple[str, str]]:
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             budget = budget_bytes()
             explorer = Explorer(args.model, args.device, args.amp)
-            explorer.model()  # load now: a bad --model fails here, not on the first click
+            explorer.models.model()  # load now: a bad --model fails here, not on the first click
         except CCNetError as err:
             raise SystemExit(f"error: {err}") from None
         # the examples' analyses, once, in the background: every visitor's first example is instant

@@ -7,7 +7,7 @@ const S = {
   value: null, codes: [], scales: [], factor: null, luts: {}, classAt: null, mapCanvas: {}, shown: {},
   colour: null, mask: null, grey: null, resize: null,
   cell: null, pinned: null, timings: [],
-  cmap: "magma", scale: "log", clip: 0.2, opacity: 0.5, smooth: false, grid: false, view: "composed",
+  cmap: null, scale: null, clip: null, opacity: 0.5, smooth: false, grid: false, view: "composed",
 };
 const VIEWS = ["segmentation", "step1", "step2", "composed"];
 const $ = (sel) => element.querySelector(sel);
@@ -26,6 +26,7 @@ function bytes(b64) {
 // The display comes from the server, which checked the link's values (ccnet/app/links.py); the page
 // takes only names it knows itself (a colormap named "constructor" is no colormap).
 function readSettings(v) {
+  for (const k of ["cmap", "scale", "clip"]) if (S[k] === null) S[k] = v.defaults[k];  // the server's, once
   const d = v.display || {};
   if (typeof d.cmap === "string" && Object.hasOwn(v.colormaps, d.cmap)) S.cmap = d.cmap;
   if (d.scale === "log" || d.scale === "linear") S.scale = d.scale;
