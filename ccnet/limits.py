@@ -46,7 +46,7 @@ OPEN_UPLOADS_PER_CLIENT = 2  # uploads one client may be sending at once
 LINKS = 512  # upload links (keys) the server answers; each expires with its upload
 MODEL_MEMORY_MB = 1024  # released models kept in memory (their parameters); the least recently used go
 MODEL_CACHE_MB = 2048  # released checkpoints kept on disk by the server; the least recently used go
-STOP_S = 3  # SIGTERM or SIGINT to exit, files removed, whatever connections are open (at most 10 s, forced)
+STOP_S = 5  # SIGTERM or SIGINT to exit, files removed, whatever connections are open (at most 10 s, forced)
 
 
 @dataclass(frozen=True)

@@ -214,7 +214,7 @@ def run_attacks(app_py: Path, workdir: Path, log: Callable[[str], None] = print)
         result["shutdown"] = shutdown(server, temp)
         for sock in hanging:
             sock.close()
-        result["tracebacks_in_the_server_log"] = server.log_text().count("Traceback")
+        result["tracebacks_in_the_server_log"] = tracebacks(server.log_text())
     finally:
         if server.poll() is None:
             server.kill()
@@ -250,7 +250,20 @@ def print_attacks(result: dict) -> None:
     print_round_two(result["round_two"])
     print(f"shutdown      {shut['signal']} with 3 uploads hanging: exit {shut['exit_code']} in {shut['seconds']} s, "
           f"{shut['files_left']} files ({shut['files_left_mib']} MiB) left")
-    print(f"server log    {result['tracebacks_in_the_server_log']} tracebacks")
+    print(f"server log    {len(result['tracebacks_in_the_server_log'])} tracebacks: "
+          f"{sorted(set(result['tracebacks_in_the_server_log']))}")
+
+
+def tracebacks(log: str) -> list[str]:
+    """The exception line ending each traceback of a log (what went wrong, without the frames)."""
+    found, inside = [], False
+    for line in log.splitlines():
+        if line.startswith("Traceback"):
+            inside = True
+        elif inside and line and not line.startswith((" ", "\t")):
+            found.append(line[:160])
+            inside = False
+    return found
 
 
 def hanging_upload(port: int, source: str) -> socket.socket:

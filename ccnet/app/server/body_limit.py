@@ -115,6 +115,8 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited_receive, guarded_send)
+        except asyncio.CancelledError:  # the server stopping cancels what still runs (an upload hanging):
+            return  # the request ends here, quietly, instead of a traceback per request in the log
         except Exception:
             if not cut:  # a cut body makes the app complain about the disconnect: expected
                 raise

@@ -256,8 +256,8 @@ def main(argv: list[str] | None = None) -> None:
             sweeper.stop()
             if releaser:
                 releaser.stop()
-            if demo.server is not None:  # open connections (an upload hanging mid-body) do not hold the stop
-                demo.server.force_exit = True
+            if demo.server is not None:  # open connections (an upload hanging mid-body) hold the stop 1 s at most
+                demo.server.config.timeout_graceful_shutdown = 1
             demo.close()
 
         return stop
