@@ -486,3 +486,41 @@ def test_a_bad_parameter_is_named_and_the_rest_of_the_link_restored(page, live_a
     assert shown == expected
     if expected["pinned"]:
         wait_pinned(page, 300, 120)
+
+
+BRIGHT_COLUMN = """([panel, x, y0, y1]) => {
+  const canvas = document.querySelector(`.ccv-panel[data-view=${panel}] canvas.ccv-view`);
+  const data = canvas.getContext('2d').getImageData(x, 0, 1, canvas.height).data;
+  let bright = 0, rows = 0;
+  for (let y = 0; y < canvas.height; y++) {
+    if (y >= y0 - 2 && y <= y1 + 2) continue;  // the hovered row's band: its own lines cross here
+    rows++;
+    if (Math.min(data[4 * y], data[4 * y + 1], data[4 * y + 2]) >= 215) bright++;
+  }
+  return bright / rows;
+}"""
+
+
+def test_the_hovered_cells_row_and_column_are_outlined_where_they_are(page, live_app):
+    """The dashed outline runs down the hovered cell's column edges (not at its row's index)."""
+    url, _ = live_app
+    page.goto(url + "?example=street_seed2_truck.png")
+    wait_viewer(page)
+    height, width = state(page, "value.size")
+    h, w = state(page, "value.grid")
+    row, col = 3, 24  # far apart: an outline drawn at the row's index would be columns away
+    x, y = (col * width) // w + 2, (row * height) // h + 2
+    page.mouse.move(*point(page, "step1", x, y))
+    page.wait_for_function("(c) => window.__ccnetViewer.state.cell.join() === c", arg=f"{row},{col}")
+    geometry = page.evaluate("""([r, c]) => {
+      const canvas = document.querySelector('.ccv-panel[data-view=step1] canvas.ccv-view');
+      const [H, W] = window.__ccnetViewer.state.value.size, [h, w] = window.__ccnetViewer.state.value.grid;
+      const bound = (i, n, size) => Math.ceil((i * size) / n);
+      const xs = (k) => Math.round((bound(k, w, W) / W) * canvas.width);
+      const ys = (k) => Math.round((bound(k, h, H) / H) * canvas.height);
+      return [xs(c), xs(c + 1), xs(r), ys(r), ys(r + 1)];
+    }""", [row, col])
+    left, right, wrong, top, bottom = geometry
+    for edge in (left, right):
+        assert page.evaluate(BRIGHT_COLUMN, ["step1", edge, top, bottom]) > 0.3
+    assert page.evaluate(BRIGHT_COLUMN, ["step1", wrong, top, bottom]) < 0.05
