@@ -22,6 +22,7 @@ from PIL import Image
 from ccnet.app.analysis import Analysis, Display
 from ccnet.inference.explain import PixelAttention
 from ccnet.viz.pictures import COLORMAPS, colormap, palette_image
+from ccnet.weights import family
 
 DECADES = 5
 LEVELS = 255  # codes 1..255
@@ -32,7 +33,8 @@ BUDGET_BYTES = 4 << 20  # the quantised maps of one image, e.g. a 64 x 128 grid 
 
 
 def quantise(attention: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(h, w, h + w) float weights -> (codes uint8 of the same shape, each cell's maximum float32)."""
+    """(..., L) float weights, one distribution per row (a cell's cross, or a non-local matrix's row)
+    -> (codes uint8 of the same shape, each row's maximum float32)."""
     weights = np.asarray(attention, dtype=np.float64)
     scales = weights.max(axis=-1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -98,9 +100,18 @@ def panels(kind: str, steps: int) -> list[list[str]]:
     return [*segmentation, *crosses, ["composed", whole]]
 
 
+def head_bytes(analysis: Analysis) -> int:
+    """The bytes of one head's quantised maps: its crosses, or its dense (N, N) matrix (one byte
+    a weight and four a row's scale); none without attention."""
+    cells = analysis.grid[0] * analysis.grid[1]
+    if analysis.kind == "non-local":
+        return cells * (cells + 4)
+    return payload_bytes(analysis.grid, len(analysis.attention)) if analysis.kind == "criss-cross" else 0
+
+
 def in_browser(analysis: Analysis, budget: int = BUDGET_BYTES) -> bool:
     """Whether the page gets this analysis' maps (else a pin asks the server for its cell's)."""
-    return analysis.kind == "criss-cross" and payload_bytes(analysis.grid, len(analysis.attention)) <= budget
+    return analysis.kind != "none" and head_bytes(analysis) <= budget
 
 
 def viewer_value(analysis: Analysis, data_url: str, budget: int = BUDGET_BYTES) -> dict:
@@ -116,16 +127,43 @@ def viewer_value(analysis: Analysis, data_url: str, budget: int = BUDGET_BYTES) 
             "maps": in_browser(analysis, budget)}
 
 
-def page_data(analysis: Analysis, classes: tuple[str, ...], palette: tuple[tuple[int, int, int], ...],
-              budget: int = BUDGET_BYTES) -> dict:
-    """Everything the page draws this analysis from: the image, the segmentation, the classes, the
-    colormaps and, within the budget, every cell's quantised cross of every step. A non-local
-    head's dense maps (h·w weights per cell) are not sent: a pin asks the server for its cell's."""
-    data = {"image": _data_url(analysis.image), "mask": _data_url(palette_image(analysis.mask, palette), "PNG"),
-            "classes": list(classes), "palette": [list(rgb) for rgb in palette], "colormaps": _colormaps(),
-            "decades": DECADES, "levels": LEVELS, "rel_error": REL_ERROR, "floor": FLOOR}
-    if in_browser(analysis, budget):
-        quantised = [quantise(step.numpy()) for step in analysis.attention]
-        data["codes"] = [_b64(codes.tobytes()) for codes, _ in quantised]
-        data["scales"] = [_b64(scales.astype("<f4").tobytes()) for _, scales in quantised]
+def page_data(heads: dict[str, Analysis], own: str, classes: tuple[str, ...],
+              palette: tuple[tuple[int, int, int], ...], budget: int = BUDGET_BYTES, extra: dict | None = None) -> dict:
+    """Everything the page draws an image from: the image, the classes, the colormaps and, for each
+    head shown side by side (`heads`, the shown one `own` first in priority), its segmentation, its
+    confidence and, within the budget, its quantised maps: every cell's cross of every step, or a
+    non-local head's dense (N, N) matrix. Past the budget a head's maps stay on the server (a pin
+    asks for its cell's). `extra` is added as it is (the cost strip, the cue panel's cells)."""
+    data = {"image": _data_url(heads[own].image), "classes": list(classes), "palette": [list(rgb) for rgb in palette],
+            "colormaps": _colormaps(), "decades": DECADES, "levels": LEVELS, "rel_error": REL_ERROR, "floor": FLOOR,
+            "own": own, "heads": [], **(extra or {})}
+    left = budget - (head_bytes(heads[own]) if heads[own].kind != "none" else 0)  # the shown head's maps first
+    for name, analysis in heads.items():
+        head = {"name": name, "label": family.head_label(name), "kind": analysis.kind,
+                "steps": len(analysis.attention), "reach": reach_text(analysis.kind, len(analysis.attention)),
+                "mask": _data_url(palette_image(analysis.mask, palette), "PNG"),
+                "confidence": _data_url(np.rint(analysis.confidence.astype(np.float32) * 255).astype(np.uint8), "PNG")}
+        if analysis.kind != "none" and (name == own and left >= 0 or name != own and head_bytes(analysis) <= left):
+            left -= 0 if name == own else head_bytes(analysis)
+            head.update(_quantised(analysis))
+        data["heads"].append(head)
     return data
+
+
+def reach_text(kind: str, steps: int) -> str:
+    """What a head's attention can reach from one cell, in a few words."""
+    if kind == "none":
+        return "no attention: its neighbourhood only"
+    if kind == "non-local":
+        return "every cell in one step"
+    return "its row and column only" if steps == 1 else f"the whole image in {steps} steps"
+
+
+def _quantised(analysis: Analysis) -> dict:
+    """A head's maps as the page decodes them: `codes` and `scales` per step (crosses), or `dense`."""
+    if analysis.kind == "non-local":
+        codes, scales = quantise(analysis.dense.numpy())
+        return {"dense": {"codes": _b64(codes.tobytes()), "scales": _b64(scales.astype("<f4").tobytes())}}
+    quantised = [quantise(step.numpy()) for step in analysis.attention]
+    return {"codes": [_b64(codes.tobytes()) for codes, _ in quantised],
+            "scales": [_b64(scales.astype("<f4").tobytes()) for _, scales in quantised]}

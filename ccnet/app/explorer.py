@@ -257,36 +257,48 @@ class Explorer:
         non_local = nonlocal_map(matrix, *cell, analysis.grid)
         figures = agreement(composed, non_local, cell)
         figures["criss_cross_model"] = criss_cross
-        figures["image_on_cross_share"], panel = self._image_figures(analysis, steps, matrix)
+        figures["image_on_cross_share"] = self._image_shares(analysis, steps, matrix)
+        panel = self.panel_cells(analysis)
         figures["panel_weight"] = {name: round(float(m[panel].sum()), 6)
                                    for name, m in (("criss_cross", composed), ("nonlocal", non_local))}
         return non_local, figures
 
-    def _image_figures(self, analysis: Analysis, steps: list[torch.Tensor],
-                       matrix: torch.Tensor) -> tuple[dict, np.ndarray]:
+    def _image_shares(self, analysis: Analysis, steps: list[torch.Tensor], matrix: torch.Tensor) -> dict:
         """Per image, once (cached; every pin reuses them): both heads' on-cross share averaged over
-        the image, and the feature cells whose centre pixel is labelled as the cue panel."""
-        def compute() -> tuple[tuple[dict, np.ndarray], int]:
+        the image."""
+        def compute() -> tuple[dict, int]:
             composed = functools.reduce(lambda total, step: dense_matrix(step) @ total,
                                         steps[1:], dense_matrix(steps[0]))
-            shares = {name: round(mean_on_cross_share(m.numpy(), analysis.grid), 6)
-                      for name, m in (("criss_cross", composed), ("nonlocal", matrix))}
+            return {name: round(mean_on_cross_share(m.numpy(), analysis.grid), 6)
+                    for name, m in (("criss_cross", composed), ("nonlocal", matrix))}, 256
+
+        return self._cache_for(analysis.key).get_or_create((analysis.model, "on-cross shares", analysis.key), compute)
+
+    def panel_cells(self, analysis: Analysis) -> np.ndarray:
+        """(h, w) bool: the feature cells whose centre pixel is labelled as the cue panel (traffic
+        sign or light), where a vehicle's attention finds what decides car or truck."""
+        def compute() -> tuple[np.ndarray, int]:
             classes = self.classes(analysis.model)
             panel_classes = [classes.index(name) for name in PANEL_CLASSES if name in classes]
             h, w = analysis.grid
             labels = np.array([[analysis.mask[cell_centre(r, c, analysis.grid, analysis.size)[::-1]]
                                 for c in range(w)] for r in range(h)])
             panel = np.isin(labels, panel_classes)
-            return (shares, panel), panel.nbytes + 256
+            return panel, panel.nbytes + 64
 
-        return self._cache_for(analysis.key).get_or_create((analysis.model, "image figures", analysis.key), compute)
+        return self._cache_for(analysis.key).get_or_create((analysis.model, "panel cells", analysis.key), compute)
+
+    def heads(self, analysis: Analysis) -> dict[str, Analysis]:
+        """Every head the page shows side by side for this image: the embedded family's (each run
+        once, cached with the image), or the analysis alone for a model outside the family."""
+        if analysis.model != family.BASE and not family.is_sibling(analysis.model):
+            return {analysis.model: analysis}
+        return {family.sibling_name(arm): self._sibling(family.sibling_name(arm), analysis) for arm in family.ARMS}
 
     def head_classes(self, analysis: Analysis, x: int, y: int) -> dict[str, str]:
         """The class every head of the embedded family gives pixel (x, y) of an analysed image."""
         classes = self.classes(analysis.model)
-        heads = {name: self._sibling(name, analysis).mask
-                 for name in (family.BASE, *map(family.sibling_name, family.SIBLINGS))}
-        return {name: classes[int(mask[y, x])] for name, mask in heads.items()}
+        return {name: classes[int(head.mask[y, x])] for name, head in self.heads(analysis).items()}
 
     # -- cost -----------------------------------------------------------------------------------
     def cost(self, source: ImageSource | Analysis, model: str | None = None, size: str | None = None) -> dict:

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from ccnet.app.analysis import Analysis, Explanation
+from ccnet.nn import cost
 from ccnet.nn.cost import METHOD_LABELS, METHODS
 from ccnet.project import ASSETS
 from ccnet.viz import pictures as viz
@@ -118,6 +119,29 @@ def cost_note(measured: dict) -> str:
                  f"{paper['paper_memory_x']:.0f}×), and R = 2 needs **{100 * paper['fewer_flops']:.1f}% fewer "
                  f"FLOPs** (the paper: {100 * paper['paper_fewer_flops']:.0f}%).")
     return note
+
+
+def cost_strip(grid: tuple[int, int], channels: int) -> dict:
+    """The claim in figures for the first screen: what a non-local block's attention maps take
+    against R = 2's, and the FLOPs R = 2 saves, on this image's feature grid (analytic: the bytes
+    of the weights each stores, the paper's FLOP count) and at the paper's size (measured by the
+    shipped benchmark), each with where it comes from."""
+    height, width = grid
+    here = {"grid": [height, width],
+            "memory_x": cost.analytic_attention_bytes("nonlocal", height, width)
+            / cost.analytic_attention_bytes("rcca2", height, width),
+            "fewer_flops": 1 - cost.formula_flops("rcca2", channels, height, width)
+            / cost.formula_flops("nonlocal", channels, height, width),
+            "source": f"analytic, {height}×{width} cells, {channels} channels: a non-local map's N² weights against "
+                      f"two criss-cross steps' 2·N·(h+w−1); FLOPs by the paper's count (ccnet/nn/cost.py)"}
+    paper = paper_size_figures()
+    if paper is None:
+        return {"here": here}
+    return {"here": here, "paper": {
+        "memory_x": paper["training_memory_x"], "fewer_flops": paper["fewer_flops"],
+        "paper_memory_x": paper["paper_memory_x"], "paper_fewer_flops": paper["paper_fewer_flops"],
+        "source": "measured on this machine's CPU at 1×512×97×97, training, peak memory beside R = 2's "
+                  "(assets/bench_attention_cpu.json, python -m ccnet bench attention)"}}
 
 
 @functools.lru_cache(maxsize=1)

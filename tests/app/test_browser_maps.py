@@ -53,13 +53,15 @@ def test_the_payload_holds_the_maps_only_within_the_budget(explorer, picture):
     size = payload_bytes(analysis.grid, len(analysis.attention))
     h, w = analysis.grid
     assert size == 2 * h * w * (h + w + 4)
-    inside = page_data(analysis, loaded.classes, loaded.palette, budget=size)
+    name = analysis.model
+    [inside] = page_data({name: analysis}, name, loaded.classes, loaded.palette, budget=size)["heads"]
     assert len(inside["codes"]) == 2 and len(base64.b64decode(inside["codes"][0])) == h * w * (h + w)
     scales = np.frombuffer(base64.b64decode(inside["scales"][1]), "<f4").reshape(h, w)
     np.testing.assert_allclose(scales, analysis.attention[1].numpy().max(-1), rtol=1e-6)
     assert viewer_value(analysis, "ccnet/data/x", budget=size)["maps"] is True
-    outside = page_data(analysis, loaded.classes, loaded.palette, budget=size - 1)
-    assert "codes" not in outside and outside["image"].startswith("data:image/jpeg")
+    outside = page_data({name: analysis}, name, loaded.classes, loaded.palette, budget=size - 1)
+    assert "codes" not in outside["heads"][0] and outside["image"].startswith("data:image/jpeg")
+    assert outside["heads"][0]["mask"].startswith("data:image/png")  # the segmentation is always sent
     small = viewer_value(analysis, "ccnet/data/x", budget=size - 1)
     assert small["maps"] is False and small["grid"] == [h, w] and small["data"] == "ccnet/data/x"
     assert len(json.dumps(small)) < 1024  # what the session keeps: no picture, no map

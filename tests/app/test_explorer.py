@@ -119,7 +119,7 @@ def test_models_load_once_per_name_even_when_asked_concurrently(checkpoint):
         return load_file(checkpoint, name=name)
 
     explorer = Explorer("default", device="cpu", loader=loader)
-    threads = [threading.Thread(target=explorer.model) for _ in range(4)]
+    threads = [threading.Thread(target=explorer.models.model) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:

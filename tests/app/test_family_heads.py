@@ -3,6 +3,8 @@ segmentation with that head's own prediction, a non-local pin shows its dense ma
 attention says so in one line, and the comparison always sets a criss-cross head against non-local."""
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import pytest
 import torch
@@ -114,10 +116,28 @@ def test_every_heads_class_comes_from_that_head(explorer, vehicle_pixel):
     assert expected["default"] == "car"
 
 
-def test_the_viewer_is_told_the_kind_of_head_and_gets_no_dense_maps(explorer):
+def test_the_page_gets_every_heads_maps_side_by_side_within_the_budget(explorer):
+    """The family's five heads: crosses for criss-cross, a non-local head's dense matrix (512^2
+    weights: 256 KiB at a byte each), nothing for the head without attention; past the budget the
+    shown head's maps come first."""
+    from ccnet.app.browser_maps import dequantise, head_bytes
+
+    analysis = explorer.analyse(CAR_SCENE)
+    heads = explorer.heads(analysis)
+    loaded = explorer.models.model()[0]
+    assert list(heads) == ["default:none", "default:rcca_r1", "default", "default:rcca_r3", "default:nonlocal"]
+    data = page_data(heads, "default:nonlocal", loaded.classes, loaded.palette)
+    sent = {head["name"]: head for head in data["heads"]}
+    assert [sent[n]["kind"] for n in heads] == ["none", "criss-cross", "criss-cross", "criss-cross", "non-local"]
+    assert "codes" not in sent["default:none"] and "dense" not in sent["default:none"]
+    assert [len(sent[n]["codes"]) for n in ("default:rcca_r1", "default", "default:rcca_r3")] == [1, 2, 3]
+    dense = heads["default:nonlocal"].dense.numpy()
+    codes = np.frombuffer(base64.b64decode(sent["default:nonlocal"]["dense"]["codes"]), np.uint8).reshape(dense.shape)
+    scales = np.frombuffer(base64.b64decode(sent["default:nonlocal"]["dense"]["scales"]), "<f4")
+    np.testing.assert_allclose(dequantise(codes, scales), dense, rtol=0.03, atol=1e-5 * dense.max())
+    tight = page_data(heads, "default:nonlocal", loaded.classes, loaded.palette,
+                      budget=head_bytes(heads["default:nonlocal"]) + 1)  # room for the shown head's alone
+    assert [("codes" in h or "dense" in h) for h in tight["heads"]] == [False, False, False, False, True]
     for head, kind in (("default", "criss-cross"), ("default:none", "none"), ("default:nonlocal", "non-local")):
-        analysis = explorer.analyse(CAR_SCENE, head)
-        loaded = explorer.models.model(head)[0]
-        value = viewer_value(analysis, "ccnet/data/x")
-        assert value["kind"] == kind and value["maps"] == (kind == "criss-cross")
-        assert ("codes" in page_data(analysis, loaded.classes, loaded.palette)) == (kind == "criss-cross")
+        value = viewer_value(explorer.analyse(CAR_SCENE, head), "ccnet/data/x")
+        assert value["kind"] == kind and value["maps"] == (kind != "none")

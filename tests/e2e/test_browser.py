@@ -13,6 +13,7 @@ from PIL import Image
 
 from ccnet.app.browser_maps import dequantise, error_bound, quantise
 from ccnet.app.ui.common import FIRST_PIXEL
+from ccnet.inference.geometry import cell_of
 from ccnet.project import DEMOS, ROOT
 from tests.e2e.conftest import open_page
 
@@ -277,7 +278,8 @@ def test_over_the_budget_a_pin_asks_the_server_for_the_maps(browser, tmp_path_fa
         page.goto(f"http://127.0.0.1:{port}/?example=street_seed5_car.png")
         page.wait_for_function("() => window.__ccnetViewer?.state.value", timeout=120_000)
         assert page.locator("[data-testid=attention-viewer]").get_attribute("data-mode") == "server"
-        assert state(page, "codes") == []
+        assert page.evaluate("() => { const S = window.__ccnetViewer.state, h = S.heads[S.own];"
+                             " return !!(h.codes || h.denseCodes); }") is False
         page.mouse.click(*point(page, "composed", 200, 180))
         wait_pinned(page, 200, 180)
         page.wait_for_function("() => window.__ccnetViewer.state.value.pinned_maps", timeout=30_000)
@@ -355,7 +357,7 @@ def test_the_heads_without_criss_cross_attention_can_be_shown(page, live_app):
     truck = DEMOS / "street_seed2_truck.png"
     page.goto(f"{url}?example={truck.name}")
     wait_viewer(page)
-    mask_of = "() => window.__ccnetViewer.state.value.mask"
+    mask_of = "() => { const S = window.__ccnetViewer.state; return S.value.heads.find(h => h.name === S.own).mask; }"
     before = page.evaluate(mask_of)
     choose_head(page, "no attention, same backbone", "default:none")
     assert page.evaluate(mask_of) != before
@@ -375,12 +377,16 @@ def test_the_heads_without_criss_cross_attention_can_be_shown(page, live_app):
     page.mouse.click(*point(page, "composed", x, y))
     assert "→ truck" in wait_pinned(page, x, y)
     page.wait_for_function("() => window.__ccnetViewer.state.shown.composed === true", timeout=60_000)
-    truth = explorer.explain(explorer.analyse(str(truck), "default:nonlocal"), x, y).maps.composed
-    drawn = page.evaluate("() => { const p = window.__ccnetViewer.state.value.pinned_maps;"
-                          " const raw = atob(p.composed), b = new Uint8Array(raw.length);"
-                          " for (let i = 0; i < raw.length; i++) b[i] = raw.charCodeAt(i);"
-                          " return Array.from(new Float32Array(b.buffer)); }")
-    np.testing.assert_array_equal(np.asarray(drawn, np.float32).reshape(truth.shape), truth)
+    # the non-local head's dense maps are in the page too: its map of any cell, within the code's bound
+    analysis = explorer.analyse(str(truck), "default:nonlocal")
+    dense = analysis.dense.numpy()
+    _, scales = quantise(dense)
+    bound = error_bound(dense, scales)
+    h, w = analysis.grid
+    for r, c in ((0, 0), (h // 2, w // 3), (h - 1, w - 1), cell_of(x, y, analysis.size, analysis.grid)):
+        drawn = np.asarray(page.evaluate(f"window.__ccnetViewer.headAt('default:nonlocal', {r}, {c})"))
+        q = r * w + c
+        assert np.all(np.abs(drawn - dense[q]) <= bound[q] + 1e-6)
     shot(page, "nonlocal-head")
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
 from ccnet.app import inputs
 from ccnet.app.analysis import Analysis, Display, Explanation
@@ -19,6 +20,7 @@ from ccnet.app.present import (
     compare_text,
     cost_note,
     cost_rows,
+    cost_strip,
     legend_html,
     md_text,
     pixel_text,
@@ -65,10 +67,8 @@ class Handlers:
         data the page fetches (the image's maps within the budget), the upload's link key, the view,
         the pinned pixel, the display a link asked for and, over the budget, the URL of the pinned
         cell's maps."""
-        loaded = self.explorer.models.model(analysis.model)[0]
         identity = (analysis.model, analysis.analysis_size, analysis.key, self.viewer_budget)
-        data = BLOBS.url(identity, lambda: json.dumps(
-            page_data(analysis, loaded.classes, loaded.palette, self.viewer_budget)).encode())
+        data = BLOBS.url(identity, lambda: json.dumps(self.page_data(analysis)).encode())
         value = viewer_value(analysis, data, self.viewer_budget)
         value.update(key=link, view=view, display=display or {}, pin=list(pin) if pin else None,
                      example=self.example_name(analysis))
@@ -76,6 +76,15 @@ class Handlers:
             cell = explanation.maps.cell
             value["pinned"] = BLOBS.url((*identity, cell), lambda: json.dumps(pinned_maps(explanation.maps)).encode())
         return value
+
+    def page_data(self, analysis: Analysis) -> dict:
+        """What the page draws this image from (browser_maps.page_data): every head shown side by
+        side, the cost strip and the cue panel's cells."""
+        loaded = self.explorer.models.model(analysis.model)[0]
+        panel = np.argwhere(self.explorer.panel_cells(analysis)).tolist()
+        extra = {"cost": cost_strip(analysis.grid, loaded.net.config.head_channels), "panel_cells": panel}
+        return page_data(self.explorer.heads(analysis), analysis.model, loaded.classes, loaded.palette,
+                         self.viewer_budget, extra)
 
     def unchanged(self) -> Updates:
         """Nothing changes (Gradio reads an empty dict as one value, not as no update)."""
@@ -265,22 +274,37 @@ class Handlers:
 
     @ui_guard
     def on_model_views(self, name: str, shown_model: str | None, path: dict | None, key: str | None,
-                       size: str) -> Updates:
-        """Show the image with the model the menu holds, once it is loaded (a failed load has put
-        the menu back, so nothing changes)."""
-        if name == shown_model or not self.explorer.models.loaded(name):
+                       size: str, click: list | None) -> Updates:
+        """Show the image with the model the menu holds, once it is loaded, the pinned pixel still
+        pinned (its views recomputed); a failed load has put the menu back, so nothing changes but
+        an earlier error, which the status line's fresh state replaces."""
+        if not self.explorer.models.loaded(name):
             return self.unchanged()
-        switched = {self.model: name, self.model_state: name}
-        if upload_path(path) is None and not key:
+        shown = upload_path(path) is not None or bool(key)
+        if name == shown_model:
+            analysis = self.current(path, key, name, size)[0] if shown else None
+            return {self.status: self.explorer.status(analysis, name)}
+        switched = {self.model: name, self.model_state: name, self.size: self.size_choice(name)}
+        if not shown:
             return {**switched, self.status: self.explorer.status(None, name)}
-        return {**switched, **self.image_views(*self.current(path, key, name, size))}
+        return {**switched, **self.image_views(*self.current(path, key, name, size), *self.pinned(click))}
 
     @ui_guard
-    def on_size(self, size: str, path: dict | None, key: str | None, model: str) -> Updates:
-        """The analysis size changed: the image again at that size (cached per size)."""
+    def on_size(self, size: str, path: dict | None, key: str | None, model: str, click: list | None) -> Updates:
+        """The analysis size changed: the image again at that size (cached per size), the pinned
+        pixel still pinned."""
         if upload_path(path) is None and not key:
             return self.unchanged()
-        return self.image_views(*self.current(path, key, model, size))
+        return self.image_views(*self.current(path, key, model, size), *self.pinned(click))
+
+    @staticmethod
+    def pinned(click: list | None) -> tuple[tuple[int, int] | None, str | None]:
+        """The pin (pixel, view) the page has, from the click state the server keeps."""
+        return ((click[0], click[1]), click[2]) if click else (None, None)
+
+    def size_choice(self, model: str) -> dict:
+        """The analysis size applies to released models only: for others the choice is disabled."""
+        return gr.update(interactive=model in presets.presets())
 
     # ---- the cost of attention at this image's size ---------------------------------------------
     @ui_guard
@@ -302,7 +326,7 @@ class Handlers:
         params = dict(request.query_params) if request is not None else {}
         link = parse_link(params, [Path(p).name for p in EXAMPLES], self.models)
         model = link.model or self.explorer.default_model
-        updates = {self.model: model, self.model_state: model}
+        updates = {self.model: model, self.model_state: model, self.size: self.size_choice(model)}
         if link.key:
             try:
                 updates.update(self.image_views(*self.current(None, link.key, model), link.pixel, link.view,

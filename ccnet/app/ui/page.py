@@ -34,20 +34,25 @@ from ccnet.weights import family, presets
 HERE = Path(__file__).parent
 FAMILY_MENU = {  # the embedded model's siblings: every ablation arm's head on its frozen backbone
     family.sibling_name(arm): f"{family.sibling_name(arm)} · {BY_NAME[arm].description}" for arm in family.SIBLINGS}
-INTRO = (
-    "## CCNet Explorer · criss-cross attention, pixel by pixel\n"
-    "Each panel shows where one feature cell looks: **step 1** sees only its row and column, **step 2** "
-    "does so again from every cell of that cross, and **composed** is the two together, which reaches "
-    "the whole image. On the example, the car's composed attention lands on the far-away **blue sign**: "
-    "the cue that tells the model it is a car, not a truck. Hover, use the arrow keys, click to pin. Below the "
-    "pin, a **non-local** head trained on the same backbone: it learned the mirror rule (it looks for the "
-    "**red** panel of the truck scenes). Switch the head in the menu: **R = 1** cannot reach the panel and "
-    "gets nearly every truck wrong, **none** (no attention) fails on the vehicles, **non-local** gets them "
-    "right at many times R = 2's memory.\n\n"
+LEAD = (
+    "### CCNet Explorer · criss-cross attention, pixel by pixel\n"
+    "One step looks along a cell's **row and column**; two steps **reach every cell**. Hover a panel: the car "
+    "finds the far-away **blue sign** (car, not truck) in two steps, and every head below says what it makes of it. "
+    "The embedded model knows **synthetic street scenes only**: for photos, pick a released model in the menu."
+)
+MORE = (
+    "Each panel shows where one feature cell looks: **step 1** sees only its row and column, **step 2** does so "
+    "again from every cell of that cross, and **composed** is the two together, which reaches the whole image "
+    "(**reach** shows which cells each step can carry weight from, **readers** which cells read this one). Hover, "
+    "use the arrow keys, click or tap to pin; on a phone, hold a finger still, then move it to explore. The heads "
+    "strip shows every head of the family on the same backbone: **R = 1** cannot reach the sign and gets the trucks "
+    "wrong, **no attention** fails on the vehicles, **non-local** gets them right at many times R = 2's memory.\n\n"
     "The embedded **default** model knows **synthetic street scenes only**; for your own photos choose a "
     "released model in the menu (ADE20K for everyday scenes, Cityscapes for streets)."
 )
 VIEWER_ROOT = '<div class="ccv-root" data-testid="attention-viewer" tabindex="0"></div>'
+# the viewer's script: the maps' arithmetic, the panels, the strips, then the events and the build
+VIEWER_SCRIPT = "\n".join((HERE / name).read_text() for name in ("maps.js", "viewer.js", "strips.js", "events.js"))
 
 
 class ExplorerUI(Handlers):
@@ -72,7 +77,7 @@ class ExplorerUI(Handlers):
 
     # ---- layout ---------------------------------------------------------------------------------
     def layout(self) -> None:
-        gr.Markdown(INTRO, elem_id="intro")
+        gr.Markdown(LEAD, elem_id="intro")
         self.click_state, self.key_state = gr.State(None), gr.State(None)
         self.model_state = gr.State(self.explorer.default_model)
         with gr.Row(equal_height=False):  # the viewer first: on a phone it comes right after the intro
@@ -81,8 +86,7 @@ class ExplorerUI(Handlers):
                 self.domain_note = gr.Markdown(visible=False, elem_id="domain-note")
                 self.photo_button = gr.Button(visible=False, elem_id="photo-model", size="sm", variant="primary")
                 self.viewer = gr.HTML(None, html_template=VIEWER_ROOT, elem_id="viewer", padding=False,
-                                      css_template=(HERE / "viewer.css").read_text(),
-                                      js_on_load=(HERE / "viewer.js").read_text())
+                                      css_template=(HERE / "viewer.css").read_text(), js_on_load=VIEWER_SCRIPT)
                 self.pixel = gr.Markdown(HINT, elem_id="pixel-info")
             with gr.Column(scale=1, min_width=260):
                 self.image = gr.Image(label="image (PNG, JPEG, WebP, GIF)", type="filepath", height=170,
@@ -95,13 +99,16 @@ class ExplorerUI(Handlers):
                 self.size = gr.Radio(
                     [("interactive (≤ 0.26 MP, whole image)", "interactive"), ("full protocol", "full")],
                     value=self.explorer.default_size, label="analysis size (released models)", elem_id="analysis-size",
-                    info="interactive: seconds on a CPU; full: the preset's own test protocol, as in its mIoU")
+                    info="interactive: seconds on a CPU; full: the preset's own test protocol, as in its mIoU",
+                    interactive=self.explorer.default_model in presets.presets())
                 self.legend = gr.HTML(elem_id="legend")
         self.details_layout()
         self.cost_layout()
         self.downloads_layout()
 
     def details_layout(self) -> None:
+        with gr.Accordion("How to read this page", open=False, elem_id="intro-more"):
+            gr.Markdown(MORE)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
                 self.k = gr.Slider(1, 20, value=DEFAULT_K, step=1, label="top-k cells of the highlighted map "
@@ -176,15 +183,19 @@ class ExplorerUI(Handlers):
                           **private)
         self.k.change(self.on_topk, [*source, self.click_state, self.k], self.pin_views_out,
                       concurrency_id=VIEWS, trigger_mode="always_last", **quiet, **private)
+        # a switch shows its progress on the status line only: a failed one leaves the page as it was
+        quiet_switch = dict(show_progress_on=[self.status])
         views = dict(fn=self.on_model_views, inputs=[self.model, self.model_state, self.image, self.key_state,
-                                                     self.size],
-                     outputs=[self.model, self.model_state, *self.image_views_out], concurrency_id=VIEWS, **private)
-        loading = dict(outputs=[self.model, self.status], concurrency_id=MODELS, **private)
+                                                     self.size, self.click_state],
+                     outputs=[self.model, self.model_state, self.size, *self.image_views_out], concurrency_id=VIEWS,
+                     **quiet_switch, **private)
+        loading = dict(outputs=[self.model, self.status], concurrency_id=MODELS, **quiet_switch, **private)
         self.model.select(self.on_model_load, [self.model, self.model_state], **loading).then(**views).then(**cost)
         self.photo_button.click(self.on_photo_model_load, [self.model_state], **loading).then(**views).then(**cost)
-        self.size.input(self.on_size, [self.size, self.image, self.key_state, self.model], self.image_views_out,
+        self.size.input(self.on_size, [self.size, self.image, self.key_state, self.model, self.click_state],
+                        self.image_views_out,
                         concurrency_id=VIEWS, **private).then(**cost)
-        demo.load(self.on_load, None, [self.model, self.model_state, *self.image_views_out],
+        demo.load(self.on_load, None, [self.model, self.model_state, self.size, *self.image_views_out],
                   concurrency_id=VIEWS, api_visibility="private").then(**cost)
 
 

@@ -1,27 +1,22 @@
 // The attention viewer: runs in the page (gr.HTML js_on_load; `element`, `props`, `trigger` and
-// `watch` come from Gradio). Once per image the server sends every cell's quantised criss-cross
-// weights (ccnet/app/browser_maps.py); hovering then draws step 1, step 2 and the composed map with no
-// server round trip. A click, a tap or Enter pins a pixel: trigger('click', {x, y}) asks the
-// server for what needs it (class, top-k, chart, downloads).
+// `watch` come from Gradio), after maps.js and before strips.js. The component's value is small (Gradio
+// keeps it in the session); the image, every head's segmentation and quantised maps are fetched once
+// per image from the URL it names (ccnet/app/server/blobs.py). Hovering then draws step 1, step 2, the
+// composed map (or the reach, or the readers) and every head side by side with no server round trip.
+// A click, a tap or Enter pins a pixel: its class, confidence and top cells at once, from what the page
+// holds; trigger('click', {x, y}) asks the server for the rest (chart, comparison, downloads).
 const S = {
-  value: null, codes: [], scales: [], factor: null, luts: {}, classAt: null, mapCanvas: {}, shown: {},
-  colour: null, mask: null, grey: null, resize: null,
-  cell: null, pinned: null, timings: [],
+  value: null, heads: {}, own: null, luts: {}, mapCanvas: {}, shown: {}, data: null, dataUrl: null,
+  colour: null, grey: null, masks: {}, resize: null, cell: null, pinned: null, timings: [], pins: [],
   cmap: null, scale: null, clip: null, opacity: 0.5, smooth: false, grid: false, view: "composed",
 };
-const VIEWS = ["segmentation", "step1", "step2", "composed"];
+const VIEWS = ["segmentation", "step1", "step2", "step3", "composed", "reach", "readers"];
+const WHOLE = ["composed", "reach", "readers"];  // what the last panel shows
+const STEP_COLOURS = [[255, 255, 255], [251, 140, 60], [90, 170, 255], [140, 220, 120]];  // reach: step 0..3
 const $ = (sel) => element.querySelector(sel);
 const $$ = (sel) => Array.from(element.querySelectorAll(sel));
-
 // Text for innerHTML: whatever a string holds, it is shown, never parsed.
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-
-function bytes(b64) {
-  const raw = atob(b64);
-  const out = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
-  return out;
-}
 
 // The display comes from the server, which checked the link's values (ccnet/app/links.py); the page
 // takes only names it knows itself (a colormap named "constructor" is no colormap).
@@ -30,77 +25,30 @@ function readSettings(v) {
   const d = v.display || {};
   if (typeof d.cmap === "string" && Object.hasOwn(v.colormaps, d.cmap)) S.cmap = d.cmap;
   if (d.scale === "log" || d.scale === "linear") S.scale = d.scale;
-  if (typeof v.view === "string" && VIEWS.includes(v.view)) S.view = v.view;
   if (Number(d.clip) > 0 && Number(d.clip) <= 1) S.clip = Number(d.clip);
+  if (typeof v.view === "string" && VIEWS.includes(v.view)) S.view = v.view;
 }
 
-// ---- the weights ------------------------------------------------------------------------------
-function decode(v) {
-  S.codes = (v.codes || []).map(bytes);
-  S.scales = (v.scales || []).map((b) => new Float32Array(bytes(b).buffer));
-  S.factor = new Float64Array(256);
-  const step = v.decades / (v.levels - 1);
-  for (let c = 1; c < 256; c++) S.factor[c] = Math.pow(10, (c - 1) * step - v.decades);
-  S.luts = {};
-  for (const [name, b64] of Object.entries(v.colormaps)) S.luts[name] = bytes(b64);
-}
+const own = () => S.heads[S.own];
+const grid = () => S.value.grid;
 
-function hasWeights() { return S.codes.length > 0; }
-
-// The weight cell (r, c) gives entry j of its cross in step s (j < h: column, else row).
-function weight(s, r, c, j) {
-  const [h, w] = S.value.grid, L = h + w, cell = r * w + c;
-  return S.scales[s][cell] * S.factor[S.codes[s][cell * L + j]];
-}
-
-function stepMap(s, r, c) {
-  const [h, w] = S.value.grid, out = new Float32Array(h * w);
-  for (let k = 0; k < h; k++) out[k * w + c] += weight(s, r, c, k);
-  for (let k = 0; k < w; k++) out[r * w + k] += weight(s, r, c, h + k);
-  return out;
-}
-
-// M = e_q A_R ... A_1, as ccnet.nn.attention_maps.composed_map: mass flows through the last step first.
-function composedMap(r, c) {
-  const [h, w] = S.value.grid;
-  let mass = new Float32Array(h * w);
-  mass[r * w + c] = 1;
-  for (let s = S.value.steps - 1; s >= 0; s--) {
-    const out = new Float32Array(h * w);
-    for (let v = 0; v < h * w; v++) {
-      const m = mass[v];
-      if (m === 0) continue;
-      const vr = Math.floor(v / w), vc = v % w;
-      for (let k = 0; k < h; k++) out[k * w + vc] += m * weight(s, vr, vc, k);
-      for (let k = 0; k < w; k++) out[vr * w + k] += m * weight(s, vr, vc, h + k);
-    }
-    mass = out;
-  }
-  return mass;
-}
-
-function maps(r, c) {
-  if (hasWeights()) {
-    const steps = [];
-    for (let s = 0; s < S.value.steps; s++) steps.push(stepMap(s, r, c));
-    return { steps, composed: composedMap(r, c) };
-  }
-  const p = S.value.pinned_maps;  // over budget: the server's maps of the pinned cell only
-  if (p && p.cell[0] === r && p.cell[1] === c) {
-    const f = (b) => new Float32Array(bytes(b).buffer);
-    return { steps: p.steps.map(f), composed: f(p.composed) };
-  }
+// The shown head's maps of a cell: from its weights, else the server's maps of the pinned cell.
+function ownMaps(r, c) {
+  const head = own();
+  if (hasMaps(head)) return headMaps(head, grid(), r, c);
+  const p = S.value.pinned_maps;
+  if (p && p.cell[0] === r && p.cell[1] === c) return { steps: p.steps.map(floats), composed: floats(p.composed) };
   return null;
 }
 
-// ---- geometry: the server's rule (ccnet/inference/geometry.py) ------------------------------------
+// ---- geometry: the server's rule (ccnet/inference/geometry.py) --------------------------------------
 function cellOf(x, y) {
-  const [H, W] = S.value.size, [h, w] = S.value.grid;
+  const [H, W] = S.value.size, [h, w] = grid();
   return [Math.floor((y * h) / H), Math.floor((x * w) / W)];
 }
 function bound(i, count, size) { return Math.ceil((i * size) / count); }
 function cellCentre(r, c) {
-  const [H, W] = S.value.size, [h, w] = S.value.grid;
+  const [H, W] = S.value.size, [h, w] = grid();
   return [Math.floor((bound(c, w, W) + bound(c + 1, w, W) - 1) / 2),
           Math.floor((bound(r, h, H) + bound(r + 1, h, H) - 1) / 2)];
 }
@@ -111,32 +59,40 @@ function pixelOf(ev, stage) {
   return [x, y];
 }
 
-// ---- drawing ----------------------------------------------------------------------------------
+// ---- drawing ------------------------------------------------------------------------------------
 function unit(value, top) {
   if (!(value > 0) || !(top > 0)) return 0;
   if (S.scale === "linear") return Math.min(1, value / top);
   return Math.max(0, Math.min(1, 1 + Math.log10(value / top) / 4));
 }
 
-// A map onto its panel's small (w x h) canvas, through the colormap; returns the map's maximum.
-function paint(name, map) {
-  const [h, w] = S.value.grid;
-  if (!S.mapCanvas[name]) {
-    S.mapCanvas[name] = document.createElement("canvas");
-    [S.mapCanvas[name].width, S.mapCanvas[name].height] = [w, h];
-  }
-  const ctx = S.mapCanvas[name].getContext("2d"), img = ctx.createImageData(w, h), lut = S.luts[S.cmap];
+// A map onto a small (w x h) canvas through the colormap; returns the map's maximum.
+function paintMap(canvas, map) {
+  const [h, w] = grid();
+  [canvas.width, canvas.height] = [w, h];
+  const ctx = canvas.getContext("2d"), img = ctx.createImageData(w, h), lut = S.luts[S.cmap];
   let max = 0;
   for (let i = 0; i < map.length; i++) if (map[i] > max) max = map[i];
   const top = max * S.clip;
   for (let i = 0; i < map.length; i++) {
     const u = Math.round(unit(map[i], top) * 255);
-    img.data[4 * i] = lut[3 * u]; img.data[4 * i + 1] = lut[3 * u + 1]; img.data[4 * i + 2] = lut[3 * u + 2];
-    img.data[4 * i + 3] = 255;
+    img.data.set([lut[3 * u], lut[3 * u + 1], lut[3 * u + 2], 255], 4 * i);
   }
   ctx.putImageData(img, 0, 0);
   return max;
 }
+
+// The reach: each cell in the colour of the first step that reaches it.
+function paintReach(canvas, first) {
+  const [h, w] = grid();
+  [canvas.width, canvas.height] = [w, h];
+  const ctx = canvas.getContext("2d"), img = ctx.createImageData(w, h);
+  first.forEach((f, i) => img.data.set([...(f === Infinity ? [0, 0, 0] : STEP_COLOURS[Math.min(f, 3)]),
+                                        f === Infinity ? 0 : 255], 4 * i));
+  ctx.putImageData(img, 0, 0);
+}
+
+const mapCanvas = (name) => (S.mapCanvas[name] = S.mapCanvas[name] || document.createElement("canvas"));
 
 // Each panel is one canvas at its displayed size: background, map or segmentation, grid and the
 // hovered cell's row and column, drawn in one go (no DOM change, so a hover costs one small frame).
@@ -149,7 +105,8 @@ function render(panel) {
     if (S.colour.complete) ctx.drawImage(S.colour, 0, 0, cw, ch);
     ctx.globalAlpha = S.opacity;
     ctx.imageSmoothingEnabled = false;
-    if (S.mask.complete) ctx.drawImage(S.mask, 0, 0, cw, ch);
+    const mask = S.masks[S.own];
+    if (mask && mask.complete) ctx.drawImage(mask, 0, 0, cw, ch);
   } else {
     ctx.drawImage(S.grey, 0, 0, cw, ch);
     if (S.shown[name] && S.mapCanvas[name]) {
@@ -159,7 +116,7 @@ function render(panel) {
     }
   }
   ctx.globalAlpha = 1;
-  const [H, W] = S.value.size, [h, w] = S.value.grid;
+  const [H, W] = S.value.size, [h, w] = grid();
   const xs = (c) => Math.round((bound(c, w, W) / W) * cw), ys = (r) => Math.round((bound(r, h, H) / H) * ch);
   if (S.grid) {
     ctx.strokeStyle = "rgba(255,255,255,0.35)";
@@ -192,28 +149,51 @@ function render(panel) {
 
 function renderAll() { for (const panel of $$(".ccv-panel")) render(panel); }
 
+// The last panel's title: what it shows, with the reach's counts.
+function wholeTitle(reached) {
+  const [h, w] = grid(), n = h * w, head = own();
+  if (S.view === "reach" && reached) {
+    return `reach · ${reached.counts.map((k) => `${k} of ${n}`).join(", then ")} cells`;
+  }
+  if (S.view === "readers") return "readers · who reads this cell after every step";
+  return S.value.panels[S.value.panels.length - 1][1] + (head && head.kind === "none" ? "" : "");
+}
+
 function show(r, c, ev) {
   const begin = performance.now();
   S.cell = [r, c];
-  const m = maps(r, c);
-  const views = m ? { composed: m.composed } : {};
-  if (m) m.steps.forEach((map, s) => { views["step" + (s + 1)] = map; });
+  const m = ownMaps(r, c), head = own(), views = {};
+  if (m) {
+    m.steps.forEach((map, s) => { views["step" + (s + 1)] = map; });
+    views.composed = m.composed;
+  }
   S.shown = {};
   for (const panel of $$(".ccv-panel[data-map]")) {
-    const name = panel.dataset.map, title = panel.querySelector(".ccv-max");
-    if (views[name]) {
-      const max = paint(name, views[name]);
+    const name = panel.dataset.map, max = panel.querySelector(".ccv-max");
+    let map = views[name];
+    if (name === "composed" && S.view === "readers" && hasMaps(head)) map = readers(head, grid(), r, c);
+    if (name === "composed" && S.view === "reach" && head.kind !== "none") {
+      const reached = reach(head.kind, head.kind === "non-local" ? 1 : head.steps, grid(), r, c);
+      paintReach(mapCanvas(name), reached.first);
       S.shown[name] = true;
-      title.textContent = "max " + max.toPrecision(3);
+      S.reached = reached;
+      panel.querySelector(".ccv-name").textContent = wholeTitle(reached);
+      max.textContent = "";
+      continue;
+    }
+    if (name === "composed") panel.querySelector(".ccv-name").textContent = wholeTitle();
+    if (map) {
+      max.textContent = "max " + paintMap(mapCanvas(name), map).toPrecision(3);
+      S.shown[name] = true;
     } else {
-      title.textContent = hasWeights() ? "" : "click to ask the server";
+      max.textContent = hasMaps(head) ? "" : "click to ask the server";
     }
   }
   renderAll();
-  const [x, y] = cellCentre(r, c), label = S.classAt ? S.classAt(x, y) : "";
-  $(".ccv-hover").textContent = `cell (${r}, ${c}) of ${S.value.grid[0]}×${S.value.grid[1]}` +
-    (label ? ` · ${label}` : "") + (S.pinned ? ` · pinned (${S.pinned[0]}, ${S.pinned[1]})` : "") +
-    (S.value.kind === "none" ? " · no attention in this head" : "");
+  updateStrips(r, c);
+  const [x, y] = cellCentre(r, c), here = S.classAt && S.classAt[S.own] ? S.classAt[S.own](x, y) : null;
+  $(".ccv-hover").textContent = `cell (${r}, ${c}) of ${grid()[0]}×${grid()[1]}` + (here ? ` · ${here[0]}` : "") +
+    (S.pinned ? ` · pinned (${S.pinned[0]}, ${S.pinned[1]})` : "") + (head.kind === "none" ? " · no attention in this head" : "");
   element.dataset.cell = `${r},${c}`;
   if (ev) {
     const t0 = ev.timeStamp, done = performance.now();
@@ -228,32 +208,41 @@ function show(r, c, ev) {
 
 // ---- the page's state in the URL, and pinning ---------------------------------------------------
 // The URL is made afresh from what the page shows: nothing a link brought survives unless the page
-// took it, and x and y are there only while a pixel is pinned.
+// took it, x and y are there only while a pixel is pinned, the image only while it is shown.
 function syncUrl() {
   const u = new URL(window.location.href), v = S.value, q = new URLSearchParams();
-  if (v.example) q.set("example", v.example); else if (v.key) q.set("key", v.key);
-  q.set("model", v.model);
-  if (S.pinned) { q.set("x", S.pinned[0]); q.set("y", S.pinned[1]); }
-  for (const k of ["view", "cmap", "scale", "clip"]) q.set(k, S[k]);
+  if (v) {
+    if (v.example) q.set("example", v.example); else if (v.key) q.set("key", v.key);
+    q.set("model", v.model);
+    if (S.pinned) { q.set("x", S.pinned[0]); q.set("y", S.pinned[1]); }
+    for (const k of ["view", "cmap", "scale", "clip"]) q.set(k, S[k]);
+  }
   u.search = q.toString();
   window.history.replaceState(null, "", u.toString());
-  $(".ccv-link").dataset.url = u.toString();
+  const link = $(".ccv-link");
+  if (link) link.dataset.url = u.toString();
 }
 
-function pin(x, y) {
+function pin(x, y, ev) {
+  const begin = performance.now();
   S.pinned = [x, y];
   const [r, c] = cellOf(x, y);
   show(r, c);
   syncUrl();
-  trigger("click", { x, y, view: S.view });
+  const t0 = ev ? ev.timeStamp : begin;
+  requestAnimationFrame(() => setTimeout(() => S.pins.push({ paint_ms: performance.now() - t0 }), 0));
+  trigger("click", { x, y, view: WHOLE.includes(S.view) ? "composed" : S.view });
 }
 
 // ---- building the DOM ---------------------------------------------------------------------------
 function panelHtml(name, title) {
   const testid = name === "composed" ? "attention-canvas" : "attention-" + name;
-  return `<div class="ccv-panel${S.view === name ? " ccv-active" : ""}" data-view="${name}"` +
+  const active = S.view === name || (name === "composed" && WHOLE.includes(S.view));
+  const modes = name !== "composed" || own().kind === "none" ? "" : '<span class="ccv-modes">' +
+    WHOLE.map((m) => `<button type="button" data-mode="${m}"${S.view === m || (m === "composed" && !WHOLE.includes(S.view)) ? ' class="on"' : ""}>${m}</button>`).join("") + "</span>";
+  return `<div class="ccv-panel${active ? " ccv-active" : ""}" data-view="${name}"` +
     (name === "segmentation" ? "" : ` data-map="${name}"`) + `>` +
-    `<div class="ccv-title"><b>${esc(title)}</b> <span class="ccv-max"></span></div>` +
+    `<div class="ccv-title"><b class="ccv-name">${esc(title)}</b>${modes}<span class="ccv-max"></span></div>` +
     `<div class="ccv-stage" tabindex="-1"><canvas class="ccv-view" data-testid="${testid}"></canvas></div></div>`;
 }
 
@@ -267,7 +256,8 @@ function toolbar() {
     `<label>segmentation <input class="ccv-opacity" type="range" min="0" max="1" step="0.05" value="${S.opacity}"></label>` +
     `<label><input class="ccv-smooth" type="checkbox"${S.smooth ? " checked" : ""}> bilinear</label>` +
     `<label><input class="ccv-gridbox" type="checkbox"${S.grid ? " checked" : ""}> grid</label>` +
-    '<button class="ccv-link" type="button">copy link</button></div>';
+    '<button class="ccv-link" type="button">copy link</button>' +
+    '<button class="ccv-save" type="button" data-testid="save-picture">save picture</button></div>';
 }
 
 function colourbar() {
@@ -284,11 +274,10 @@ function drawRamp() {
   ctx.putImageData(img, 0, 0);
 }
 
-// The pictures under the maps, decoded once per image: the image, its segmentation and the image
-// in grey, darkened (drawn once here: a CSS filter would run again at every repaint).
+// The pictures under the maps, decoded once per image: the image, each head's segmentation and the
+// image in grey, darkened (drawn once here: a CSS filter would run again at every repaint).
 function layers(v) {
   S.colour = new Image();
-  S.mask = new Image();
   S.grey = document.createElement("canvas");
   S.colour.onload = () => {
     [S.grey.width, S.grey.height] = [S.colour.naturalWidth, S.colour.naturalHeight];
@@ -297,162 +286,62 @@ function layers(v) {
     ctx.drawImage(S.colour, 0, 0);
     renderAll();
   };
-  S.mask.onload = renderAll;
   S.colour.src = v.image;
-  S.mask.src = v.mask;
+  S.masks = {};
+  for (const head of v.heads) {
+    S.masks[head.name] = new Image();
+    S.masks[head.name].onload = renderAll;
+    S.masks[head.name].src = head.mask;
+  }
 }
 
+// How many panels a row: as many as keep the panels within the height the screen leaves them (so
+// a portrait keeps the segmentation and the composed map on screen together); past that, narrower.
 function fit() {
+  const panels = $(".ccv-panels");
+  if (!panels || !S.value) return;
+  const [H, W] = S.value.size, n = $$(".ccv-panel").length, width = panels.clientWidth, gap = 8;
+  // the room the panels get: on a desktop, what leaves the strips on the first screen; on a phone, half of it
+  const phone = window.innerWidth < 720, room = Math.max(200, phone ? window.innerHeight * 0.55 : window.innerHeight - 520);
+  let best = { columns: n, stage: 0 };
+  for (let columns = 1; columns <= n; columns++) {
+    const rows = Math.ceil(n / columns), panelW = (width - gap * (columns - 1)) / columns;
+    const stageW = Math.min(panelW, ((room / rows) - 24) * (W / H));
+    if (stageW > best.stage) best = { columns, stage: stageW };
+  }
+  panels.style.gridTemplateColumns = `repeat(${best.columns}, minmax(0, 1fr))`;
+  for (const stage of $$(".ccv-stage")) stage.style.maxWidth = `${Math.max(60, Math.floor(best.stage))}px`;
   const dpr = window.devicePixelRatio || 1;
   for (const canvas of $$("canvas.ccv-view")) {
-    const width = Math.max(1, Math.round(canvas.clientWidth * dpr)), height = Math.max(1, Math.round(canvas.clientHeight * dpr));
-    if (canvas.width !== width || canvas.height !== height) [canvas.width, canvas.height] = [width, height];
+    const cw = Math.max(1, Math.round(canvas.clientWidth * dpr)), ch = Math.max(1, Math.round(canvas.clientHeight * dpr));
+    if (canvas.width !== cw || canvas.height !== ch) [canvas.width, canvas.height] = [cw, ch];
   }
-  if (S.value) renderAll();
+  renderAll();
 }
 
-function classReader(v) {
-  const img = new Image();
-  img.onload = () => {
-    const canvas = document.createElement("canvas");
-    [canvas.width, canvas.height] = [img.naturalWidth, img.naturalHeight];
-    const ctx = canvas.getContext("2d", { willReadFrequently: true });
-    ctx.drawImage(img, 0, 0);
-    const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-    const byColour = new Map(v.palette.map((rgb, i) => [(rgb[0] << 16) | (rgb[1] << 8) | rgb[2], i]));
-    S.classAt = (x, y) => {
-      const i = 4 * (y * canvas.width + x), k = byColour.get((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
-      return k === undefined ? "" : v.classes[k];
+function classReaders(v) {
+  S.classAt = {};
+  const byColour = new Map(v.palette.map((rgb, i) => [(rgb[0] << 16) | (rgb[1] << 8) | rgb[2], i]));
+  const pixels = (src, done) => {
+    const img = new Image();
+    img.onload = () => {
+      const canvas = document.createElement("canvas");
+      [canvas.width, canvas.height] = [img.naturalWidth, img.naturalHeight];
+      const ctx = canvas.getContext("2d", { willReadFrequently: true });
+      ctx.drawImage(img, 0, 0);
+      done(ctx.getImageData(0, 0, canvas.width, canvas.height).data, canvas.width);
     };
+    img.src = src;
   };
-  img.src = v.mask;
-}
-
-function listen(stage) {
-  let down = null;
-  // pointerrawupdate (Chromium) arrives as soon as the input does; pointermove waits for the next frame
-  const move = "onpointerrawupdate" in window ? "pointerrawupdate" : "pointermove";
-  stage.addEventListener(move, (ev) => {
-    const [x, y] = pixelOf(ev, stage), [r, c] = cellOf(x, y);
-    if (!S.cell || S.cell[0] !== r || S.cell[1] !== c) show(r, c, ev);
-  });
-  stage.addEventListener("pointerdown", (ev) => { down = [ev.clientX, ev.clientY]; stage.focus(); });
-  stage.addEventListener("pointerup", (ev) => {
-    if (down && Math.hypot(ev.clientX - down[0], ev.clientY - down[1]) < 6) pin(...pixelOf(ev, stage));
-    down = null;
-  });
-  stage.addEventListener("pointerleave", () => {
-    if (S.pinned) { const [r, c] = cellOf(...S.pinned); show(r, c); }
-  });
-}
-
-function onKey(ev) {
-  if (!S.value || !S.cell || ["INPUT", "SELECT", "BUTTON"].includes(ev.target.tagName)) return;
-  const [h, w] = S.value.grid, n = ev.shiftKey ? 4 : 1;
-  const moves = { ArrowUp: [-n, 0], ArrowDown: [n, 0], ArrowLeft: [0, -n], ArrowRight: [0, n] };
-  if (moves[ev.key]) {
-    ev.preventDefault();
-    const r = Math.max(0, Math.min(h - 1, S.cell[0] + moves[ev.key][0]));
-    const c = Math.max(0, Math.min(w - 1, S.cell[1] + moves[ev.key][1]));
-    show(r, c, ev);
-  } else if (ev.key === "Enter") {
-    ev.preventDefault();
-    pin(...cellCentre(...S.cell));
+  for (const head of v.heads) {
+    const found = { mask: null, confidence: null, width: 0 };
+    pixels(head.mask, (data, width) => { found.mask = data; found.width = width; if (S.cell) updateStrips(...S.cell); });
+    pixels(head.confidence, (data) => { found.confidence = data; if (S.cell) updateStrips(...S.cell); });
+    // [class name, confidence] of pixel (x, y) under this head, or null until its pictures are read
+    S.classAt[head.name] = (x, y) => {
+      if (!found.mask || !found.confidence) return null;
+      const i = 4 * (y * found.width + x), k = byColour.get((found.mask[i] << 16) | (found.mask[i + 1] << 8) | found.mask[i + 2]);
+      return k === undefined ? null : [v.classes[k], found.confidence[i] / 255];
+    };
   }
 }
-
-function controls() {
-  const redraw = () => { if (S.cell) show(...S.cell); syncUrl(); };
-  $(".ccv-cmap").addEventListener("change", (e) => { S.cmap = e.target.value; drawRamp(); redraw(); });
-  $(".ccv-scale").addEventListener("change", (e) => { S.scale = e.target.value; drawRamp(); redraw(); });
-  const clip = $(".ccv-clip");
-  const setClip = () => { const v = Number(clip.value); if (v > 0 && v <= 1) { S.clip = v; drawRamp(); redraw(); } };
-  clip.addEventListener("input", setClip);
-  clip.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); setClip(); } });
-  $(".ccv-opacity").addEventListener("input", (e) => { S.opacity = Number(e.target.value); renderAll(); });
-  $(".ccv-smooth").addEventListener("change", (e) => { S.smooth = e.target.checked; renderAll(); });
-  $(".ccv-gridbox").addEventListener("change", (e) => { S.grid = e.target.checked; renderAll(); });
-  $(".ccv-link").addEventListener("click", async (e) => {
-    const url = e.target.dataset.url || window.location.href;
-    try { await navigator.clipboard.writeText(url); e.target.textContent = "link copied"; }
-    catch (err) { window.prompt("Copy this link:", url); }
-    setTimeout(() => { e.target.textContent = "copy link"; }, 1500);
-  });
-  for (const title of $$(".ccv-panel[data-map] .ccv-title")) {
-    title.addEventListener("click", () => {
-      S.view = title.parentElement.dataset.view;
-      $$(".ccv-panel").forEach((p) => p.classList.toggle("ccv-active", p.dataset.view === S.view));
-      syncUrl();
-      if (S.pinned) trigger("click", { x: S.pinned[0], y: S.pinned[1], view: S.view });
-    });
-  }
-}
-
-// The component's value is small (Gradio keeps it in the session); the image, the segmentation and
-// the maps are fetched from the URL it names, once per image (ccnet/app/server/blobs.py).
-async function fetched(url) {
-  const response = await fetch(url, { credentials: "same-origin" });
-  if (!response.ok) throw new Error(`${response.status}`);
-  return response.json();
-}
-
-let building = 0;
-async function build() {
-  const mine = ++building, given = props.value;
-  const root = $(".ccv-root");
-  if (!given || !given.size) {
-    root.innerHTML = '<div class="ccv-empty">Upload an image or pick an example.</div>';
-    S.value = null;
-    return;
-  }
-  let data, pinned = null;
-  try {
-    data = S.dataUrl === given.data ? S.data : await fetched(given.data);
-    if (given.pinned) pinned = await fetched(given.pinned);
-  } catch (err) {
-    if (mine === building) root.innerHTML = '<div class="ccv-empty">The maps could not be fetched; reload the page.</div>';
-    return;
-  }
-  if (mine !== building) return;  // a newer value arrived meanwhile: that build draws
-  [S.data, S.dataUrl] = [data, given.data];
-  const v = { ...data, ...given, pinned_maps: pinned };
-  const sameImage = S.value && S.value.data === v.data;
-  S.value = v;
-  readSettings(v);
-  decode(v);
-  root.innerHTML = toolbar() + '<div class="ccv-panels">' +
-    v.panels.map(([n, t]) => panelHtml(n, t)).join("") + "</div>" + colourbar() +
-    '<div class="ccv-hover" aria-live="polite"></div>';
-  root.dataset.mode = hasWeights() ? "browser" : "server";
-  root.dataset.kind = v.kind || "criss-cross";
-  const [H, W] = v.size;
-  S.mapCanvas = {};
-  S.shown = {};
-  layers(v);
-  for (const stage of $$(".ccv-stage")) {
-    stage.style.aspectRatio = `${W} / ${H}`;
-    listen(stage);
-  }
-  fit();
-  if (!S.resize) { S.resize = new ResizeObserver(fit); }
-  S.resize.disconnect();
-  S.resize.observe(root);
-  classReader(v);
-  drawRamp();
-  controls();
-  if (v.pin) S.pinned = v.pin;
-  else if (!sameImage) S.pinned = null;
-  const start = S.pinned ? cellOf(...S.pinned) : (sameImage && S.cell ? S.cell : [Math.floor(v.grid[0] / 2), Math.floor(v.grid[1] / 2)]);
-  show(...start);
-  syncUrl();
-}
-
-element.addEventListener("keydown", onKey);
-window.__ccnetViewer = {
-  state: S,
-  composedAt: (r, c) => Array.from(composedMap(r, c)),
-  stepAt: (s, r, c) => Array.from(stepMap(s, r, c)),
-  timings: () => S.timings.slice(),
-};
-build();
-watch("value", build);
