@@ -301,8 +301,8 @@ function fit() {
   const panels = $(".ccv-panels");
   if (!panels || !S.value) return;
   const [H, W] = S.value.size, n = $$(".ccv-panel").length, width = panels.clientWidth, gap = 8;
-  // the room the panels get: on a desktop, what leaves the strips on the first screen; on a phone, half of it
-  const phone = window.innerWidth < 720, room = Math.max(200, phone ? window.innerHeight * 0.55 : window.innerHeight - 520);
+  // the room the panels get: on a desktop, what leaves the strips on the first screen; on a phone, a third of it
+  const phone = window.innerWidth < 720, room = Math.max(200, phone ? window.innerHeight * 0.35 : window.innerHeight - 520);
   let best = { columns: n, stage: 0 };
   for (let columns = 1; columns <= n; columns++) {
     const rows = Math.ceil(n / columns), panelW = (width - gap * (columns - 1)) / columns;
