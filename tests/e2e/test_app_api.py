@@ -74,6 +74,7 @@ def test_attention_json_has_the_clicked_cell_and_distributions(served, x, y):
     weights = [t["weight"] for t in data["topk"]]
     assert len(weights) == 5 and weights == sorted(weights, reverse=True)
     assert Image.open(heatmap).size == (W, H) and Image.open(steps).size[0] > W
+    assert client.predict(handle_file(str(DEMO)), x, y, api_name="/attention_maps") == data  # the JSON alone
 
 
 def test_clicks_through_the_api_never_rerun_the_network(served):
@@ -196,7 +197,7 @@ def test_python_app_py_honours_the_server_env_and_reaches_no_other_host(tmp_path
                 assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
                 time.sleep(0.5)
         names = {d.get("api_name") for d in config["dependencies"] if d.get("api_visibility") == "public"}
-        assert names == {"segment", "attention", "cost"}
+        assert names == {"segment", "attention", "attention_maps", "cost"}
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -306,12 +307,13 @@ def test_segment_attention_and_cost_are_mcp_tools(served):
     with urllib.request.urlopen(f"{client.base}/gradio_api/mcp/schema", timeout=30) as response:
         schema = json.loads(response.read())
     tools = {tool["name"]: tool for tool in schema}
+    assert any("attention_maps" in name for name in tools)
     for word in ("segment", "attention", "cost"):
         name = next(name for name in tools if word in name)
         assert len(tools[name]["description"]) > 60, tools[name]
     attention = tools[next(name for name in tools if "attention" in name)]
     assert {"image", "x", "y"} <= set(attention["inputSchema"]["properties"])
-    assert not any(word in name for name in tools for word in ("on_", "noop"))  # the page's events stay private
+    assert not any(name.startswith("on_") or "noop" in name for name in tools)  # the page's events stay private
 
 
 def test_the_analysis_size_reaches_released_models_through_the_api(tmp_path_factory, checkpoint):

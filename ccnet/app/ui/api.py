@@ -7,7 +7,7 @@ from collections.abc import Callable
 import gradio as gr
 
 from ccnet import limits
-from ccnet.app.analysis import Display
+from ccnet.app.analysis import Display, Explanation
 from ccnet.app.explorer import PHOTO_MODEL, Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.ui.common import VIEWS, api_guard, upload_path
@@ -17,10 +17,10 @@ from ccnet.viz.pictures import legend
 
 
 def api_endpoints(explorer: Explorer, exports: Exports) -> None:
-    """/segment, /attention and /cost for gradio_client, on hidden components. Coordinates are
-    pixels of the analysed image (the upload, downscaled only above the size limit). Pictures are
-    returned as PNG files written at compression level 1 (Gradio would encode arrays at its
-    default level, about four times slower for these pictures)."""
+    """/segment, /attention, /attention_maps and /cost for gradio_client (and MCP), on hidden
+    components. Coordinates are pixels of the analysed image (the upload, downscaled only above
+    the size limit). Pictures are returned as PNG files written at compression level 1 (Gradio
+    would encode arrays at its default level, about four times slower for these pictures)."""
     with gr.Group(visible=False):
         image_in = gr.Image(label="image", type="filepath")
         x_in, y_in = gr.Number(label="x", precision=0), gr.Number(label="y", precision=0)
@@ -28,14 +28,16 @@ def api_endpoints(explorer: Explorer, exports: Exports) -> None:
         size_in = gr.Textbox("", label="size", info="interactive or full; empty: the app's default")
         compare_in = gr.Textbox("", label="compare", info="nonlocal: also the non-local sibling's map")
         overlay, heatmap, steps = gr.Image(format="png"), gr.Image(format="png"), gr.Image(format="png")
-        info, attention_json, cost_json = gr.JSON(), gr.JSON(), gr.JSON()
+        info, attention_json, maps_json, cost_json = gr.JSON(), gr.JSON(), gr.JSON(), gr.JSON()
 
-    segment, attention, cost = (make(explorer, exports) for make in (segment_endpoint, attention_endpoint,
-                                                                     cost_endpoint))
+    segment, attention, maps, cost = (make(explorer, exports) for make in (
+        segment_endpoint, attention_endpoint, attention_maps_endpoint, cost_endpoint))
     gr.on([], segment, [image_in, model_in, size_in], [overlay, info], api_name="segment", concurrency_id=VIEWS,
           preprocess=False)
     gr.on([], attention, [image_in, x_in, y_in, model_in, size_in, compare_in], [heatmap, steps, attention_json],
           api_name="attention", concurrency_id=VIEWS, preprocess=False)
+    gr.on([], maps, [image_in, x_in, y_in, model_in, size_in, compare_in], [maps_json], api_name="attention_maps",
+          concurrency_id=VIEWS, preprocess=False)
     gr.on([], cost, [image_in, model_in], [cost_json], api_name="cost", concurrency_id="cost", preprocess=False)
 
 
@@ -87,19 +89,9 @@ def attention_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tu
     @api_guard
     def attention(image: dict | str | None, x: float | None, y: float | None, model: str = "",
                   size: str = "", compare: str = "") -> tuple:
-        image = upload_path(image)
-        if x is None or y is None:
-            raise CCNetError("give the pixel as x (column) and y (row)")
-        if compare not in ("", "nonlocal"):
-            raise CCNetError(f"compare must be empty or 'nonlocal', got {shown(compare)}")
-        display = Display()
-        explanation = explorer.explain(image, x, y, model=model or None, display=display, size=size or None)
-        pictures = explorer.render(explanation, display)
+        explanation, data = pixel_maps(explorer, image, x, y, model, size, compare)
+        pictures = explorer.render(explanation, Display())
         heatmap, steps = (exports.picture(explanation.analysis, name, pictures[name]) for name in ("heatmap", "steps"))
-        data = explanation.to_json(explorer.classes(explanation.analysis.model))
-        if compare:
-            non_local, data["agreement"] = explorer.compare_nonlocal(explanation.analysis, explanation.x, explanation.y)
-            data["nonlocal"] = non_local.tolist()
         return heatmap, steps, data
 
     attention.__doc__ = tool_doc(
@@ -116,6 +108,41 @@ def attention_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., tu
         "pixel, weight, class), pixel, class, confidence; with compare: nonlocal (h x w, sums to 1) and agreement "
         "(topk_overlap, js_divergence_bits, on_cross_share of each map, top_cell of each).")
     return attention
+
+
+def pixel_maps(explorer: Explorer, image: dict | str | None, x: float | None, y: float | None, model: str,
+               size: str, compare: str) -> tuple[Explanation, dict]:
+    """What /attention and /attention_maps share: the pixel's explanation and its JSON."""
+    image = upload_path(image)
+    if x is None or y is None:
+        raise CCNetError("give the pixel as x (column) and y (row)")
+    if compare not in ("", "nonlocal"):
+        raise CCNetError(f"compare must be empty or 'nonlocal', got {shown(compare)}")
+    explanation = explorer.explain(image, x, y, model=model or None, display=Display(), size=size or None)
+    data = explanation.to_json(explorer.classes(explanation.analysis.model))
+    if compare:
+        non_local, data["agreement"] = explorer.compare_nonlocal(explanation.analysis, explanation.x, explanation.y)
+        data["nonlocal"] = non_local.tolist()
+    return explanation, data
+
+
+def attention_maps_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., dict]:
+    """The /attention_maps endpoint's function: /attention's JSON without its pictures, for programs."""
+
+    @api_guard
+    def attention_maps(image: dict | str | None, x: float | None, y: float | None, model: str = "",
+                       size: str = "", compare: str = "") -> dict:
+        return pixel_maps(explorer, image, x, y, model, size, compare)[1]
+
+    attention_maps.__doc__ = tool_doc(
+        "Where one pixel looks, as numbers only: /attention's JSON without its two pictures (for programs "
+        "that want the maps, not images of them).",
+        {"image": IMAGE, "x": "the pixel's column in the analysed image (0 is the left edge), a whole number",
+         "y": "the pixel's row in the analysed image (0 is the top edge), a whole number", "model": MODEL,
+         "size": SIZE, "compare": '"nonlocal" to add the non-local sibling\'s map and how the two agree; "" for none'},
+        "A JSON: grid, cell [row, col], steps and composed (h x w weights, each summing to 1), topk (rank, cell, "
+        "pixel, weight, class), pixel, class, confidence; with compare: nonlocal and agreement (as /attention).")
+    return attention_maps
 
 
 def cost_endpoint(explorer: Explorer, exports: Exports) -> Callable[..., dict]:
