@@ -1,7 +1,9 @@
 """How fast exploring feels, measured side by side in one run: hover-to-paint in a real Chromium
 (the viewer's own timing from the pointer event to the frame that shows the new maps, beside a
-no-op listener on the same page: the page's floor), and a server click through gradio_client
-(/attention on an analysed image) beside a do-nothing endpoint that receives the same upload.
+no-op listener on the same page: the page's floor), a pin (click -> the frame whose pin line
+shows the pixel's class, from what the page holds), and a server click through gradio_client
+(/attention and /attention_maps on an analysed image) beside a do-nothing endpoint that receives
+the same upload.
 Needs Playwright and Debian's Chromium (the test dependencies); loopback only.
 `python -m tools.viewer_bench --json assets/viewer_bench.json`."""
 from __future__ import annotations
@@ -70,7 +72,22 @@ def hover(page: object, moves: int) -> dict:
             "size": page.evaluate("window.__ccnetViewer.state.value.size")}
 
 
-def browser_hover(url: str, photo: Path, moves: int) -> dict:
+def pins(page: object, clicks: int) -> dict:
+    """Click `clicks` cells of the composed panel, 400 ms apart (the server's answer to each click
+    follows, outside the figure): the viewer's time from the click's pointer event to the frame
+    whose pin line (data-testid pin-class) shows the new pixel's class."""
+    page.evaluate("window.__ccnetViewer.state.pins.length = 0")
+    box = page.locator(".ccv-panel[data-view=composed] .ccv-stage").bounding_box()
+    rng = np.random.default_rng(1)
+    for _ in range(clicks):
+        x, y = rng.uniform(0.05, 0.95, size=2)
+        page.mouse.click(box["x"] + box["width"] * x, box["y"] + box["height"] * y)
+        time.sleep(0.4)
+    page.wait_for_timeout(300)
+    return summary([t["paint_ms"] for t in page.evaluate("window.__ccnetViewer.pins()")])
+
+
+def browser_hover(url: str, photo: Path, moves: int, clicks: int) -> dict:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -83,6 +100,7 @@ def browser_hover(url: str, photo: Path, moves: int) -> dict:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(url + "?example=street_seed1_car.png")
         results["demo scene"] = hover(page, moves)
+        results["demo scene"]["pin"] = pins(page, clicks)
         page.locator("#input input[type=file]").set_input_files(str(photo))
         page.wait_for_function("(w) => window.__ccnetViewer?.state.value?.size[1] === w", arg=2048, timeout=120_000)
         results["2048 px image"] = hover(page, moves)
@@ -91,22 +109,25 @@ def browser_hover(url: str, photo: Path, moves: int) -> dict:
 
 
 def server_clicks(url: str, image: Path, clicks: int) -> dict:
-    """/attention on an analysed image beside /noop (the same upload, nothing returned) and
-    /noop_files (the same upload and the same outputs: two PNG files and a JSON), interleaved."""
+    """/attention and /attention_maps on an analysed image beside /noop (the same upload and
+    pixel, a tiny JSON returned) and /noop_files (the same upload and the same outputs as
+    /attention: two PNG files and a JSON), interleaved."""
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="ccnet-bench-"))
     client.predict(handle_file(str(image)), api_name="/segment")  # analysed once
-    times: dict[str, list[float]] = {"attention": [], "noop": [], "noop_files": []}
+    times: dict[str, list[float]] = {"attention": [], "attention_maps": [], "noop": [], "noop_files": []}
     rng = np.random.default_rng(0)
     for _ in range(clicks):
         x, y = int(rng.integers(512)), int(rng.integers(256))
-        for name, args in (("noop", ()), ("noop_files", (x, y)), ("attention", (x, y))):
+        for name in ("noop", "noop_files", "attention", "attention_maps"):
             start = time.perf_counter()
-            client.predict(handle_file(str(image)), *args, api_name=f"/{name}")
+            client.predict(handle_file(str(image)), x, y, api_name=f"/{name}")
             times[name].append((time.perf_counter() - start) * 1000)
     result = {name: summary(values) for name, values in times.items()}
     result["attention_minus_floor_ms"] = round(result["attention"]["median_ms"] - result["noop"]["median_ms"], 1)
+    result["attention_maps_minus_floor_ms"] = round(
+        result["attention_maps"]["median_ms"] - result["noop"]["median_ms"], 1)
     result["attention_minus_files_floor_ms"] = round(
         result["attention"]["median_ms"] - result["noop_files"]["median_ms"], 1)
     return result
@@ -126,7 +147,7 @@ def measure(moves: int = 60, clicks: int = 30) -> dict:
     Image.fromarray(generate_scene(11, 1024, 2048, split="eval").image).save(photo)
     try:
         load_before = os.getloadavg()[0]
-        hover_result = browser_hover(f"http://127.0.0.1:{port}/", photo, moves)
+        hover_result = browser_hover(f"http://127.0.0.1:{port}/", photo, moves, max(5, clicks // 2))
         click_result = server_clicks(f"http://127.0.0.1:{port}/", DEMOS / "street_seed1_car.png", clicks)
     finally:
         demo.close()
@@ -136,6 +157,7 @@ def measure(moves: int = 60, clicks: int = 30) -> dict:
 
 
 def format_table(result: dict) -> str:
+    pin = result["hover"]["demo scene"]["pin"]
     lines = ["hover-to-paint (pointer event -> the frame showing the new maps), Chromium headless",
              f"{'image':<16}{'grid':>8}{'median ms':>11}{'p95 ms':>9}{'work ms':>9}{'page floor':>12}"]
     for name, row in result["hover"].items():
@@ -143,12 +165,15 @@ def format_table(result: dict) -> str:
         lines.append(f"{name:<16}{grid:>8}{row['paint']['median_ms']:>11}{row['paint']['p95_ms']:>9}"
                      f"{row['work']['median_ms']:>9}{row['page_floor']['median_ms']:>12}")
     click = result["server_click"]
-    lines += ["", "server click through gradio_client (upload, queue, event stream included)",
+    lines += [f"pin (click -> the frame showing the pixel's class), demo scene: median {pin['median_ms']} ms, "
+              f"p95 {pin['p95_ms']} ms over {pin['count']} clicks", "",
+              "server click through gradio_client (upload, queue, event stream included)",
               f"{'endpoint':<16}{'median ms':>11}{'p95 ms':>9}",
               *(f"{name:<16}{click[name]['median_ms']:>11}{click[name]['p95_ms']:>9}"
-                for name in ("noop", "noop_files", "attention")),
+                for name in ("noop", "noop_files", "attention", "attention_maps")),
               f"/attention - /noop: {click['attention_minus_floor_ms']} ms, /attention - /noop_files: "
-              f"{click['attention_minus_files_floor_ms']} ms (medians)",
+              f"{click['attention_minus_files_floor_ms']} ms, /attention_maps - /noop: "
+              f"{click['attention_maps_minus_floor_ms']} ms (medians)",
               f"load average {result['machine']['load_average_at_start']} at start, "
               f"{result['machine']['load_average_at_end']} at end, {result['machine']['cpus']} CPUs"]
     return "\n".join(lines)
@@ -156,7 +181,7 @@ def format_table(result: dict) -> str:
 
 def add_floor_endpoint(demo: gr.Blocks, folder: Path) -> None:
     """Floors the benchmark measures the real endpoints against (never part of the served app):
-    /noop receives an image like /attention and does nothing; /noop_files does nothing either but
+    /noop receives an image and a pixel like /attention and returns a tiny JSON; /noop_files does nothing either but
     returns two tiny PNG files and a JSON like /attention, so that the client's fetching of output
     files is in the floor too."""
     tiny = folder / "tiny.png"
@@ -165,7 +190,7 @@ def add_floor_endpoint(demo: gr.Blocks, folder: Path) -> None:
         image_in, out = gr.Image(type="filepath", visible=False), gr.JSON(visible=False)
         first, second = gr.Image(format="png", visible=False), gr.Image(format="png", visible=False)
         x_in, y_in = gr.Number(visible=False, precision=0), gr.Number(visible=False, precision=0)
-        gr.on([], lambda image: {"ok": True}, [image_in], [out], api_name="noop", preprocess=False)
+        gr.on([], lambda image, x, y: {"ok": True}, [image_in, x_in, y_in], [out], api_name="noop", preprocess=False)
         gr.on([], lambda image, x, y: (str(tiny), str(tiny), {"ok": True}), [image_in, x_in, y_in],
               [first, second, out], api_name="noop_files", preprocess=False)
 

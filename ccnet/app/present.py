@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ccnet.app.analysis import Analysis, Explanation
 from ccnet.nn import cost
-from ccnet.nn.cost import METHOD_LABELS, METHODS
+from ccnet.nn.cost import METHODS
+from ccnet.nn.variants import IMAGE_HEADS
 from ccnet.project import ASSETS
 from ccnet.viz import pictures as viz
 from ccnet.weights import family
@@ -79,20 +80,41 @@ def topk_rows(explanation: Explanation) -> list[list]:
 TOPK_HEADERS = ["rank", "cell (row, col)", "pixel (x, y)", "weight", "class there"]
 
 
-COST_HEADERS = ["method", "attention maps (analytic)", "measured peak", "GFLOPs", "time (ms)", "note"]
+COST_HEADERS = ["head", "context mIoU", "attention maps (analytic)", "measured peak", "GFLOPs", "time (ms)", "note"]
 
 
-def cost_rows(measured: dict) -> list[list]:
-    """The cost table as displayed: sizes in MiB, FLOPs in G, estimates flagged."""
+def cost_rows(measured: dict, scores: dict | None = None) -> list[list]:
+    """The cost table as displayed, one row per head of the variants table at the analysed
+    image's grid: sizes in MiB, FLOPs in G, estimates flagged; with `scores` (the embedded
+    family's held-out figures, family_scores()) each head's context mIoU beside its cost."""
     rows = []
-    for method in METHODS:
-        item = measured[method]
+    for head in IMAGE_HEADS:
+        score = f"{scores[family.sibling_name(head.name)]['context_miou']:.3f}" if scores else "—"
+        if not head.cost_method:
+            rows.append([head.label, score, _mib(0), "—", 0.0, None, "no attention block"])
+            continue
+        item = measured[head.cost_method]
         note = f"estimated: {item.get('reason', 'not measured')}" if item.get("estimated") else "measured"
         rows.append([
-            METHOD_LABELS[method], _mib(item.get("analytic_bytes")), _mib(item.get("memory_bytes")),
+            head.label, score, _mib(item.get("analytic_bytes")), _mib(item.get("memory_bytes")),
             round(item["flops"] / 1e9, 3), None if item.get("time_ms") is None else round(item["time_ms"], 2), note,
         ])
     return rows
+
+
+@functools.lru_cache(maxsize=1)
+def family_scores(path: Path = ASSETS / "family_eval.json") -> dict | None:
+    """Each family head's held-out scores (mIoU, context mIoU on car and truck), as shipped."""
+    try:
+        return json.loads(Path(path).read_text())["models"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+SCORES_NOTE = ("\n\nContext mIoU: car and truck on 64 held-out synthetic scenes (seed 1), every head on the "
+               "embedded model's backbone (assets/family_eval.json, `python -m ccnet evaluate --model M --synthetic 64 "
+               "--seed 1`). R = 1 cannot reach the cue panel from a vehicle; R = 2 reaches it and scores what the "
+               "non-local block scores.")
 
 
 def cost_note(measured: dict) -> str:
@@ -183,25 +205,3 @@ def compare_text(figures: dict, classes: dict[str, str]) -> str:
             f"labelled traffic sign or light): criss-cross **{100 * figures['panel_weight']['criss_cross']:.0f}%**, "
             f"non-local **{100 * figures['panel_weight']['nonlocal']:.0f}%**.\n\n"
             f"Each head's class here: {heads}.")
-
-
-def claim_table(assets: Path = ASSETS) -> str:
-    """The ablation in the app: each head's held-out context mIoU on the embedded backbone
-    (assets/family_eval.json) against its cost on the 32×64 feature grid of a 256×512 scene
-    (assets/ablation_frozen.json): the paper's claim, R = 2 ≈ non-local at a fraction of the cost."""
-    try:
-        scores = json.loads((assets / "family_eval.json").read_text())["models"]
-        costs = json.loads((assets / "ablation_frozen.json").read_text())["arms"]
-    except (OSError, ValueError, KeyError):
-        return "The ablation's figures are not in this checkout's assets/."
-    rows = ["| head | context mIoU (car, truck) | head GFLOPs | head peak memory |", "|---|---|---|---|"]
-    for arm in family.ARMS:
-        label, score = family.head_label(family.sibling_name(arm)), scores[family.sibling_name(arm)]
-        rows.append(f"| {label} | {score['context_miou']:.3f} | {costs[arm]['head_gflops']:.2f} | "
-                    f"{costs[arm]['head_peak_bytes'] / 2**20:.1f} MiB |")
-    return ("Held-out synthetic scenes (64, seed 1), every head on the embedded model's backbone; cost of the "
-            "head on a 256×512 scene (32×64 cells). R = 1 cannot reach the cue panel from a vehicle; R = 2 "
-            f"reaches it and scores what the non-local block scores, with "
-            f"{costs['nonlocal']['head_peak_bytes'] / costs['rcca_r2']['head_peak_bytes']:.1f}× less head memory.\n\n"
-            + "\n".join(rows))
-

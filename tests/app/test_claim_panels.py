@@ -1,10 +1,11 @@
 """The cost panel's paper-size ratios are the shipped benchmark's figures; the tiny-grid sentence
-appears exactly when the non-local block was the faster; the claim table is the shipped JSON."""
+appears exactly when the non-local block was the faster; the head-cost table's scores are the
+shipped JSON."""
 from __future__ import annotations
 
 import json
 
-from ccnet.app.present import claim_table, cost_note, paper_size_figures
+from ccnet.app.present import cost_note, cost_rows, family_scores, paper_size_figures
 from ccnet.project import ASSETS
 
 
@@ -35,8 +36,11 @@ def test_the_tiny_grid_sentence_appears_only_when_non_local_was_faster():
     assert "faster one here" not in cost_note(_measured(1.0, 3.0))
 
 
-def test_the_claim_table_is_the_shipped_figures():
+def test_the_head_cost_table_scores_are_the_shipped_figures():
     scores = json.loads((ASSETS / "family_eval.json").read_text())["models"]
-    table = claim_table()
-    for name, label in (("default", "R = 2"), ("default:rcca_r1", "R = 1"), ("default:nonlocal", "non-local")):
-        assert f"| {label} | {scores[name]['context_miou']:.3f} |" in table
+    rows = {row[0]: row for row in cost_rows(_measured(2.0, 3.0), family_scores())}
+    for name, label in (("default", "R = 2"), ("default:rcca_r1", "R = 1"), ("default:nonlocal", "non-local"),
+                        ("default:none", "no attention"), ("default:rcca_r3", "R = 3")):
+        assert rows[label][1] == f"{scores[name]['context_miou']:.3f}"
+    assert rows["no attention"][2:5] == ["0.00 MiB", "—", 0.0]
+    assert all(row[1] == "—" for row in cost_rows(_measured(2.0, 3.0)))  # a released model: no family scores

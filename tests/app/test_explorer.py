@@ -294,7 +294,8 @@ def test_cost_table_and_csv_flag_estimates():
                                             "time_ms": None, "estimated": True,
                                             "reason": "needs 5.0 GiB, 2.0 GiB free"}}
     rows = cost_rows(measured)
-    assert rows[0][:4] == ["R = 1", "1.00 MiB", "2.00 MiB", 3.0] and rows[3][-1].startswith("estimated: needs")
+    assert [row[0] for row in rows] == ["no attention", "R = 1", "R = 2", "R = 3", "non-local"]
+    assert rows[1][:5] == ["R = 1", "—", "1.00 MiB", "2.00 MiB", 3.0] and rows[4][-1].startswith("estimated: needs")
     assert "estimated" in cost_note(measured) and "32×64" in cost_note(measured)
     table = list(csv.DictReader(io.StringIO(cost_csv_text(measured))))
     assert [r["method"] for r in table] == list(METHODS)

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from ccnet.app.browser_maps import dequantise, quantise
+from ccnet.app.present import family_scores
 from ccnet.app.ui.common import FIRST_PIXEL
 from ccnet.nn.attention_maps import dense_matrix
 from ccnet.project import DEMOS
@@ -59,6 +60,28 @@ def test_the_claim_is_on_the_first_screen(page, live_app):
     assert cards["R = 1"][1] == "0.0% of its weight on the sign"
     assert float(cards["R = 2"][1].split("%")[0]) > 50
     shot(page, "first-screen-1400x900")
+
+
+def test_the_head_cost_table_is_measured_at_the_grid_the_app_runs(page, live_app):
+    """Every head's row at the viewer's grid: the attention maps' bytes separate the heads (none <
+    R = 1 < R = 2 < R = 3 < non-local, by the closed forms), beside the shipped context mIoU."""
+    url, _ = live_app
+    page.goto(url)
+    wait_viewer(page)
+    h, w = state(page, "value.grid")
+    table = page.locator("#cost-table")
+    table.scroll_into_view_if_needed()
+    page.wait_for_function("() => document.querySelectorAll('#cost-table [role=row].virtual-row').length === 5")
+    rows = table.locator("[role=row].virtual-row").evaluate_all(
+        "rs => rs.map(r => [...r.querySelectorAll('[role=gridcell]')].map(td => td.innerText.trim()))")
+    assert [row[0] for row in rows] == ["no attention", "R = 1", "R = 2", "R = 3", "non-local"]
+    n, cross = h * w, h + w - 1
+    expected = [0, n * cross, 2 * n * cross, 3 * n * cross, n * n]  # float32 weights each head stores
+    assert [row[2] for row in rows] == [f"{4 * count / 2**20:.2f} MiB" for count in expected]
+    scores = family_scores()
+    for row, name in zip(rows, ("default:none", "default:rcca_r1", "default", "default:rcca_r3", "default:nonlocal")):
+        assert row[1] == f"{scores[name]['context_miou']:.3f}"
+    assert f"Feature grid {h}×{w}" in page.locator("#cost-note").inner_text()
 
 
 def test_the_reach_of_two_steps_is_every_cell_and_is_shown(page, live_app):

@@ -15,12 +15,14 @@ from ccnet.app.explorer import PHOTO_MODEL, Explorer
 from ccnet.app.exports import Exports
 from ccnet.app.links import EXPIRED, parse_link
 from ccnet.app.present import (
+    SCORES_NOTE,
     bare_pixel_text,
     compact_json,
     compare_text,
     cost_note,
     cost_rows,
     cost_strip,
+    family_scores,
     legend_html,
     md_text,
     pixel_text,
@@ -314,8 +316,10 @@ class Handlers:
         except CCNetError:
             return {self.cost_table: None, self.cost_chart: None, self.cost_text: "", self.csv_file: _enabled(None)}
         measured = self.explorer.cost(analysis, model)
+        scores = family_scores() if family.arm_of(model) else None
         return {
-            self.cost_table: cost_rows(measured), self.cost_text: cost_note(measured),
+            self.cost_table: cost_rows(measured, scores),
+            self.cost_text: cost_note(measured) + (SCORES_NOTE if scores else ""),
             self.cost_chart: charts.cost_growth(self.explorer.cost_growth(measured)),
             self.csv_file: _enabled(self.exports.cost_csv(analysis, measured)),
         }

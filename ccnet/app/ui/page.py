@@ -16,7 +16,7 @@ from ccnet import limits
 from ccnet.app.browser_maps import BUDGET_BYTES
 from ccnet.app.explorer import Explorer
 from ccnet.app.exports import Exports
-from ccnet.app.present import COST_HEADERS, TOPK_HEADERS, claim_table, paper_size_figures
+from ccnet.app.present import COST_HEADERS, TOPK_HEADERS, paper_size_figures
 from ccnet.app.server.allocator import IdleRelease, use_allocator_from_environment
 from ccnet.app.server.disk import Sweeper, app_folder, budget_bytes
 from ccnet.app.server.fairness import cap_per_client
@@ -129,16 +129,13 @@ class ExplorerUI(Handlers):
     def cost_layout(self) -> None:
         gr.Markdown("## Cost at this image's feature size: criss-cross vs non-local")
         self.cost_text = gr.Markdown(elem_id="cost-note")
-        self.cost_table = gr.Dataframe(headers=COST_HEADERS, label="RCCA R=1, R=2 and the non-local block",
+        self.cost_table = gr.Dataframe(headers=COST_HEADERS, label="every head at the analysed image's feature grid",
                                        elem_id="cost-table", interactive=False, wrap=True)
         self.cost_chart = gr.Plot(label="growth with the input size", elem_id="cost-chart")
         figures = paper_size_figures()
         if figures:
             gr.Plot(charts.paper_bars(figures), label="criss-cross against non-local at the paper's size",
                     elem_id="paper-bars")
-        with gr.Accordion("The paper's claim on this data: context mIoU against cost, per head", open=False,
-                          elem_id="claim"):
-            gr.Markdown(claim_table())
 
     def downloads_layout(self) -> None:
         gr.Markdown("## Downloads")
