@@ -93,16 +93,24 @@ def test_errors_are_one_line_without_traceback(files, args, message):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
 
 
-def test_the_command_line_holds_what_users_run_and_the_instruments_are_scripts():
+def test_the_command_line_holds_what_users_run_and_the_instruments_are_scripts(capsys):
+    import importlib
+
     from ccnet.cli import build_parser
 
     commands = set(build_parser()._subparsers._group_actions[0].choices)
     assert commands == {"predict", "attention", "zoo", "fetch", "export", "train", "evaluate", "ablation", "bench"}
     scripts = sorted(p.stem for p in (ROOT / "tools").glob("*.py") if not p.stem.startswith("_"))
-    for name in set(scripts) - {"attacks", "hostile", "latency", "ports"}:  # those are the scripts' libraries
-        run = subprocess.run([sys.executable, "-m", f"tools.{name}", "--help"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=120)
-        assert run.returncode == 0 and f"python -m tools.{name}" in run.stdout, (name, run.stderr[-500:])
+    libraries = {"attacks", "attacks_limits", "bombs", "hostile", "latency", "ports"}  # the scripts' libraries
+    for name in sorted(set(scripts) - libraries):
+        module = importlib.import_module(f"tools.{name}")
+        with pytest.raises(SystemExit) as done:
+            module.main(["--help"])
+        assert done.value.code == 0 and f"python -m tools.{name}" in capsys.readouterr().out, name
+        assert 'if __name__ == "__main__":' in (ROOT / "tools" / f"{name}.py").read_text(), name
+    run = subprocess.run([sys.executable, "-m", "tools.family", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)  # and one as the docs run it
+    assert run.returncode == 0 and "python -m tools.family" in run.stdout, run.stderr[-500:]
 
 
 def test_a_checkpoints_class_names_cannot_drive_the_terminal(tmp_path):
