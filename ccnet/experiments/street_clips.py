@@ -92,11 +92,17 @@ def _fits(box: Box, h: int, w: int) -> bool:
     return box[0] >= 0 and box[1] >= 0 and box[2] <= w and box[3] <= h and box[2] - box[0] >= 3
 
 
-def _layout(rng: np.random.Generator, h: int, w: int, frames: int) -> tuple[Street, Box, list[list[Box]]]:
+def _layout(rng: np.random.Generator, h: int, w: int, frames: int,
+            aligned: bool = False) -> tuple[Street, Box, list[list[Box]]]:
     """Street, panel and per-frame vehicle boxes: every box, in every frame, inside the frame and
-    three steps from the panel (rows and columns apart, see the module's docstring)."""
+    three steps from the panel (rows and columns apart, see the module's docstring).
+
+    ``aligned`` (the training curriculum only) hangs the panel over one vehicle's mean column
+    instead, rows still apart: from that vehicle in another frame the panel is two steps away
+    (time, then column), which teaches a head to look along time before it must also turn twice.
+    """
     size = max(16, round(min(h, w) / 4))
-    margin, gap = max(16, round(h / 8)), max(w / 4, 16)
+    margin, gap = max(16, round(h / 8)), (-w if aligned else max(w / 4, 16))
     for _ in range(200):
         road = rng.uniform(0.5, 0.65) * w
         st = Street(h, w, rng.uniform(0.4, 0.5) * h, rng.uniform(0.35, 0.65) * w, road, road * rng.uniform(1.25, 1.5))
@@ -114,6 +120,10 @@ def _layout(rng: np.random.Generator, h: int, w: int, frames: int) -> tuple[Stre
                     paths.append(boxes)
                     break
         if paths:
+            if aligned:
+                over = paths[int(rng.integers(len(paths)))]
+                x0 = int(np.clip(round(np.mean([b[0] + b[2] for b in over]) / 2 - size / 2), 0, w - size))
+                sign = (x0, y0, x0 + size, y0 + size)
             return st, sign, [[path[t] for path in paths] for t in range(frames)]
     raise RuntimeError(f"no valid clip layout for {h}x{w}")
 
@@ -128,8 +138,9 @@ def _foliage(cv: Canvas, rng: np.random.Generator, sign: Box) -> None:
 
 
 def generate_clip(seed: int, height: int = HEIGHT, width: int = WIDTH, frames: int = FRAMES, *,
-                  split: str = "train", cue: str | None = None) -> Clip:
-    """Render clip (split, seed); ``cue`` overrides the panel's meaning and nothing else."""
+                  split: str = "train", cue: str | None = None, aligned: bool = False) -> Clip:
+    """Render clip (split, seed); ``cue`` overrides the panel's meaning and nothing else; ``aligned``
+    is the curriculum's layout (see ``_layout``)."""
     if split not in CLIP_SPLIT_CODES:
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(CLIP_SPLIT_CODES)}")
     if cue not in (None, *CUES):
@@ -137,7 +148,7 @@ def generate_clip(seed: int, height: int = HEIGHT, width: int = WIDTH, frames: i
     if frames < 2:
         raise ValueError(f"a clip has at least 2 frames, got {frames}")
     rng = np.random.default_rng(np.random.SeedSequence([CLIP_SPLIT_CODES[split], seed]))
-    st, sign, boxes = _layout(rng, height, width, frames)
+    st, sign, boxes = _layout(rng, height, width, frames, aligned)
     drawn_cue, panel_frame = CUES[int(rng.integers(2))], int(rng.integers(frames))
     blue = hsv(rng.uniform(0.58, 0.65), rng.uniform(0.75, 0.95), rng.uniform(0.55, 0.85))
     red = hsv(rng.uniform(-0.01, 0.08), rng.uniform(0.8, 0.97), rng.uniform(0.75, 0.95))
@@ -172,8 +183,8 @@ def generate_clip(seed: int, height: int = HEIGHT, width: int = WIDTH, frames: i
 
 
 def clip_batch(seeds: list[int], split: str, height: int = HEIGHT, width: int = WIDTH,
-               frames: int = FRAMES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               frames: int = FRAMES, aligned: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frames (N, T, H, W, 3) uint8, labels (N, T, H, W) uint8 and panel frames (N,) of clips."""
-    clips = [generate_clip(s, height, width, frames, split=split) for s in seeds]
+    clips = [generate_clip(s, height, width, frames, split=split, aligned=aligned) for s in seeds]
     return (np.stack([c.frames for c in clips]), np.stack([c.labels for c in clips]),
             np.array([c.panel_frame for c in clips]))

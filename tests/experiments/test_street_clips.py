@@ -89,3 +89,17 @@ def test_seeds_reproduce_and_splits_never_coincide():
     assert sum(boxes[0] != boxes[-1] for boxes in moved) >= len(moved) - 1  # the vehicles move
     with pytest.raises(ValueError, match="unknown split"):
         generate_clip(0, split="test")
+
+
+def test_aligned_clips_hang_the_panel_over_a_vehicle_two_steps_from_the_other_frames():
+    """The training curriculum's layout: the panel in a vehicle's columns, rows still apart."""
+    for seed in range(10):
+        clip = generate_clip(seed, aligned=True)
+        panel_rows, panel_cols = _cells(np.isin(clip.labels[clip.panel_frame], PANEL))
+        shared = 0
+        for t in range(FRAMES):
+            rows, cols = _cells(np.isin(clip.labels[t], VEHICLE))
+            assert not rows & panel_rows
+            shared += bool(cols & panel_cols)
+        assert shared >= FRAMES - 1, f"seed {seed}: the panel is over a vehicle in {shared} frames"
+    assert np.array_equal(generate_clip(3).frames, generate_clip(3, aligned=False).frames)
