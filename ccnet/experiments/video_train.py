@@ -104,9 +104,9 @@ class VideoTrainConfig:
     cache: str = "runs/video/cache"
     aligned_cache: str = "runs/video/cache_aligned"  # the curriculum's pool ("" without a curriculum)
     curriculum: float = 0.5  # share of the run that mixes in aligned clips (the panel two steps away)
-    iters: int = 1000
+    iters: int = 1200
     batch: int = 4  # clips
-    lr: float = 1e-3
+    lr: float = 2e-3  # the image training's rate
     weight_decay: float = 1e-4
     warmup: int = 50
     seed: int = 0
