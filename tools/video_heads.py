@@ -1,7 +1,7 @@
 """`python -m tools.video_heads`: the heads of a video ablation's runs (`python -m ccnet ablation
 --video`, docs/video.md), collected into the asset ccnet.weights.video reads
 (assets/ccnet_default_video.pt): heads only, on default's backbone, with each arm's training record
-and held-out scores, and the arm `default:video` stands for."""
+and held-out scores, and the arm `default:video` stands for: the best 3D criss-cross head."""
 from __future__ import annotations
 
 import argparse
@@ -39,8 +39,11 @@ def video_heads_command(args: argparse.Namespace) -> int:
     missing = [str(path) for path in runs.values() if not path.is_file()]
     if missing:
         raise CCNetError(f"train them first (python -m ccnet ablation --video); missing: {', '.join(missing)}")
-    heads_3d = [arm for arm in arms if arm in BY_NAME and BY_NAME[arm].video]  # not the per-frame baseline
-    best = args.best or max(heads_3d, key=lambda arm: result["arms"][arm]["temporal_context_miou"]["mean"])
+    # the explorer's model is a criss-cross one: neither the per-frame baseline nor the non-local comparison
+    criss_cross = [arm for arm in arms if arm in BY_NAME and BY_NAME[arm].kind == "criss-cross-3d"]
+    if not (args.best or criss_cross):
+        raise CCNetError(f"no 3D criss-cross head among {', '.join(arms)} for default:video; name one with --best")
+    best = args.best or max(criss_cross, key=lambda arm: result["arms"][arm]["temporal_context_miou"]["mean"])
     scores = {arm: next(r for r in result["arms"][arm]["runs"] if str(r["seed"]) == seed) for arm in arms}
     out = checked_output(args.out, "--out", (".pt",))
     path = write_video_heads(runs, best, scores, out)
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation", default="assets/video_ablation.json", help="its results (the --json file)")
     parser.add_argument("--arms", help="the arms to ship (default: every arm of the results)")
     parser.add_argument("--seed", type=int, default=0, help="whose run of each arm")
-    parser.add_argument("--best", help="the arm default:video stands for (default: the best temporal context mIoU)")
+    parser.add_argument("--best", help="the arm default:video stands for (default: the 3D criss-cross head of the best "
+                        "temporal context mIoU)")
     parser.add_argument("--out", default=str(VIDEO_FILE))
     return run(parser, video_heads_command, argv)
 
