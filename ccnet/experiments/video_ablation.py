@@ -64,7 +64,7 @@ def clip_report(loaded: LoadedModel, count: int, seed: int, device: str = "cpu",
             (shown if t == clip.panel_frame else hidden)[...] += matrix
     iou = iou_per_class(total)
     (temporal, temporal_acc), (panel, panel_acc) = _context(hidden), _context(shown)
-    return {"clips": count, "seed": seed, "aligned": aligned, "miou": mean_iou(iou),
+    return {"clips": count, "eval_seed": seed, "aligned": aligned, "miou": mean_iou(iou),
             "per_class": {name: None if np.isnan(v) else float(v) for name, v in zip(scenes.CLASS_NAMES, iou)},
             "temporal_context_miou": temporal, "temporal_context_accuracy": temporal_acc,
             "panel_frame_context_miou": panel, "panel_frame_context_accuracy": panel_acc}

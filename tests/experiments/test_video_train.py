@@ -110,14 +110,15 @@ def test_each_arm_starts_from_its_family_image_head(arm):
 
 def test_the_video_ablation_end_to_end(tmp_path):
     args = ["ablation", "--video", "--out", str(tmp_path), "--arms", "rcca3d_r1", "--seeds", "0", "--iters", "2",
-            "--batch", "2", "--clips", "4", "--aligned-clips", "4", "--eval-clips", "1", "--jobs", "1",
-            "--json", str(tmp_path / "result.json")]
+            "--batch", "2", "--clips", "4", "--aligned-clips", "4", "--eval-clips", "1", "--eval-seed", "3",
+            "--jobs", "1", "--json", str(tmp_path / "result.json")]
     assert main(args) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     arm = result["arms"]["rcca3d_r1"]
     assert result["budget"]["iters"] == 2 and result["budget"]["curriculum"] == VideoTrainConfig.curriculum
     assert arm["init"] == "default:rcca_r1" and arm["grid"] == [5, 16, 32] and arm["head_gflops"] > 0
     assert set(arm["runs"][0]) >= {"temporal_context_miou", "panel_frame_context_miou", "aligned_temporal_context_miou"}
+    assert (arm["runs"][0]["seed"], arm["runs"][0]["eval_seed"]) == (0, 3)  # the training seed and the clips' own
     model = tmp_path / "rcca3d_r1_s0" / "model.pt"
     assert isinstance(load_run(model).net, VideoCCNet)
     written = model.stat().st_mtime_ns
