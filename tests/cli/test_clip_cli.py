@@ -82,3 +82,9 @@ def test_clip_options_misused_are_one_line(files, args, words):
     values = {"clip": files / "clip.webp", "still": files / "still.png", "tmp": files}
     result = run_cli(*[a.format(**values) for a in args], "--model", str(files / "tiny.pth"), "--device", "cpu")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and words in result.stderr
+
+
+def test_the_default_model_on_a_clip_is_default_video(files):
+    result = run_cli("predict", str(files / "clip.webp"), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "model default:video" in result.stdout and "3 frames of 70x45" in result.stdout
