@@ -180,11 +180,3 @@ def generate_clip(seed: int, height: int = HEIGHT, width: int = WIDTH, frames: i
             cv.lab[cv.lab == SIGN] = LIGHT
         labels.append(cv.lab)
     return Clip(np.stack(images), np.stack(labels), cue, panel_frame, sign, boxes, seed, split)
-
-
-def clip_batch(seeds: list[int], split: str, height: int = HEIGHT, width: int = WIDTH,
-               frames: int = FRAMES, aligned: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frames (N, T, H, W, 3) uint8, labels (N, T, H, W) uint8 and panel frames (N,) of clips."""
-    clips = [generate_clip(s, height, width, frames, split=split, aligned=aligned) for s in seeds]
-    return (np.stack([c.frames for c in clips]), np.stack([c.labels for c in clips]),
-            np.array([c.panel_frame for c in clips]))
