@@ -26,6 +26,11 @@ WORST_DECODE_BYTES_PER_PIXEL = 17
 DECODE_BUDGET_BYTES = -(-(MAX_PIXELS * WORST_DECODE_BYTES_PER_PIXEL + 2 * FILE_BYTES + 8 * MiB) // (256 * MiB)) \
     * (256 * MiB)
 
+# ---- one clip (animated GIF, PNG or WebP): each frame also within an image's limits ------------
+MIN_FRAMES = 2  # fewer is an image
+MAX_FRAMES = 16  # a clip's every frame goes through the network at once; its 3D head attends across them
+MAX_CLIP_PIXELS = 16_000_000  # pixels of all frames together: their RGB is 48 MB, held twice while stacked
+
 # ---- one request ----------------------------------------------------------------------------
 BODY_BYTES = MiB  # a request body that is not an upload (the API's JSON is under 10 KiB)
 BODY_GRACE_S = 10  # any body may take this long; after it, it must keep up BODY_MIN_RATE on average
@@ -72,6 +77,9 @@ LIMITS = (
           "refused from the header before decoding"),
     Limit("bytes an image's metadata directories may claim", f"the file's own + {METADATA_SLACK_BYTES >> 10} KiB",
           "refused before the file is opened"),
+    Limit("frames in a clip (animated GIF, PNG or WebP)", f"{MIN_FRAMES} to {MAX_FRAMES}", "refused in one line"),
+    Limit("pixels of a clip's frames together", f"{MAX_CLIP_PIXELS:,}",
+          "refused in one line before the frame that passes it is decoded"),
     Limit("a request body that is not an upload (any route, any content type)", _mib(BODY_BYTES),
           "413 before it is read"),
     Limit(f"a request body's pace after its first {BODY_GRACE_S} s", f"{BODY_MIN_RATE >> 10} KiB/s on average",

@@ -86,3 +86,47 @@ def exif_rotated() -> bytes:
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     return encoded(Image.fromarray(PHOTO), "JPEG", exif=exif)
 
+
+# ---- clips: animated GIF, PNG and WebP ----------------------------------------------------------
+
+def clip_frames(count: int, height: int = 40, width: int = 48, seed: int = 0) -> np.ndarray:
+    """(T, H, W, 3) frames of 8 grey levels, distinct frame to frame (an encoder may merge equal ones)
+    and exact in a GIF's palette."""
+    rng = np.random.default_rng(seed)
+    levels = rng.integers(0, 8, (count, height, width), dtype=np.uint8) * 32
+    levels[:, 0, 0] = np.arange(count) % 8 * 32  # neighbours always differ somewhere
+    levels[:, 0, 1] = (np.arange(count) + 1) % 8 * 32
+    return np.repeat(levels[..., None], 3, axis=-1)
+
+
+def animated(frames: np.ndarray, fmt: str, **kwargs: object) -> bytes:
+    """An animated file of these frames (lossless where the format allows)."""
+    images = [Image.fromarray(frame) for frame in frames]
+    extra = {"lossless": True} if fmt == "WEBP" else {}
+    return encoded(images[0], fmt, save_all=True, append_images=images[1:], duration=100, **extra, **kwargs)
+
+
+def gif_of_two_sizes() -> bytes:
+    """A GIF whose second frame reaches past the first's (and the logical screen's) size."""
+    from PIL import GifImagePlugin
+
+    first = Image.fromarray(np.zeros((40, 48), np.uint8), "P")
+    second = Image.fromarray(np.ones((40, 64), np.uint8), "P")
+    return (b"".join(GifImagePlugin.getheader(first)[0]) + b"".join(GifImagePlugin.getdata(first))
+            + b"".join(GifImagePlugin.getdata(second)) + b";")
+
+
+def cut_gif() -> bytes:
+    """A four-frame GIF cut inside its third frame's pixel data."""
+    data = animated(clip_frames(4, seed=3), "GIF")
+    third = [i for i in range(len(data)) if data[i:i + 1] == b"," and data[i - 8:i - 6] == b"!\xf9"][2]
+    return data[:third + 200]
+
+
+BAD_CLIPS = {  # name -> (bytes, the one-line message's key words)
+    "still.gif": (animated(clip_frames(1), "GIF"), "has only one frame"),
+    "long.gif": (animated(clip_frames(17), "GIF"), "more than 16 frames"),
+    "sizes.gif": (gif_of_two_sizes(), "frame 2 is 64x40 pixels but frame 1 is 48x40"),
+    "cut.gif": (cut_gif(), "frame 3 is damaged"),
+    "tiny.webp": (animated(clip_frames(3, 20, 20), "WEBP"), "too small: 20x20"),
+}

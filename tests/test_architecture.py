@@ -118,7 +118,7 @@ def test_modules_and_functions_stay_small():
 def test_the_public_api():
     assert sorted(ccnet.__all__) == sorted(
         ["load_model", "Predictor", "CrissCrossAttention", "CrissCrossAttention3d", "NonLocal2d", "CCNet",
-         "explain_pixel"])
+         "explain_pixel", "load_video_model", "VideoPredictor", "decode_clip", "explain_clip_pixel"])
     for name in ccnet.__all__:
         assert getattr(ccnet, name).__module__.startswith("ccnet.")
 

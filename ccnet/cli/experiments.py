@@ -1,5 +1,5 @@
 """The experiments that reproduce the results: `train`, `evaluate` (mIoU on a dataset or on
-synthetic scenes) and `ablation` (every head variant on one budget)."""
+synthetic scenes) and `ablation` (every head variant on one budget; `--video`: the heads over clips)."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,8 @@ from ccnet.experiments.ablation import ARMS, markdown_table, run
 from ccnet.experiments.distributed import Group, one_report
 from ccnet.experiments.evaluate import DATASETS, evaluate_dataset, synthetic_report
 from ccnet.experiments.train import TrainConfig, train
+from ccnet.experiments.video_train import ARMS as VIDEO_ARMS
+from ccnet.experiments.video_train import VideoTrainConfig
 from ccnet.inference.predictor import Predictor
 from ccnet.weights.load import LoadedModel
 
@@ -152,32 +154,65 @@ def _ablation_output(path: str | None) -> Path | None:
     return checked_output(path, "--json", (".json",))
 
 
+def _ablation_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """The options each ablation leaves unset take its own defaults; the image-only ones are refused
+    with --video (and --lr without it) in one line."""
+    if args.video:
+        given = [flag for flag, value in (("--frozen-backbone", args.frozen_backbone), ("--backbone", args.backbone),
+                                          ("--gamma-init", args.gamma_init)) if value not in (None, False)]
+        if given:
+            raise CCNetError(f"{given[0]} applies to the image ablation; --video trains heads on default's backbone")
+        if distributed.launched():
+            raise CCNetError("--video runs in one process (its arms are separate processes already: --jobs), "
+                             "not under torchrun")
+    elif args.lr is not None:
+        raise CCNetError("--lr applies to --video (the image ablation trains at python -m ccnet train's rate)")
+    own = VideoTrainConfig() if args.video else TrainConfig()
+    fallback = {"out": "runs/video_ablation" if args.video else "runs/ablation", "iters": own.iters,
+                "batch": own.batch, "curriculum": own.curriculum, "lr": VideoTrainConfig.lr,
+                "gamma_init": TrainConfig.gamma_init}
+    return argparse.Namespace(**{**vars(args), **{k: v for k, v in fallback.items() if getattr(args, k) is None}})
+
+
 @one_report
 def cmd_ablation(args: argparse.Namespace) -> int:
-    with distributed.session(args.device) as group:
-        json_out = group.checked(lambda: _ablation_output(args.json) if group.is_main else None)
-        result = run(args, group)
-    if result is None:  # a rank other than 0: rank 0 writes the table
-        return 0
+    args = _ablation_defaults(args)
+    if args.video:
+        from ccnet.experiments import video_ablation  # its runs start processes: imported when asked for
+
+        json_out = _ablation_output(args.json)
+        result, table = video_ablation.run(args), video_ablation.markdown_table
+    else:
+        with distributed.session(args.device) as group:
+            json_out = group.checked(lambda: _ablation_output(args.json) if group.is_main else None)
+            result, table = run(args, group), markdown_table
+        if result is None:  # a rank other than 0: rank 0 writes the table
+            return 0
     if json_out:
         write_text(json_out, json.dumps(result, indent=1))
-    print(markdown_table(result))
+    print(table(result))
     return 0
 
 
 def _register_ablation(subparsers: argparse._SubParsersAction) -> None:
-    defaults = TrainConfig()
+    defaults, video = TrainConfig(), VideoTrainConfig()
     p = subparsers.add_parser("ablation", help="train and score every head variant on the same budget")
-    p.add_argument("--out", default="runs/ablation", help="folder of the arms' runs (resumable)")
-    p.add_argument("--arms", help=f"comma-separated subset of {','.join(ARMS)}")
+    p.add_argument("--video", action="store_true",
+                   help="the video ablation: heads over synthetic clips on default's frozen backbone (docs/video.md)")
+    p.add_argument("--out", help="folder of the arms' runs, resumable (runs/ablation; --video runs/video_ablation)")
+    p.add_argument("--arms", help=f"comma-separated subset of {','.join(ARMS)} (--video: {','.join(VIDEO_ARMS)})")
     p.add_argument("--seeds", default="0,1")
-    p.add_argument("--iters", type=int, default=defaults.iters)
-    p.add_argument("--batch", type=int, default=defaults.batch)
+    p.add_argument("--iters", type=int, help=f"iterations per run ({defaults.iters}; --video {video.iters})")
+    p.add_argument("--batch", type=int, help=f"scenes per iteration ({defaults.batch}; --video: clips, {video.batch})")
     p.add_argument("--height", type=int, default=defaults.height)
     p.add_argument("--width", type=int, default=defaults.width)
-    p.add_argument("--gamma-init", type=float, default=defaults.gamma_init, help="initial attention scale")
-    p.add_argument("--curriculum", type=float, default=defaults.curriculum,
-                   help="share of the run that mixes in scenes with the cue one step away")
+    p.add_argument("--gamma-init", type=float, help="initial attention scale (0, as the paper)")
+    p.add_argument("--curriculum", type=float, help=f"share of the run that mixes in scenes with the cue one step "
+                   f"away ({defaults.curriculum}; --video: clips with it two steps away, {video.curriculum})")
+    p.add_argument("--lr", type=float, help=f"--video: the heads' learning rate ({video.lr})")
+    p.add_argument("--clips", type=int, default=2048, help="--video: training clips in the cached pool")
+    p.add_argument("--aligned-clips", type=int, default=1024, help="--video: the curriculum's clips in its pool")
+    p.add_argument("--eval-clips", type=int, default=64, help="--video: held-out clips scored")
     frozen = p.add_mutually_exclusive_group()
     frozen.add_argument("--frozen-backbone", action="store_true",
                         help="first train one backbone per seed with car and truck merged, then only the heads")

@@ -1,4 +1,5 @@
-"""`predict` (segment an image) and `attention` (one pixel's maps as .npz)."""
+"""`predict` (segment an image or a clip) and `attention` (one pixel's maps as .npz). A file of two
+frames or more (an animated GIF, PNG or WebP) is a clip: ccnet/cli/clips.py; an image runs here."""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +9,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ccnet.cli.clips import attention_clip, predict_clip
 from ccnet.cli.common import add_model_args, make_predictor, pair, printable
 from ccnet.cli.outputs import check_fraction, checked_output, open_output
+from ccnet.errors import CCNetError
 from ccnet.inference.agreement import agreement, nonlocal_map
+from ccnet.inference.clips import is_clip
 from ccnet.inference.explain import explain_pixel
 from ccnet.inference.images import check_size, decode_image
 from ccnet.viz.pictures import colorize, overlay
@@ -24,6 +28,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     outputs = {option: checked_output(getattr(args, option.lstrip("-").replace("-", "_")), option, suffixes)
                for option, suffixes in PREDICT_OUTPUTS.items()}
     check_fraction(args.alpha, "--alpha")
+    if is_clip(args.image):
+        print(predict_clip(args, outputs))
+        return 0
     image = decode_image(args.image)
     check_size(image)
     loaded, predictor = make_predictor(args)
@@ -49,6 +56,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_attention(args: argparse.Namespace) -> int:
     out = checked_output(args.out, "--out", (".npz",))
+    if is_clip(args.image):
+        print(attention_clip(args, out))
+        return 0
+    if args.frame is not None:
+        raise CCNetError(f"--frame applies to clips; {Path(args.image).name} is a single image")
     sibling = nonlocal_sibling(args.model) if args.compare == "nonlocal" else None  # before any download
     image = decode_image(args.image)
     check_size(image)
@@ -72,8 +84,9 @@ def cmd_attention(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="segment an image")
-    p.add_argument("image")
+    p = sub.add_parser("predict", help="segment an image, or each frame of a clip")
+    p.add_argument("image", help="an image, or a clip (animated GIF, PNG or WebP: its outputs are per frame, "
+                                 "NAME_00.png ...)")
     add_model_args(p)
     p.add_argument("--out-mask", help="class-index PNG")
     p.add_argument("--out-color", help="colour-coded mask PNG")
@@ -83,9 +96,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("attention", help="export one pixel's criss-cross attention maps")
-    p.add_argument("image")
+    p.add_argument("image", help="an image, or a clip (animated GIF, PNG or WebP; then give --frame)")
     add_model_args(p)
     p.add_argument("--pixel", type=pair, required=True, metavar="X,Y", help="pixel column,row in the image")
+    p.add_argument("--frame", type=int, metavar="T", help="a clip's frame of the pixel (0 is the first)")
     p.add_argument("--out", required=True, help="output .npz")
     p.add_argument("--compare", choices=("nonlocal",),
                    help="also the non-local sibling's map of the same cell (key 'nonlocal') and how the two "

@@ -95,14 +95,14 @@ class Scene:
     split: str
 
 
-def _far_apart(a: Box, b: Box, margin: int, gap: float) -> bool:
+def far_apart(a: Box, b: Box, margin: int, gap: float) -> bool:
     """Disjoint row spans by >= margin and column spans by >= gap (half-open boxes)."""
     rows = max(b[1] - a[3], a[1] - b[3])
     cols = max(b[0] - a[2], a[0] - b[2])
     return rows >= margin and cols >= gap
 
 
-def _overlap(a: Box, b: Box) -> float:
+def overlap(a: Box, b: Box) -> float:
     """Intersection area over the smaller box's area."""
     iw = min(a[2], b[2]) - max(a[0], b[0])
     ih = min(a[3], b[3]) - max(a[1], b[1])
@@ -138,8 +138,8 @@ def _layout(rng: np.random.Generator, h: int, w: int, aligned: bool = False) -> 
                 cx, yb = st.ground_x(d, 1, rng.uniform(-0.75, 0.75)), st.row(d)
                 box = (round(cx - vw / 2), round(yb - vh), round(cx + vw / 2), round(yb))
                 if (box[0] >= 0 and box[1] >= 0 and box[2] <= w and box[3] <= h
-                        and box[2] - box[0] >= 3 and _far_apart(sign, box, margin, gap)
-                        and all(_overlap(box, v) < 0.4 for v in vehicles)):
+                        and box[2] - box[0] >= 3 and far_apart(sign, box, margin, gap)
+                        and all(overlap(box, v) < 0.4 for v in vehicles)):
                     vehicles.append(box)
                     break
         if vehicles:
@@ -151,7 +151,7 @@ def _layout(rng: np.random.Generator, h: int, w: int, aligned: bool = False) -> 
     raise RuntimeError(f"no valid layout for {h}x{w}")
 
 
-def _place_persons(rng: np.random.Generator, st: Street,
+def place_persons(rng: np.random.Generator, st: Street,
                    sign: Box) -> list[tuple[float, float, float]]:
     """0-3 (x, feet row, height): mostly on sidewalks, some crossing; never over the panel."""
     persons = []
@@ -160,7 +160,7 @@ def _place_persons(rng: np.random.Generator, st: Street,
         t = rng.uniform(1.15, 1.95) if rng.random() < 0.85 else rng.uniform(0, 0.9)
         x, yb = st.ground_x(d, int(rng.choice((-1, 1))), t), st.row(d)
         ph = rng.uniform(1.55, 1.9) * st.ppm(d)
-        if _overlap((int(x - ph / 4), int(yb - ph), int(x + ph / 4) + 1, int(yb) + 1), sign) == 0:
+        if overlap((int(x - ph / 4), int(yb - ph), int(x + ph / 4) + 1, int(yb) + 1), sign) == 0:
             persons.append((x, yb, ph))
     return persons
 
@@ -193,7 +193,7 @@ def generate_scene(seed: int, height: int = 256, width: int = 512, *, split: str
     draw_sign(cv, rng, st, sign, blue if cue == "car" else red)
 
     agents = [(b[3], draw_vehicle, (b,)) for b in vehicles]
-    agents += [(p[1], draw_person, p) for p in _place_persons(rng, st, sign)]
+    agents += [(p[1], draw_person, p) for p in place_persons(rng, st, sign)]
     for _, fn, args in sorted(agents, key=lambda a: a[0]):  # far to near: occlusion
         fn(cv, rng, *args)
 

@@ -49,8 +49,14 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.M
     pass ordinary NCHW tensors. For inference only: the copy has no BatchNorm to train.
     """
     optimized = fold_batchnorm(copy.deepcopy(model).eval())
-    if channels_last:
-        optimized = optimized.to(memory_format=torch.channels_last)
-        optimized.register_forward_pre_hook(_channels_last_input)
-    return optimized
+    return channels_last_inputs(optimized) if channels_last else optimized
+
+
+def channels_last_inputs(module: nn.Module) -> nn.Module:
+    """``module`` in place with channels-last weights and a forward pre-hook that makes its (4D)
+    input channels-last, so callers pass ordinary NCHW tensors (a video network's backbone on its
+    frames, when the network's own input is a 5D clip)."""
+    module.to(memory_format=torch.channels_last)
+    module.register_forward_pre_hook(_channels_last_input)
+    return module
 

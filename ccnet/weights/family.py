@@ -57,7 +57,8 @@ def nonlocal_sibling(name: str) -> str:
 def load_sibling(base: CCNet, arm: str, path: Path = FAMILY_FILE) -> CCNet:
     """`base` (the default model) with the head of `arm` in place of its own."""
     if arm not in SIBLINGS:
-        raise CCNetError(f"unknown sibling {arm!r} of {BASE}: one of {', '.join(SIBLINGS)}")
+        raise CCNetError(f"unknown sibling {arm!r} of {BASE}: one of {', '.join(SIBLINGS)} (heads trained on clips, "
+                         f"such as {BASE}:video, run on clips: ccnet.weights.video.load_video_model)")
     if not Path(path).is_file():
         raise CCNetError(f"the default model's family is missing: {path}")
     weights, meta = read_checkpoint(path)

@@ -8,6 +8,7 @@ from pathlib import Path
 from ccnet.errors import CCNetError
 from ccnet.inference.predictor import Protocol
 from ccnet.nn.model import CCNet
+from ccnet.nn.video import VideoCCNet
 from ccnet.project import DEFAULT_CHECKPOINT
 from ccnet.weights import family, presets
 from ccnet.weights.checkpoints import build_model, read_checkpoint
@@ -20,7 +21,7 @@ class LoadedModel:
     """A network with everything needed to run and show it."""
 
     name: str
-    net: CCNet
+    net: CCNet | VideoCCNet  # a VideoCCNet from ccnet.weights.video.load_video_model
     protocol: Protocol
     classes: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...]
