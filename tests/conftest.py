@@ -7,6 +7,11 @@ import os
 import tempfile
 from pathlib import Path
 
+# One OpenMP thread per test process (and, inherited, per child): on a small machine a second thread
+# mostly spin-waits, costing CPU that a parallel worker or the served app under test needs. Set before
+# torch loads; a test that measures threads sets its own.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -62,3 +67,25 @@ def _no_network_reached():
     assert BLOCKED[before:] == [], f"non-loopback network access: {BLOCKED[before:]}"
     children = CHILD_LOG.read_bytes()[child_before:].decode(errors="replace").splitlines()
     assert children == [], f"non-loopback network access in a child process: {children}"
+
+
+# The slow rooms: real browsers and served apps, ONNX export, torchrun, training, subprocesses that
+# measure memory. Everything else is `quick` (python -m pytest -m quick: the subset to run while working).
+SLOW = ("tests/e2e/", "tests/inference/test_export.py", "tests/inference/test_decode_budget.py",
+        "tests/inference/test_metadata.py", "tests/inference/test_reduced_decoding.py",
+        "tests/nn/test_attention3d_export.py", "tests/experiments/test_distributed.py",
+        "tests/experiments/test_train.py", "tests/experiments/test_video_train.py", "tests/app/test_allocator.py",
+        "tests/app/test_disk.py", "tests/app/test_zerogpu.py", "tests/tools/test_stage_bench.py")
+CHEAP_SHARED = {"checkpoint", "picture"}  # module fixtures cheap enough to build on every worker
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the quick subset; keep the tests of a module that share an expensive module-scoped fixture
+    (a served app, a browser, an export, a training run) on one parallel worker, so it is built once."""
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        if not path.startswith(SLOW):
+            item.add_marker(pytest.mark.quick)
+        definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(defs[-1].scope == "module" for name, defs in definitions.items() if name not in CHEAP_SHARED):
+            item.add_marker(pytest.mark.xdist_group(path))

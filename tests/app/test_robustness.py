@@ -8,8 +8,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -28,6 +26,7 @@ from ccnet.inference.predictor import predict_or_fall_back
 from ccnet.limits import MAX_ASPECT, MAX_SIDE, MIN_SIDE
 from ccnet.project import DEMOS, ROOT
 from ccnet.weights import download
+from tests.cli.runner import run_cli
 from tests.files import BAD_FILES, exif_rotated, odd_files
 from tests.helpers import tiny_checkpoint
 
@@ -73,8 +72,7 @@ def test_the_cli_refuses_bad_images_in_one_line(tmp_path, name):
     data, message = BAD_FILES[name]
     path = tmp_path / name
     path.write_bytes(data)
-    run = subprocess.run([sys.executable, "-m", "ccnet", "predict", str(path)], capture_output=True, text=True,
-                         cwd=ROOT, timeout=120)
+    run = run_cli("predict", str(path))
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.count("\n") == 1 and message.split(":")[0] in run.stderr and "Traceback" not in run.stderr
 
@@ -84,8 +82,7 @@ def test_the_cli_segments_odd_images_at_their_size(tmp_path, name):
     data, expected = odd_files()[name]
     path, mask = tmp_path / name, tmp_path / "mask.png"
     path.write_bytes(data)
-    run = subprocess.run([sys.executable, "-m", "ccnet", "predict", str(path), "--out-mask", str(mask)],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    run = run_cli("predict", str(path), "--out-mask", str(mask))
     assert run.returncode == 0, run.stderr
     # an animated file of two frames is a clip on the command line: one mask per frame (docs/video.md)
     masks = [tmp_path / "mask_00.png", tmp_path / "mask_01.png"] if name.startswith("anim") else [mask]

@@ -13,6 +13,7 @@ from ccnet.cli import main
 from ccnet.inference.predictor import Predictor, Protocol
 from ccnet.project import ROOT
 from ccnet.weights.load import load_model
+from tests.cli.runner import run_cli, run_cli_process
 from tests.helpers import composed_reference, step_reference, tiny_checkpoint, tiny_model
 
 
@@ -24,14 +25,9 @@ def files(tmp_path):
     return tmp_path, image
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ccnet", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-
-
 def test_predict_writes_mask_overlay_and_logits(files):
     tmp, image = files
-    result = run_cli("predict", str(tmp / "img.png"), "--model", str(tmp / "tiny.pth"), "--device", "cpu",
+    result = run_cli_process("predict", str(tmp / "img.png"), "--model", str(tmp / "tiny.pth"), "--device", "cpu",
                      "--out-mask", str(tmp / "m.png"), "--out-overlay", str(tmp / "o.png"),
                      "--out-logits", str(tmp / "l.npy"))
     assert result.returncode == 0, result.stderr

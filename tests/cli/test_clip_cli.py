@@ -1,9 +1,6 @@
-"""The command line on clips, end to end through subprocesses: per-frame masks and logits that are
+"""The command line on clips, end to end (one run as its own process): per-frame masks and logits that are
 the video predictor's, one position's maps over the clip, and every bad clip one line, exit 2."""
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +9,7 @@ from PIL import Image
 from ccnet.inference.predictor import Protocol
 from ccnet.inference.video import VideoPredictor, explain_clip_pixel
 from ccnet.nn.video import VideoCCNet
-from ccnet.project import ROOT
+from tests.cli.runner import run_cli, run_cli_process
 from tests.files import BAD_CLIPS, animated, clip_frames
 from tests.helpers import tiny_checkpoint, tiny_model
 
@@ -28,13 +25,8 @@ def files(tmp_path_factory):
     return tmp
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ccnet", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=180)
-
-
 def test_predict_writes_each_frames_mask_and_the_clips_logits(files):
-    result = run_cli("predict", str(files / "clip.webp"), "--model", str(files / "tiny.pth"), "--device", "cpu",
+    result = run_cli_process("predict", str(files / "clip.webp"), "--model", str(files / "tiny.pth"), "--device", "cpu",
                      "--out-mask", str(files / "m.png"), "--out-color", str(files / "c.png"),
                      "--out-logits", str(files / "l.npy"))
     assert result.returncode == 0, result.stderr

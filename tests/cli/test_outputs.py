@@ -10,7 +10,7 @@ from PIL import Image
 
 from ccnet.cli.outputs import checked_output, open_output
 from ccnet.errors import CCNetError
-from tests.cli.test_cli import run_cli
+from tests.cli.runner import run_cli
 
 
 @pytest.fixture()

@@ -26,6 +26,7 @@ from ccnet.inference.predictor import Protocol
 from ccnet.nn.model import CCNetConfig
 from ccnet.project import ROOT
 from ccnet.weights.checkpoints import save_checkpoint
+from tests.cli.runner import run_cli
 from tests.helpers import tiny_model
 from tools.ports import free_port
 
@@ -47,8 +48,9 @@ def torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def one_process(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=environment(), capture_output=True, text=True,
-                          timeout=120)
+    """`python -m ccnet *args` as one plain process: this one (it has one thread, as the ranks do)."""
+    assert args[:2] == ("-m", "ccnet")
+    return run_cli(*args[2:])
 
 
 def result_of(run: subprocess.CompletedProcess) -> dict:

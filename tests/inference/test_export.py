@@ -18,7 +18,7 @@ from ccnet.inference.runtime import OnnxPredictor
 from ccnet.nn.model import CCNet, CCNetConfig
 from ccnet.weights.checkpoints import save_checkpoint
 from ccnet.weights.load import load_file, load_model
-from tests.cli.test_cli import run_cli
+from tests.cli.runner import run_cli
 from tests.helpers import tiny_model
 
 ODD_SIZES = [(75, 131), (97, 65)]
@@ -28,8 +28,8 @@ def _relative(got: np.ndarray, expected: torch.Tensor) -> float:
     return float(np.abs(got - expected.numpy()).max() / expected.abs().max())
 
 
-def _check_graph(net: CCNet, protocol: Protocol, path) -> None:
-    names = export_onnx(net, protocol, path, with_attention=True)
+def _check_graph(net: CCNet, protocol: Protocol, path, names: list[str]) -> None:
+    """The graph in ``path`` against the PyTorch model at two odd sizes: logits and each step's attention."""
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"] and [o.name for o in session.get_outputs()] == names
     reference = ExportGraph(net, protocol, with_attention=True)
@@ -52,9 +52,18 @@ def _check_graph(net: CCNet, protocol: Protocol, path) -> None:
             assert _relative(got[0], reference(image)[0]) < 1e-5
 
 
-def test_the_embedded_model_exports_with_dynamic_sizes(tmp_path):
+@pytest.fixture(scope="module")
+def default_onnx(tmp_path_factory):
+    """The embedded model exported once, by the command line, for the tests that read the file."""
+    path = tmp_path_factory.mktemp("onnx") / "m.onnx"
+    return path, run_cli("export", "--model", "default", "--out", str(path), "--with-attention")
+
+
+def test_the_embedded_model_exports_with_dynamic_sizes(default_onnx):
+    path, result = default_onnx
+    assert result.returncode == 0, result.stderr
     loaded = load_model("default")
-    _check_graph(loaded.net, loaded.protocol, tmp_path / "default.onnx")
+    _check_graph(loaded.net, loaded.protocol, path, ["logits", "attention_step1", "attention_step2"])
 
 
 @pytest.mark.parametrize("depth", [50, 101])
@@ -65,7 +74,8 @@ def test_random_mmseg_checkpoints_export(tmp_path, depth):
         net.decode_head.cca.gamma.scale.fill_(0.5)  # a zero gamma would hide the attention
     save_checkpoint(tmp_path / f"r{depth}.pth", {"state_dict": net.state_dict()})  # mmseg's layout, no meta
     loaded = load_file(tmp_path / f"r{depth}.pth")
-    _check_graph(loaded.net, Protocol(), tmp_path / f"r{depth}.onnx")
+    path = tmp_path / f"r{depth}.onnx"
+    _check_graph(loaded.net, Protocol(), path, export_onnx(loaded.net, Protocol(), path, with_attention=True))
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +112,11 @@ def test_a_file_that_is_not_onnx_is_one_line(tmp_path):
         OnnxPredictor(tmp_path / "bad.onnx")
 
 
-def test_export_and_predict_with_onnxruntime_from_the_command_line(tmp_path):
-    result = run_cli("export", "--model", "default", "--out", str(tmp_path / "m.onnx"), "--with-attention")
+def test_export_and_predict_with_onnxruntime_from_the_command_line(tmp_path, default_onnx):
+    path, result = default_onnx
     assert result.returncode == 0, result.stderr
     assert "outputs logits, attention_step1, attention_step2" in result.stdout
-    metadata = onnxruntime.InferenceSession(str(tmp_path / "m.onnx")).get_modelmeta().custom_metadata_map
+    metadata = onnxruntime.InferenceSession(str(path)).get_modelmeta().custom_metadata_map
     assert json.loads(metadata["ccnet.classes"]) == list(load_model("default").classes)
     image = np.random.default_rng(5).integers(0, 256, (90, 170, 3), dtype=np.uint8)
     Image.fromarray(image).save(tmp_path / "img.png")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import torch
 
 from ccnet.errors import CCNetError
 from ccnet.nn import cost
-from ccnet.project import ROOT
+from tests.cli.runner import run_cli
 
 MIB = 2**20
 
@@ -75,11 +73,7 @@ def test_guard_returns_an_estimate_instead_of_running():
 
 def test_bench_cli_writes_json(tmp_path: Path):
     out = tmp_path / "x.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "ccnet", "bench", "attention", "--sizes", "9x11", "--channels", "16",
-         "--repeats", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )
+    proc = run_cli("bench", "attention", "--sizes", "9x11", "--channels", "16", "--repeats", "1", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "reference" in proc.stdout and "non-local" in proc.stdout
     report = json.loads(out.read_text())

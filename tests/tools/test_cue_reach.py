@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.cli.test_cli import run_cli
+from tests.cli.runner import run_cli
 from tools.cue_reach import measure, vehicle_pixels
 
 
