@@ -60,6 +60,40 @@ def is_clip(source: str | Path | bytes) -> bool:
         return False
 
 
+def clip_pixels(source: str | Path | bytes) -> int | None:
+    """Pixels of all of a clip's frames, read from its headers (no frame decoded), or None when the
+    file is no clip (a still image, a broken file): what a job on a clip weighs in the server's
+    queue. Frames are counted up to MAX_FRAMES (a longer clip is refused when it is decoded): an
+    animated WebP or PNG states its count in its header; a GIF's frames are skipped unread."""
+    try:
+        stream, size = _stream(source)
+        with stream:
+            check_metadata(stream, size, _name(source))
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(stream, formats=CLIP_FORMATS) as img:
+                    if not getattr(img, "is_animated", False):
+                        return None
+                    return img.width * img.height * _frame_count(img)
+    except (ImageError, UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning,
+            MemoryError, *DECODE_ERRORS):
+        return None
+
+
+def _frame_count(img: Image.Image) -> int:
+    """A clip's frames, at most MAX_FRAMES, without decoding any (a damaged one ends the count)."""
+    if img.format != "GIF":
+        return min(int(img.n_frames), limits.MAX_FRAMES)
+    count = 1
+    try:
+        while count < limits.MAX_FRAMES:
+            img._seek(img.tell() + 1, False)  # how Pillow's own n_frames skips a GIF frame unread
+            count += 1
+    except (EOFError, *DECODE_ERRORS):
+        pass
+    return count
+
+
 def decode_clip(source: str | Path | bytes) -> np.ndarray:
     """RGB uint8 frames (T, H, W, 3) of an animated GIF, PNG or WebP, MIN_FRAMES <= T <= MAX_FRAMES;
     EXIF orientation applied, alpha dropped. Anything else raises ImageError with a one-line reason."""
