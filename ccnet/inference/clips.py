@@ -3,7 +3,7 @@
 The same guards as a still image (ccnet.inference.images): the metadata is checked before Pillow
 opens the file, only the three animated decoders may open it, a frame's header is checked against
 the image limits and the decode budget before it is decoded. A clip adds its own limits
-(ccnet.limits: MIN_FRAMES, MAX_FRAMES, MAX_CLIP_PIXELS), checked frame by frame before each frame
+(ccnet.limits: MIN_FRAMES, MAX_FRAMES, MAX_CLIP_PIXELS, MAX_CLIP_SECONDS), checked frame by frame before each frame
 is decoded: a GIF's frames are not counted ahead (that would read the whole file, which may hold
 millions of empty frames). Every refusal is one ImageError line.
 """
@@ -134,6 +134,7 @@ def _frames(img: Image.Image, name: str) -> np.ndarray:
     width, height = (size[1], size[0]) if orientation(img) in (5, 6, 7, 8) else size  # as displayed
     check_size((width, height))
     frames: list[np.ndarray] = []
+    milliseconds = 0  # the playing time so far
     for index in range(limits.MAX_FRAMES + 1):
         try:
             img.seek(index)
@@ -155,6 +156,11 @@ def _frames(img: Image.Image, name: str) -> np.ndarray:
         except DECODE_ERRORS as err:
             raise ImageError(f"{name}: frame {index + 1} is damaged or truncated "
                              f"({str(err).splitlines()[0][:80]})") from None
+        duration = img.info.get("duration")  # known once the frame is read (a WebP frame's: once decoded)
+        milliseconds += duration if isinstance(duration, (int, float)) and duration > 0 else 0
+        if milliseconds > 1000 * limits.MAX_CLIP_SECONDS:
+            raise ImageError(f"{name} plays too long: {index + 1} frames last {milliseconds / 1000:g} s, past the "
+                             f"{limits.MAX_CLIP_SECONDS} s a clip may last; try a shorter clip")
         frames.append(np.asarray(frame.transpose(turn) if turn is not None else frame))
     if len(frames) < limits.MIN_FRAMES:
         raise ImageError(f"{name} has only one frame: a clip needs at least {limits.MIN_FRAMES} "
