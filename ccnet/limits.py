@@ -30,6 +30,8 @@ DECODE_BUDGET_BYTES = -(-(MAX_PIXELS * WORST_DECODE_BYTES_PER_PIXEL + 2 * FILE_B
 MIN_FRAMES = 2  # fewer is an image
 MAX_FRAMES = 16  # a clip's every frame goes through the network at once; its 3D head attends across them
 MAX_CLIP_PIXELS = 16_000_000  # pixels of all frames together: their RGB is 48 MB, held twice while stacked
+MAX_CLIP_SECONDS = 20  # playing time, the frames' stated durations together: past it, frames of a slideshow, not
+# moments of one scene, which is what the 3D heads attend across (a frame stating no duration counts 0)
 
 # ---- one request ----------------------------------------------------------------------------
 BODY_BYTES = MiB  # a request body that is not an upload (the API's JSON is under 10 KiB)
@@ -80,6 +82,8 @@ LIMITS = (
     Limit("frames in a clip (animated GIF, PNG or WebP)", f"{MIN_FRAMES} to {MAX_FRAMES}", "refused in one line"),
     Limit("pixels of a clip's frames together", f"{MAX_CLIP_PIXELS:,}",
           "refused in one line before the frame that passes it is decoded"),
+    Limit("a clip's playing time (its frames' durations together)", f"{MAX_CLIP_SECONDS} s",
+          "refused in one line at the frame that passes it"),
     Limit("a request body that is not an upload (any route, any content type)", _mib(BODY_BYTES),
           "413 before it is read"),
     Limit(f"a request body's pace after its first {BODY_GRACE_S} s", f"{BODY_MIN_RATE >> 10} KiB/s on average",

@@ -123,10 +123,18 @@ def cut_gif() -> bytes:
     return data[:third + 200]
 
 
+def slow_clip(fmt: str, count: int, milliseconds: int) -> bytes:
+    """`count` frames of `milliseconds` each (lossless where the format allows)."""
+    images = [Image.fromarray(frame) for frame in clip_frames(count)]
+    extra = {"lossless": True} if fmt == "WEBP" else {}
+    return encoded(images[0], fmt, save_all=True, append_images=images[1:], duration=milliseconds, **extra)
+
+
 BAD_CLIPS = {  # name -> (bytes, the one-line message's key words)
     "still.gif": (animated(clip_frames(1), "GIF"), "has only one frame"),
     "long.gif": (animated(clip_frames(17), "GIF"), "more than 16 frames"),
     "sizes.gif": (gif_of_two_sizes(), "frame 2 is 64x40 pixels but frame 1 is 48x40"),
     "cut.gif": (cut_gif(), "frame 3 is damaged"),
     "tiny.webp": (animated(clip_frames(3, 20, 20), "WEBP"), "too small: 20x20"),
+    "slow.webp": (slow_clip("WEBP", 3, 8000), "3 frames last 24 s, past the 20 s a clip may last"),
 }

@@ -1,4 +1,5 @@
-"""`python -m tools.demos demos/`: the demo scenes, eight held-out street scenes with their coloured labels."""
+"""`python -m tools.demos demos/`: the demo scenes, eight held-out street scenes with their coloured labels,
+and the demo clips, three held-out street clips (ccnet.experiments.street_clips) as lossless animated WebP."""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +9,28 @@ from pathlib import Path
 from PIL import Image
 
 from ccnet.experiments.scenes import colorize_label, generate_scene
+from ccnet.experiments.street_clips import generate_clip
 from tools._cli import run
 
 DEMO_SEEDS = tuple(range(1, 9))
+# split `demo` of the clips, 128x256 (the embedded model's scene size), odd seeds car, even truck: three
+# of seeds 1-16 where default:video labels the vehicles of the frames without the panel right
+CLIP_SEEDS = (10, 1, 4)
+CLIP_FRAME_MS = 500
+
+
+def write_clips(out: Path) -> tuple[list[Path], list[str]]:
+    """The demo clips (lossless animated WebP, frames exactly as rendered) and their README rows."""
+    written, rows = [], []
+    for seed in CLIP_SEEDS:
+        clip = generate_clip(seed, split="demo", cue="car" if seed % 2 else "truck")
+        path = out / f"clip_seed{seed}_{clip.cue}.webp"
+        first, *rest = (Image.fromarray(frame) for frame in clip.frames)
+        first.save(path, "WEBP", save_all=True, append_images=rest, lossless=True, quality=50, method=4,
+                   duration=CLIP_FRAME_MS, loop=0)
+        written.append(path)
+        rows.append(f"| `{path.name}` | {seed} | demo | {clip.cue} | {len(clip.frames)} | {clip.panel_frame} |")
+    return written, rows
 
 
 def write_demos(out: Path) -> list[Path]:
@@ -24,6 +44,8 @@ def write_demos(out: Path) -> list[Path]:
         Image.fromarray(colorize_label(scene.label)).save(out / f"{name}_label.png")
         written += [out / f"{name}.png", out / f"{name}_label.png"]
         rows.append(f"| `{name}.png` | `{name}_label.png` | {seed} | demo | {scene.cue} |")
+    clips, clip_rows = write_clips(out)
+    written += clips
     readme = "\n".join([
         "# Demo scenes", "",
         "Written by `python -m tools.demos demos/` (256x512, split `demo`). The cue "
@@ -38,7 +60,14 @@ def write_demos(out: Path) -> list[Path]:
         "and is at least a quarter of the image width away, so from a vehicle pixel one "
         "criss-cross attention step (own row and column) cannot see the sign, while two steps "
         "can. Re-rendering a scene with the other cue changes only the panel's inner pixels "
-        "and flips car <-> truck (and the panel's traffic sign <-> traffic light) in the label.", ""])
+        "and flips car <-> truck (and the panel's traffic sign <-> traffic light) in the label.", "",
+        "## Demo clips", "",
+        "Five frames of 128x256 each (split `demo` of `ccnet.experiments.street_clips`, lossless animated WebP, "
+        f"{CLIP_FRAME_MS} ms a frame), for the app's video mode. The panel is visible in one frame only "
+        "(`panel frame`, counted from 0); in the others foliage hides it, and the vehicles of those frames "
+        "need the clip's time axis to be labelled car or truck (docs/video.md). The seeds are three of 1-16 "
+        "where the shipped video head (`default:video`, 3D R = 3) labels those vehicles right.", "",
+        "| clip | seed | split | cue | frames | panel frame |", "|---|---|---|---|---|---|", *clip_rows, ""])
     (out / "README.md").write_text(readme)
     return written
 

@@ -3,7 +3,7 @@
 The same guards as a still image (ccnet.inference.images): the metadata is checked before Pillow
 opens the file, only the three animated decoders may open it, a frame's header is checked against
 the image limits and the decode budget before it is decoded. A clip adds its own limits
-(ccnet.limits: MIN_FRAMES, MAX_FRAMES, MAX_CLIP_PIXELS), checked frame by frame before each frame
+(ccnet.limits: MIN_FRAMES, MAX_FRAMES, MAX_CLIP_PIXELS, MAX_CLIP_SECONDS), checked frame by frame before each frame
 is decoded: a GIF's frames are not counted ahead (that would read the whole file, which may hold
 millions of empty frames). Every refusal is one ImageError line.
 """
@@ -60,6 +60,40 @@ def is_clip(source: str | Path | bytes) -> bool:
         return False
 
 
+def clip_pixels(source: str | Path | bytes) -> int | None:
+    """Pixels of all of a clip's frames, read from its headers (no frame decoded), or None when the
+    file is no clip (a still image, a broken file): what a job on a clip weighs in the server's
+    queue. Frames are counted up to MAX_FRAMES (a longer clip is refused when it is decoded): an
+    animated WebP or PNG states its count in its header; a GIF's frames are skipped unread."""
+    try:
+        stream, size = _stream(source)
+        with stream:
+            check_metadata(stream, size, _name(source))
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(stream, formats=CLIP_FORMATS) as img:
+                    if not getattr(img, "is_animated", False):
+                        return None
+                    return img.width * img.height * _frame_count(img)
+    except (ImageError, UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning,
+            MemoryError, *DECODE_ERRORS):
+        return None
+
+
+def _frame_count(img: Image.Image) -> int:
+    """A clip's frames, at most MAX_FRAMES, without decoding any (a damaged one ends the count)."""
+    if img.format != "GIF":
+        return min(int(img.n_frames), limits.MAX_FRAMES)
+    count = 1
+    try:
+        while count < limits.MAX_FRAMES:
+            img._seek(img.tell() + 1, False)  # how Pillow's own n_frames skips a GIF frame unread
+            count += 1
+    except (EOFError, *DECODE_ERRORS):
+        pass
+    return count
+
+
 def decode_clip(source: str | Path | bytes) -> np.ndarray:
     """RGB uint8 frames (T, H, W, 3) of an animated GIF, PNG or WebP, MIN_FRAMES <= T <= MAX_FRAMES;
     EXIF orientation applied, alpha dropped. Anything else raises ImageError with a one-line reason."""
@@ -100,6 +134,7 @@ def _frames(img: Image.Image, name: str) -> np.ndarray:
     width, height = (size[1], size[0]) if orientation(img) in (5, 6, 7, 8) else size  # as displayed
     check_size((width, height))
     frames: list[np.ndarray] = []
+    milliseconds = 0  # the playing time so far
     for index in range(limits.MAX_FRAMES + 1):
         try:
             img.seek(index)
@@ -121,6 +156,11 @@ def _frames(img: Image.Image, name: str) -> np.ndarray:
         except DECODE_ERRORS as err:
             raise ImageError(f"{name}: frame {index + 1} is damaged or truncated "
                              f"({str(err).splitlines()[0][:80]})") from None
+        duration = img.info.get("duration")  # known once the frame is read (a WebP frame's: once decoded)
+        milliseconds += duration if isinstance(duration, (int, float)) and duration > 0 else 0
+        if milliseconds > 1000 * limits.MAX_CLIP_SECONDS:
+            raise ImageError(f"{name} plays too long: {index + 1} frames last {milliseconds / 1000:g} s, past the "
+                             f"{limits.MAX_CLIP_SECONDS} s a clip may last; try a shorter clip")
         frames.append(np.asarray(frame.transpose(turn) if turn is not None else frame))
     if len(frames) < limits.MIN_FRAMES:
         raise ImageError(f"{name} has only one frame: a clip needs at least {limits.MIN_FRAMES} "

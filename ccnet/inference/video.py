@@ -114,23 +114,32 @@ class ClipPixelAttention:
 
 def explain_clip_pixel(prediction: ClipPrediction, t: int, x: int, y: int) -> ClipPixelAttention:
     """Per-step and composed maps of the position under pixel (x, y) of frame t."""
-    frames, height, width = prediction.grid
-    if not 0 <= t < frames:
-        raise CCNetError(f"frame {t} is outside the clip's {frames} frames (0..{frames - 1})")
     if not prediction.attention:
         raise CCNetError("this prediction has no attention to show (a model without attention, or "
                          "predicted without it)")
-    cell = (t, *cell_of(x, y, prediction.frame_size, (height, width)))
-    if prediction.kind in ("criss-cross-3d", "criss-cross"):  # per-frame steps have a zero time part
-        steps = [step_map(a, cell) for a in prediction.attention]
-        composed = composed_map(prediction.attention, cell)
+    return explain_clip_attention(prediction.attention, prediction.kind, prediction.grid, prediction.frame_size,
+                                  t, x, y)
+
+
+def explain_clip_attention(attention: list[Tensor], kind: str, grid: tuple[int, int, int],
+                           frame_size: tuple[int, int], t: int, x: int, y: int) -> ClipPixelAttention:
+    """explain_clip_pixel from a prediction's parts: its per-step weights, the head's kind, the
+    feature grid (T, h, w) and the frames' size (H, W); for callers that keep the weights but not
+    the logits (the app)."""
+    frames, height, width = grid
+    if not 0 <= t < frames:
+        raise CCNetError(f"frame {t} is outside the clip's {frames} frames (0..{frames - 1})")
+    cell = (t, *cell_of(x, y, frame_size, (height, width)))
+    if kind in ("criss-cross-3d", "criss-cross"):  # per-frame steps have a zero time part
+        steps = [step_map(a, cell) for a in attention]
+        composed = composed_map(attention, cell)
     else:  # non-local: the row of the position; space-time (N, N) or per frame (T, hw, hw)
-        attn = prediction.attention[0]
+        attn = attention[0]
         composed = torch.zeros(frames, height, width, dtype=attn.dtype)
-        if prediction.kind == "non-local-3d":
+        if kind == "non-local-3d":
             composed = attn[(t * height + cell[1]) * width + cell[2]].view(frames, height, width)
         else:
             composed[t] = attn[t, cell[1] * width + cell[2]].view(height, width)
         steps = [composed]
-    return ClipPixelAttention(prediction.grid, cell, torch.stack(steps).numpy().astype(np.float32),
+    return ClipPixelAttention(grid, cell, torch.stack(steps).numpy().astype(np.float32),
                               composed.numpy().astype(np.float32))

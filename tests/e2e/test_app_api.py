@@ -101,6 +101,31 @@ def test_cost_compares_rcca_with_the_non_local_block(served):
     assert data["nonlocal"]["flops"] > data["rcca2"]["flops"] > data["rcca1"]["flops"]
 
 
+def test_a_clip_is_segmented_and_explained_through_the_api(served, tmp_path):
+    """/segment_video and /attention_video on a demo clip, every position from the cache, a bad clip
+    in one line and the server still serving (the same calls without a server: tests/app/test_video_api.py)."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    from tests.files import BAD_CLIPS
+
+    client, _ = served
+    clip = ROOT / "demos" / "clip_seed10_truck.webp"
+    strip, info = client.predict(handle_file(str(clip)), "", api_name="/segment_video")
+    assert Image.open(strip).size == (5 * 256 + 4 * 4, 128) and info["grid"] == [5, 16, 32]
+    heatmap, data = client.predict(handle_file(str(clip)), 1, 78, 84, "", api_name="/attention_video")
+    assert data["cell"] == [1, 10, 9] and data["class"] == "truck" and data["reach"] == [51, 700, 2560]
+    assert abs(np.asarray(data["composed"]).sum() - 1) < 1e-4 and Image.open(heatmap).size == Image.open(strip).size
+    bad = tmp_path / "long.gif"
+    bad.write_bytes(BAD_CLIPS["long.gif"][0])
+    with pytest.raises(AppError, match="more than 16 frames") as err:
+        client.predict(handle_file(str(bad)), "", api_name="/segment_video")
+    assert "\n" not in str(err.value).strip()
+    with pytest.raises(AppError, match="frame 5 is outside the clip's 5 frames"):
+        client.predict(handle_file(str(clip)), 5, 1, 1, "", api_name="/attention_video")
+    assert client.predict(handle_file(str(clip)), "", api_name="/segment_video")[1] == info  # still serving
+
+
 def test_bad_requests_get_a_clear_message_and_the_server_keeps_serving(served, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
@@ -197,7 +222,7 @@ def test_python_app_py_honours_the_server_env_and_reaches_no_other_host(tmp_path
                 assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
                 time.sleep(0.5)
         names = {d.get("api_name") for d in config["dependencies"] if d.get("api_visibility") == "public"}
-        assert names == {"segment", "attention", "attention_maps", "cost"}
+        assert names == {"segment", "attention", "attention_maps", "cost", "segment_video", "attention_video"}
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -311,8 +336,11 @@ def test_segment_attention_and_cost_are_mcp_tools(served):
     for word in ("segment", "attention", "cost"):
         name = next(name for name in tools if word in name)
         assert len(tools[name]["description"]) > 60, tools[name]
-    attention = tools[next(name for name in tools if "attention" in name)]
+    attention = tools[next(name for name in tools if "attention" in name and "video" not in name)]
     assert {"image", "x", "y"} <= set(attention["inputSchema"]["properties"])
+    clip = tools[next(name for name in tools if "attention_video" in name)]  # the video mode's, described too
+    assert {"clip", "t", "x", "y", "model"} <= set(clip["inputSchema"]["properties"]) and len(clip["description"]) > 60
+    assert any("segment_video" in name for name in tools)
     assert not any(name.startswith("on_") or "noop" in name for name in tools)  # the page's events stay private
 
 

@@ -1,5 +1,6 @@
 """Decoding clips: animated GIF, APNG and animated WebP round trips, and every refusal in one line
-(one frame, too many frames, frames of two sizes, a damaged frame, too many pixels together)."""
+(one frame, too many frames, frames of two sizes, a damaged frame, too many pixels together, too long
+a playing time)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,7 @@ from ccnet import limits
 from ccnet.errors import ImageError
 from ccnet.inference.clips import decode_clip, is_clip
 from ccnet.inference.images import decode_image
-from tests.files import BAD_CLIPS, BAD_FILES, animated, clip_frames, encoded
+from tests.files import BAD_CLIPS, BAD_FILES, animated, clip_frames, encoded, slow_clip
 
 
 @pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])
@@ -27,6 +28,14 @@ def test_animated_files_decode_to_their_frames(fmt, tmp_path):
 def test_the_frame_limit_is_inclusive():
     frames = clip_frames(limits.MAX_FRAMES)
     assert limits.MAX_FRAMES == 16 and np.array_equal(decode_clip(animated(frames, "GIF")), frames)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])
+def test_the_playing_time_limit_is_inclusive_and_read_in_every_format(fmt):
+    assert limits.MAX_CLIP_SECONDS == 20
+    assert decode_clip(slow_clip(fmt, 4, 5000)).shape[0] == 4  # 20 s exactly
+    with pytest.raises(ImageError, match="5 frames last 25 s, past the 20 s a clip may last"):
+        decode_clip(slow_clip(fmt, 6, 5000))
 
 
 @pytest.mark.parametrize("name", sorted(BAD_CLIPS))

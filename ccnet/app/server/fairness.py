@@ -8,8 +8,8 @@ behind everything it posted. Here, wrapping the queue's `push`:
   events waiting (it included): WAITING_PER_CLIENT while few wait, QUEUE_SIZE // (2 n) as more do, so
   the clients already waiting hold at most half of the queue and a newcomer always finds room;
 - order: each lane is served by the work a client already has ahead of a job (each job weighs one
-  plus its image's megapixels), then by arrival: everyone's first job before anyone's second, and
-  a client of many large images waits behind those who sent few.
+  plus its image's megapixels, a clip's frames all counted), then by arrival: everyone's first job
+  before anyone's second, and a client of many large images waits behind those who sent few.
 A refused request gets HTTP 503 and one line telling it to retry.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from ccnet import limits
 from ccnet.app.server.clients import client_of, proxy_hops
 from ccnet.errors import CCNetError
+from ccnet.inference.clips import clip_pixels
 from ccnet.inference.images import image_pixels
 
 Cost = Callable[[Any], float]
@@ -32,7 +33,8 @@ def cap(clients_waiting: int) -> int:
 
 
 def job_cost(event: Any) -> float:
-    """The work of one queued event: 1, plus the megapixels of each image it names."""
+    """The work of one queued event: 1, plus the megapixels of each image it names (of all its
+    frames for a clip)."""
     data = getattr(getattr(event, "data", None), "data", None)
     return 1.0 + sum(_megapixels(path) for path in _paths(data))
 
@@ -50,7 +52,8 @@ def _paths(data: Any) -> Iterable[str]:
 @functools.lru_cache(maxsize=256)
 def _megapixels(path: str) -> float:
     try:
-        return image_pixels(path) / 1e6
+        pixels = clip_pixels(path)  # None: no clip
+        return (image_pixels(path) if pixels is None else pixels) / 1e6
     except (CCNetError, OSError):
         return 0.0  # not an image we read: the handler will say so, cheaply
 

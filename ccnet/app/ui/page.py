@@ -26,6 +26,9 @@ from ccnet.app.server.uploads import refuse_bad_requests
 from ccnet.app.ui.api import api_endpoints
 from ccnet.app.ui.common import EXAMPLES, MODELS, VIEWS, upload_roots
 from ccnet.app.ui.handlers import DEFAULT_K, HINT, Handlers
+from ccnet.app.ui.video_api import video_api_endpoints
+from ccnet.app.ui.video_page import add_video_page
+from ccnet.app.video import VideoExplorer
 from ccnet.errors import CCNetError
 from ccnet.nn.variants import BY_NAME
 from ccnet.viz import charts
@@ -50,6 +53,7 @@ MORE = (
     "The embedded **default** model knows **synthetic street scenes only**; for your own photos choose a "
     "released model in the menu (ADE20K for everyday scenes, Cityscapes for streets)."
 )
+VIDEO_LINK = "**Clips**: [the video mode →](video) shows 3D criss-cross attention across frames."
 VIEWER_ROOT = '<div class="ccv-root" data-testid="attention-viewer" tabindex="0"></div>'
 # the viewer's script: the maps' arithmetic, the panels, the strips, then the events and the build
 VIEWER_SCRIPT = "\n".join((HERE / name).read_text() for name in ("maps.js", "viewer.js", "strips.js", "events.js"))
@@ -93,6 +97,7 @@ class ExplorerUI(Handlers):
                                       sources=["upload", "clipboard"], elem_id="input")
                 self.examples = gr.Examples(EXAMPLES, inputs=[self.image], label="examples (synthetic street scenes)",
                                             examples_per_page=8, cache_examples=False, api_visibility="private")
+                gr.Markdown(VIDEO_LINK, elem_id="video-link")
                 self.model = gr.Dropdown(
                     self.menu(), value=self.explorer.default_model, label="model", elem_id="model",
                     info="released models are downloaded once, then cached (≈ sizes from the parameter count)")
@@ -220,6 +225,9 @@ def build_app(explorer: Explorer | None = None, exports: Exports | None = None,
         page.layout()
         page.wire(demo)
         api_endpoints(page.explorer, page.exports)
+        video = VideoExplorer(page.explorer.device, page.explorer.amp)
+        video_api_endpoints(video, page.exports)
+    add_video_page(demo, video, page.exports, viewer_budget)  # /video: clips (ccnet/app/ui/video_page.py)
     # api_open=False: Gradio's /run and /api routes, which skip the queue, are closed whatever SPACE_ID says
     demo.queue(default_concurrency_limit=1, max_size=limits.QUEUE_SIZE, api_open=False)
     cap_per_client(demo._queue)  # one client cannot fill the queue everyone shares (ccnet/app/server/fairness.py)
