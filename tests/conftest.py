@@ -79,6 +79,7 @@ SLOW = ("tests/e2e/", "tests/inference/test_export.py", "tests/inference/test_de
 CHEAP_SHARED = {"checkpoint", "picture"}  # module fixtures cheap enough to build on every worker
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Mark the quick subset; keep the tests of a module that share an expensive module-scoped fixture
     (a served app, a browser, an export, a training run) on one parallel worker, so it is built once."""

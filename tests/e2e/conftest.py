@@ -81,9 +81,18 @@ def open_page(browser, **context):
     return page
 
 
-@pytest.fixture()
-def page(browser):
+@pytest.fixture(scope="module")
+def desktop_page(browser):
+    """One 1400x900 page per module: every test navigates it afresh, and reusing it spares a renderer
+    start and a cold load of the app's scripts (about 1 s a test)."""
     page = open_page(browser)
     yield page
-    assert page.blocked == [], f"the page tried to reach: {page.blocked}"
     page.context.close()
+
+
+@pytest.fixture()
+def page(desktop_page):
+    desktop_page.blocked.clear()
+    yield desktop_page
+    assert desktop_page.blocked == [], f"the page tried to reach: {desktop_page.blocked}"
+    desktop_page.goto("about:blank")  # ends what the test left running (its session's stream, a pending call)
