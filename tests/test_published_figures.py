@@ -38,6 +38,10 @@ def memory_ratio(case: str) -> str:
     return f"{bench_row(case, 'nonlocal')['peak_bytes'] / bench_row(case, 'fast')['peak_bytes']:.1f}×"
 
 
+def memory_ratios() -> str:
+    return f"{memory_ratio('training')} training, {memory_ratio('inference')} inference"
+
+
 def fewer_flops() -> str:
     flops = asset("bench_cpu.json")["attention"][0]["flops"]
     return f"{100 * (1 - flops['rcca2'] / flops['nonlocal']):.1f}"
@@ -56,25 +60,48 @@ def scale(config: str) -> str:
     return f"{runs['speedup_over_one_process_default_threads'][config]['seconds']:.2f}x"
 
 
+def viewer(image: str, what: str = "paint") -> str:
+    return f"{asset('viewer_bench.json')['hover'][image][what]['median_ms']:.1f} ms"
+
+
+def server_call(endpoint: str) -> str:
+    call = asset("viewer_bench.json")["server_click"][endpoint]
+    return f"| {call['median_ms']:.2f} ms | {call['p95_ms']:.2f} ms |"
+
+
+def clip_hover(clip: str) -> str:
+    return f"**{asset('viewer_bench_video.json')['video_hover'][clip]['paint']['median_ms']:.1f} ms**"
+
+
 CLAIMS = [
     ("README.md", lambda: f"none {ablation('none')}, R = 1 {ablation('rcca_r1')}, **R = 2 {ablation('rcca_r2')}**, "
                           f"R = 3 {ablation('rcca_r3')}, non-local {ablation('nonlocal')}"),
     ("README.md", lambda: f"| {fewer_flops()} % |"),
-    ("README.md", lambda: f"{memory_ratio('training')} training, {memory_ratio('inference')} inference"),
-    ("README.md", lambda: f"3D R = 2 {video('rcca3d_r2')}, R = 3 {video('rcca3d_r3')}, non-local {video('nonlocal3d')}"),
+    ("README.md", memory_ratios),
+    ("README.md", lambda: f"3D R = 2 {video('rcca3d_r2')}, R = 3 {video('rcca3d_r3')}, "
+                          f"non-local {video('nonlocal3d')}"),
     ("docs/ablation.md", lambda: f"R = 2 {ablation('rcca_r2')} ≈ R = 3 {ablation('rcca_r3')} ≈ non-local "
                                  f"{ablation('nonlocal')}**, against **R = 1\n{ablation('rcca_r1')} ≈ no attention "
                                  f"{ablation('none')}**"),
     ("docs/performance.md", lambda: f"| FLOPs saved by RCCA | ~85% | {fewer_flops()}% |"),
-    ("docs/performance.md", lambda: f"| 11× | {memory_ratio('training')} training, {memory_ratio('inference')} inference |"),
+    ("docs/performance.md", lambda: f"| 11× | {memory_ratios()} |"),
     ("docs/performance.md", lambda: f"{bench_row('inference', 'fast')['median_ms']:.1f}"),
     ("docs/performance.md", lambda: f"{bench_row('training', 'nonlocal')['median_ms']:.1f}"),
-    ("docs/app.md", lambda: f"{memory_ratio('training')} the memory of R = 2 in training ({memory_ratio('inference')} in"),
+    ("docs/app.md", lambda: f"{memory_ratio('training')} the memory of R = 2 in training "
+                            f"({memory_ratio('inference')} in"),
     ("docs/app.md", lambda: f"R = 2 needs {fewer_flops()} %"),
     ("docs/video.md", lambda: f"**{video('rcca3d_r3')} ± {video_spread('rcca3d_r3')}**"),
     ("docs/video.md", lambda: f"| 3D R = 2 | {video('rcca3d_r2')} ± {video_spread('rcca3d_r2')}"),
     ("docs/video.md", lambda: f"| space-time non-local | **{video('nonlocal3d')} ±"),
     ("docs/robustness.md", loadtest_row),
+    ("docs/video.md", lambda: f"| 5×16×32 | {clip_hover('demo clip')} |"),
+    ("docs/video.md", lambda: f"| 16×16×32 | {clip_hover('16-frame clip')} |"),
+    ("docs/app.md", lambda: f"| **{viewer('demo scene')}** |"),
+    ("docs/app.md", lambda: f"| **{viewer('2048 px image')}** |"),
+    ("docs/app.md", lambda: f"| **{viewer('demo scene', 'pin')}** |"),
+    ("docs/app.md", lambda: f"(JSON only) {server_call('attention_maps')}"),
+    ("docs/app.md", lambda: f"on an analysed image {server_call('attention')}"),
+    ("docs/app.md", lambda: f"costs {asset('viewer_bench.json')['server_click']['attention_maps_minus_floor_ms']} ms"),
     ("docs/scale.md", lambda: f"**{scale('torchrun_2_processes_1_thread')}**"),
 ]
 
