@@ -73,6 +73,13 @@ def clip_hover(clip: str) -> str:
     return f"**{asset('viewer_bench_video.json')['video_hover'][clip]['paint']['median_ms']:.1f} ms**"
 
 
+def attack(*keys: str) -> object:
+    value = asset("loadtest_adversarial.json")
+    for key in keys:
+        value = value[key]
+    return value
+
+
 CLAIMS = [
     ("README.md", lambda: f"none {ablation('none')}, R = 1 {ablation('rcca_r1')}, **R = 2 {ablation('rcca_r2')}**, "
                           f"R = 3 {ablation('rcca_r3')}, non-local {ablation('nonlocal')}"),
@@ -94,6 +101,15 @@ CLAIMS = [
     ("docs/video.md", lambda: f"| 3D R = 2 | {video('rcca3d_r2')} ± {video_spread('rcca3d_r2')}"),
     ("docs/video.md", lambda: f"| space-time non-local | **{video('nonlocal3d')} ±"),
     ("docs/robustness.md", loadtest_row),
+    ("docs/robustness.md", lambda: f"RSS {attack('sessions', 'rss_before_mib')} → {attack('sessions', 'rss_after_mib')}"
+                                   f" MiB (+{attack('sessions', 'rss_growth_mib')})"),
+    ("docs/robustness.md", lambda: f"answered in {attack('slow_download', 'victim_median_ms')} ms (median)"),
+    ("docs/robustness.md", lambda: f"{attack('queue_flood', 'accepted')} queued, {attack('queue_flood', 'refused')} "
+                                   f"refused (\"retry\"); the visitor's click answered in "
+                                   f"{attack('queue_flood', 'victim_ms')} ms"),
+    ("docs/robustness.md", lambda: f"+{attack('round_two', 'session_memory', 'rss_growth_mib')} MiB "
+                                   f"({attack('round_two', 'session_memory', 'per_session_kib')} KiB a session)"),
+    ("docs/robustness.md", lambda: f"exit 0 in {attack('shutdown', 'seconds')} s"),
     ("docs/video.md", lambda: f"| 5×16×32 | {clip_hover('demo clip')} |"),
     ("docs/video.md", lambda: f"| 16×16×32 | {clip_hover('16-frame clip')} |"),
     ("docs/app.md", lambda: f"| **{viewer('demo scene')}** |"),

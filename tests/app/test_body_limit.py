@@ -120,9 +120,10 @@ def test_a_body_slower_than_the_minimum_pace_is_dropped_and_a_steady_one_passes(
 def test_the_launch_settings_carry_the_published_limits():
     """The published values, written out (docs/robustness.md's table): a changed constant fails here."""
     from ccnet.app.server.launch import launch_options
+    from ccnet.project import DEMOS
 
     options = launch_options()
     assert options["state_session_capacity"] == 256 and options["max_file_size"] == 20 * 2**20
-    assert options["ssr_mode"] is False
+    assert options["ssr_mode"] is False and options["allowed_paths"] == [str(DEMOS)]  # from any working folder
     names = [m.cls.__name__ for m in options["app_kwargs"]["middleware"]]
     assert names == ["BodyLimit", "VouchForMcpCallers", "BlobRoute"]  # the upload door comes with a sweeper
