@@ -311,9 +311,7 @@ class Explorer:
 
         def measure() -> tuple[dict, int]:
             result = {"feature_size": [height, width], "channels": channels, "device": self.device}
-            for method in METHODS:
-                result[method] = _measure(method, channels, height, width, self.device)
-            return result, 4096
+            return {**result, **_measure(METHODS, channels, height, width, self.device)}, 4096
 
         return self.cost_cache.get_or_create(key, measure)
 
@@ -338,8 +336,8 @@ class Explorer:
 
 
 @gpu_task(measure_seconds)
-def _measure(method: str, channels: int, height: int, width: int, device: str) -> dict:
-    return cost.measure_cost(method, channels, height, width, device=device)
+def _measure(methods: tuple[str, ...], channels: int, height: int, width: int, device: str) -> dict:
+    return cost.measure_costs(methods, channels, height, width, device=device)
 
 
 @functools.lru_cache(maxsize=8)

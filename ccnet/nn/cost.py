@@ -155,32 +155,47 @@ def time_ms(fns: dict[str, Callable[[], object]], repeats: int, device: str | to
 
 def measure_cost(method: str, channels: int, h: int, w: int, device: str | torch.device = "cpu",
                  repeats: int = 3, budget_bytes: int = DEFAULT_BUDGET) -> dict:
-    """Inference cost of one forward of ``method`` on a (1, channels, h, w) feature.
+    """One method's cost: measure_costs for one method."""
+    return measure_costs((method,), channels, h, w, device, repeats, budget_bytes)[method]
 
-    Returns method, memory_bytes (measured peak), analytic_bytes, flops (counted), time_ms
+
+def measure_costs(methods: tuple[str, ...], channels: int, h: int, w: int, device: str | torch.device = "cpu",
+                  repeats: int = 3, budget_bytes: int = DEFAULT_BUDGET) -> dict[str, dict]:
+    """Inference cost of one forward of each method on a (1, channels, h, w) feature, their runs
+    interleaved so that a busy machine (the app analysing an image meanwhile) slows all alike.
+
+    Each result holds method, memory_bytes (measured peak), analytic_bytes, flops (counted), time_ms
     (median) and estimated. A non-local block whose N x N map would exceed ``budget_bytes`` is
     not run: memory_bytes is then the analytic figure (flops are counted on shapes alone), time_ms is None,
     ``estimated`` is True and ``reason`` says why.
     """
-    analytic = analytic_attention_bytes(method, h, w)
-    result = {"method": method, "channels": channels, "size": [h, w], "analytic_bytes": analytic}
-    if method == "nonlocal" and analytic > budget_bytes:
-        return {
-            **result, "memory_bytes": analytic, "flops": count_flops(method, channels, h, w), "time_ms": None,
-            "estimated": True,
-            "reason": f"the {h * w}x{h * w} non-local map needs {analytic / 2**20:.0f} MiB, over the "
-                      f"{budget_bytes / 2**20:.0f} MiB budget: not run, memory is the map's analytic size",
-        }
+    results, forwards = {}, {}
+    x = make_input(channels, h, w, device)
+    for method in methods:
+        analytic = analytic_attention_bytes(method, h, w)
+        results[method] = {"method": method, "channels": channels, "size": [h, w], "analytic_bytes": analytic,
+                           "flops": count_flops(method, channels, h, w)}
+        if method == "nonlocal" and analytic > budget_bytes:
+            results[method].update(
+                memory_bytes=analytic, time_ms=None, estimated=True,
+                reason=f"the {h * w}x{h * w} non-local map needs {analytic / 2**20:.0f} MiB, over the "
+                       f"{budget_bytes / 2**20:.0f} MiB budget: not run, memory is the map's analytic size")
+            continue
+        forwards[method] = _forward(method, channels, x, device)
+    times = time_ms(forwards, repeats, device)
+    for method, forward in forwards.items():
+        results[method].update(memory_bytes=measure_peak_memory(forward, device),
+                               time_ms=statistics.median(times[method]), estimated=False)
+    return results
+
+
+def _forward(method: str, channels: int, x: torch.Tensor, device: str | torch.device) -> Callable[[], None]:
+    """One inference forward of ``method``'s block on ``x``."""
     block, steps = build_block(method, channels)
     block = block.to(device)
-    x = make_input(channels, h, w, device)
 
     def forward() -> None:
         with torch.no_grad():
             run_steps(block, x, steps)
 
-    times = time_ms({method: forward}, repeats, device)[method]
-    return {
-        **result, "memory_bytes": measure_peak_memory(forward, device), "flops": count_flops(method, channels, h, w),
-        "time_ms": statistics.median(times), "estimated": False,
-    }
+    return forward

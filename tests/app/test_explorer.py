@@ -239,17 +239,18 @@ def test_exports_write_mask_overlay_npz(explorer, picture, tmp_path):
 # ---- cost, with a stand-in for ccnet.nn.cost so only the caching is tested here ----------------------
 @pytest.fixture()
 def fake_cost(monkeypatch):
-    """ccnet.nn.cost.measure_cost replaced by a counting stand-in: only the caching is tested here."""
+    """ccnet.nn.cost.measure_costs replaced by a counting stand-in: only the caching is tested here."""
     calls = []
 
-    def measure_cost(method, channels, h, w, device="cpu"):
-        calls.append((method, channels, h, w))
+    def measure_costs(methods, channels, h, w, device="cpu"):
+        calls.extend((method, channels, h, w) for method in methods)
         n = h * w
-        width = n if method == "nonlocal" else h + w - 1
-        return {"method": method, "memory_bytes": 4 * n * width + 100, "analytic_bytes": 4 * n * width,
-                "flops": 2 * n * width * channels, "time_ms": 1.0, "estimated": False}
+        return {method: {"method": method, "memory_bytes": 4 * n * (n if method == "nonlocal" else h + w - 1) + 100,
+                         "analytic_bytes": 4 * n * (n if method == "nonlocal" else h + w - 1),
+                         "flops": 2 * n * (n if method == "nonlocal" else h + w - 1) * channels, "time_ms": 1.0,
+                         "estimated": False} for method in methods}
 
-    monkeypatch.setattr(cost, "measure_cost", measure_cost)
+    monkeypatch.setattr(cost, "measure_costs", measure_costs)
     return calls
 
 

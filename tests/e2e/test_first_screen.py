@@ -157,7 +157,7 @@ def test_the_pin_survives_a_head_switch_and_a_successful_one_clears_an_error(pag
     assert state(page, "pinned") == list(FIRST_PIXEL)
     assert "truck" in page.locator("[data-testid=pin-class]").inner_text()
     page.locator("#compare-text").wait_for(state="visible")  # the comparison recomputed for the new head
-    choose_head(page, "default · embedded", "default")
+    choose_head(page, "default · synthetic streets", "default")
     page.wait_for_function("() => document.querySelector('#pixel-info').innerText.includes('→ car')")
     assert "⚠️" not in status(page)
 

@@ -44,6 +44,6 @@ def network_seconds(predictor: object, image: np.ndarray, *_: object) -> float:
     return float(min(120.0, 10.0 + gflop / GPU_GFLOPS))
 
 
-def measure_seconds(method: str, channels: int, height: int, width: int, *_: object) -> float:
-    """GPU seconds for one cost measurement (a few runs of one attention block)."""
-    return float(min(60.0, 10.0 + channels * (height * width) ** 2 * 1e-12))
+def measure_seconds(methods: tuple[str, ...], channels: int, height: int, width: int, *_: object) -> float:
+    """GPU seconds for one cost measurement (a few runs of each attention block)."""
+    return float(min(60.0, 10.0 + len(methods) * channels * (height * width) ** 2 * 1e-12))

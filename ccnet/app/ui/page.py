@@ -75,7 +75,7 @@ class ExplorerUI(Handlers):
         and the API keep the names."""
         found = presets.presets()
         ordered = sorted((p for p in found.values()), key=lambda p: (p.dataset, p.backbone, p.name))
-        labels = {"default": "default · embedded · synthetic street scenes only (11 classes)", **FAMILY_MENU}
+        labels = {"default": "default · synthetic streets only", **FAMILY_MENU}  # fits the menu's box
         return [(labels.get(name, name), name) for name in self.models if name not in found] + [
             (p.label, p.name) for p in ordered if p.name in self.models]
 
@@ -119,7 +119,8 @@ class ExplorerUI(Handlers):
                 self.k = gr.Slider(1, 20, value=DEFAULT_K, step=1, label="top-k cells of the highlighted map "
                                    "(click a panel's title to highlight it)", elem_id="topk-k")
                 self.topk = gr.Dataframe(headers=TOPK_HEADERS, label="top-k attended cells of the pinned pixel",
-                                         elem_id="topk", interactive=False, wrap=True)
+                                         elem_id="topk", interactive=False, wrap=True,  # no header split mid-word
+                                         column_widths=["60px", "110px", "110px", "90px", "140px"])
             with gr.Column(scale=3, min_width=320):
                 self.chart = gr.Plot(label="weights along the pinned cell's row and column", elem_id="cross-chart")
         with gr.Row(equal_height=False, elem_id="compare-row"):
