@@ -49,6 +49,22 @@ VIDEO_FLOOR_JS = FLOOR_JS.replace("#intro", "#video-intro")
 LONG_CLIP_FRAMES = 16  # the most frames a clip may have (ccnet.limits.MAX_FRAMES), at the demo clips' size
 
 
+
+def sweep(page: object, moves: int, left: float, right: float, box: dict) -> None:
+    """``moves`` pointer moves 40 ms apart from ``left`` to ``right``, zig-zagging over ``box``'s height."""
+    for i in range(moves):
+        x = left + (right - left) * i / max(1, moves - 1)
+        page.mouse.move(x, box["y"] + box["height"] * (0.2 + 0.6 * (i % 7) / 6))
+        time.sleep(0.04)
+    page.wait_for_timeout(300)
+
+
+def sweep_floor(page: object, moves: int, selector: str) -> None:
+    """The same moves over a text block whose listener does nothing: the page's own floor."""
+    box = page.locator(selector).bounding_box()
+    sweep(page, moves, box["x"] + 5, box["x"] + box["width"] - 5, {**box, "y": box["y"] + box["height"] / 2,
+                                                                    "height": 0})
+
 def summary(values: list[float]) -> dict:
     ordered = sorted(values)
     return {"count": len(values), "median_ms": round(statistics.median(values), 2),
@@ -60,20 +76,10 @@ def hover(page: object, moves: int) -> dict:
     page.wait_for_function("() => window.__ccnetViewer?.state.cell", timeout=120_000)
     page.evaluate("window.__ccnetViewer.state.timings.length = 0")
     box = page.locator(".ccv-panel[data-view=composed] .ccv-stage").bounding_box()
-    for i in range(moves):
-        t = i / max(1, moves - 1)
-        x, y = box["x"] + box["width"] * (0.02 + 0.96 * t), box["y"] + box["height"] * (0.2 + 0.6 * (i % 7) / 6)
-        page.mouse.move(x, y)
-        time.sleep(0.04)
-    page.wait_for_timeout(300)
+    sweep(page, moves, box["x"] + box["width"] * 0.02, box["x"] + box["width"] * 0.98, box)
     timings = page.evaluate("window.__ccnetViewer.timings()")
     page.evaluate(FLOOR_JS)
-    intro = page.locator("#intro").bounding_box()
-    for i in range(moves):
-        x = intro["x"] + 5 + (intro["width"] - 10) * i / max(1, moves - 1)
-        page.mouse.move(x, intro["y"] + intro["height"] / 2)
-        time.sleep(0.04)
-    page.wait_for_timeout(300)
+    sweep_floor(page, moves, "#intro")
     return {"paint": summary([t["paint_ms"] for t in timings]), "work": summary([t["work_ms"] for t in timings]),
             "page_floor": summary(page.evaluate("window.__floor")),
             "mode": page.locator("[data-testid=attention-viewer]").get_attribute("data-mode"),
@@ -107,20 +113,10 @@ def video_hover(page: object, moves: int) -> dict:
     row.scroll_into_view_if_needed()
     box, seen = row.bounding_box(), page.locator(".ccvv-strip").bounding_box()
     left, right = box["x"], min(box["x"] + box["width"], seen["x"] + seen["width"])  # what the strip shows
-    for i in range(moves):
-        t = i / max(1, moves - 1)
-        x, y = left + (right - left) * (0.01 + 0.98 * t), box["y"] + box["height"] * (0.2 + 0.6 * (i % 7) / 6)
-        page.mouse.move(x, y)
-        time.sleep(0.04)
-    page.wait_for_timeout(300)
+    sweep(page, moves, left + (right - left) * 0.01, left + (right - left) * 0.99, box)
     timings = page.evaluate("window.__ccnetVideo.timings()")
     page.evaluate(VIDEO_FLOOR_JS)
-    intro = page.locator("#video-intro").bounding_box()
-    for i in range(moves):
-        x = intro["x"] + 5 + (intro["width"] - 10) * i / max(1, moves - 1)
-        page.mouse.move(x, intro["y"] + intro["height"] / 2)
-        time.sleep(0.04)
-    page.wait_for_timeout(300)
+    sweep_floor(page, moves, "#video-intro")
     return {"paint": summary([t["paint_ms"] for t in timings]), "work": summary([t["work_ms"] for t in timings]),
             "page_floor": summary(page.evaluate("window.__floor")),
             "mode": page.locator("[data-testid=video-viewer]").get_attribute("data-mode"),

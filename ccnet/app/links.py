@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ccnet import limits
@@ -50,39 +50,55 @@ def _clip(value: str) -> float | None:
     return clip if 0 < clip <= 1 and math.isfinite(clip) else None
 
 
+class LinkParams:
+    """A URL's query parameters, each kept or dropped with a one-line note naming it (as text); the
+    image and the video pages read their links through it."""
+
+    def __init__(self, params: Mapping[str, str]) -> None:
+        self.params, self.problems = params, []
+
+    def checked(self, name: str, ok: bool, why: str) -> str | None:
+        value = self.params.get(name)
+        if value is None or ok:
+            return value
+        self.problems.append(f"{name}={shown(value)} ignored: {why}")
+        return None
+
+    def pixel(self, coordinate: Callable[[str | None], int | None]) -> tuple[int, int] | None:
+        """x and y together, each read by ``coordinate``, or None (with a note when given but unusable)."""
+        x_text, y_text = self.params.get("x"), self.params.get("y")
+        if x_text is None and y_text is None:
+            return None
+        x, y = coordinate(x_text), coordinate(y_text)
+        if x is None or y is None:
+            self.problems.append(f"x={shown(x_text)}, y={shown(y_text)} ignored: "
+                                 "a pixel needs both coordinates, whole numbers from 0")
+            return None
+        return x, y
+
+    def display(self) -> dict:
+        """The colormap and scale the link names, where they are the app's."""
+        display = {}
+        if (cmap := self.checked("cmap", self.params.get("cmap") in COLORMAPS, "not a colormap of this app")):
+            display["cmap"] = cmap
+        if (scale := self.checked("scale", self.params.get("scale") in ("log", "linear"), "log or linear")):
+            display["scale"] = scale
+        return display
+
+
 def parse_link(params: Mapping[str, str], examples: Iterable[str], models: Iterable[str]) -> Link:
     """A Link from the URL's query parameters; `examples` are the demo file names, `models` the menu."""
     examples, models = set(examples), list(models)
-    problems: list[str] = []
-
-    def checked(name: str, ok: bool, why: str) -> str | None:
-        value = params.get(name)
-        if value is None or ok:
-            return value
-        problems.append(f"{name}={shown(value)} ignored: {why}")
-        return None
-
-    example = checked("example", params.get("example") in examples, "not one of the examples")
-    key = checked("key", bool(re.fullmatch(KEY_PATTERN, params.get("key") or "")), "not an image key")
-    model = checked("model", params.get("model") in models, "not a model of this app")
-    view = checked("view", params.get("view") in VIEWS, f"one of {', '.join(VIEWS)}")
-    pixel = None
-    if params.get("x") is not None or params.get("y") is not None:
-        x, y = _coordinate(params.get("x")), _coordinate(params.get("y"))
-        if x is None or y is None:
-            problems.append(f"x={shown(params.get('x'))}, y={shown(params.get('y'))} ignored: "
-                            "a pixel needs both coordinates, whole numbers from 0")
-        else:
-            pixel = (x, y)
-    display = {}
-    if (cmap := checked("cmap", params.get("cmap") in COLORMAPS, "not a colormap of this app")) is not None:
-        display["cmap"] = cmap
-    if (scale := checked("scale", params.get("scale") in ("log", "linear"), "log or linear")) is not None:
-        display["scale"] = scale
+    link = LinkParams(params)
+    example = link.checked("example", params.get("example") in examples, "not one of the examples")
+    key = link.checked("key", bool(re.fullmatch(KEY_PATTERN, params.get("key") or "")), "not an image key")
+    model = link.checked("model", params.get("model") in models, "not a model of this app")
+    view = link.checked("view", params.get("view") in VIEWS, f"one of {', '.join(VIEWS)}")
+    pixel, display = link.pixel(_coordinate), link.display()
     clip_text = params.get("clip")
-    if checked("clip", clip_text is not None and _clip(clip_text) is not None, "a number in (0, 1]") is not None:
+    if link.checked("clip", clip_text is not None and _clip(clip_text) is not None, "a number in (0, 1]"):
         display["clip"] = _clip(clip_text)
-    return Link(example, key, model, pixel, view, display, tuple(problems))
+    return Link(example, key, model, pixel, view, display, tuple(link.problems))
 
 
 class LinkKeys:

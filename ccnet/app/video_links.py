@@ -10,9 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from ccnet import limits
-from ccnet.app.links import KEY_PATTERN
+from ccnet.app.links import KEY_PATTERN, LinkParams
 from ccnet.errors import shown
-from ccnet.viz.pictures import COLORMAPS
 
 VIEWS = ("segmentation", "step1", "step2", "step3", "composed", "reach")
 
@@ -51,34 +50,15 @@ def parse_clip_link(params: Mapping[str, str], clips: Iterable[str], models: Ite
     """A ClipLink from the URL's query parameters; `clips` are the demo clips' file names, `models`
     the video heads."""
     clips, models = set(clips), list(models)
-    problems: list[str] = []
-
-    def checked(name: str, ok: bool, why: str) -> str | None:
-        value = params.get(name)
-        if value is None or ok:
-            return value
-        problems.append(f"{name}={shown(value)} ignored: {why}")
-        return None
-
-    clip = checked("clip", params.get("clip") in clips, "not one of the demo clips")
-    key = checked("key", bool(re.fullmatch(KEY_PATTERN, params.get("key") or "")), "not a clip key")
-    model = checked("model", params.get("model") in models, f"one of {', '.join(models)}")
-    view = checked("view", params.get("view") in VIEWS, f"one of {', '.join(VIEWS)}")
+    link = LinkParams(params)
+    clip = link.checked("clip", params.get("clip") in clips, "not one of the demo clips")
+    key = link.checked("key", bool(re.fullmatch(KEY_PATTERN, params.get("key") or "")), "not a clip key")
+    model = link.checked("model", params.get("model") in models, f"one of {', '.join(models)}")
+    view = link.checked("view", params.get("view") in VIEWS, f"one of {', '.join(VIEWS)}")
     t = _whole(params.get("t"), 2)
     if params.get("t") is not None and (t is None or t >= limits.MAX_FRAMES):
-        problems.append(f"t={shown(params.get('t'))} ignored: a frame number from 0 to {limits.MAX_FRAMES - 1}")
+        link.problems.append(f"t={shown(params.get('t'))} ignored: a frame number from 0 to {limits.MAX_FRAMES - 1}")
         t = None
-    pixel = None
-    if params.get("x") is not None or params.get("y") is not None:
-        x, y = _whole(params.get("x"), 6), _whole(params.get("y"), 6)
-        if x is None or y is None:
-            problems.append(f"x={shown(params.get('x'))}, y={shown(params.get('y'))} ignored: "
-                            "a pixel needs both coordinates, whole numbers from 0")
-        else:
-            pixel = (x, y)
-    display = {}
-    if (cmap := checked("cmap", params.get("cmap") in COLORMAPS, "not a colormap of this app")) is not None:
-        display["cmap"] = cmap
-    if (scale := checked("scale", params.get("scale") in ("log", "linear"), "log or linear")) is not None:
-        display["scale"] = scale
-    return ClipLink(clip, key, model, t, pixel, view, display, tuple(problems))
+    pixel = link.pixel(lambda value: _whole(value, 6))
+    display = link.display()
+    return ClipLink(clip, key, model, t, pixel, view, display, tuple(link.problems))
