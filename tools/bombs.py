@@ -67,8 +67,19 @@ def mpf_bomb(tags: int, blob_bytes: int) -> bytes:
     return jpeg[:2] + b"\xff\xe2" + struct.pack(">H", len(mpf) + 2) + mpf + jpeg[2:]
 
 
+def gif_comment_bomb(comment_bytes: int) -> bytes:
+    """A two-frame GIF with a comment of ``comment_bytes`` before its first frame (Pillow joins a
+    comment's 255-byte pieces one by one: 10 MB of them take it a minute)."""
+    frames = [Image.fromarray(_picture()).convert("P"), Image.fromarray(_picture()[::-1]).convert("P")]
+    gif = _encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+    start = 13 + (3 << ((gif[10] & 7) + 1) if gif[10] & 0x80 else 0)  # after the header and colour table
+    pieces = b"".join(bytes([255]) + b"c" * 255 for _ in range(comment_bytes // 255))
+    return gif[:start] + b"\x21\xfe" + pieces + b"\x00" + gif[start:]
+
+
 def metadata_bombs() -> dict[str, bytes]:
-    """One file per way a directory reaches Pillow: PNG eXIf, JPEG APP1, JPEG MPF, TIFF IFD, WebP EXIF."""
+    """One file per way metadata reaches Pillow: PNG eXIf, JPEG APP1, JPEG MPF, TIFF IFD, WebP EXIF,
+    a GIF comment."""
     image = Image.fromarray(_picture())
     big, small = exif_bomb(1500, 1 << 20), exif_bomb(1300, 48 << 10)  # a JPEG segment holds 64 KiB at most
     return {
@@ -77,4 +88,5 @@ def metadata_bombs() -> dict[str, bytes]:
         "exif.jpg": _encoded(image, "JPEG", exif=small),
         "mpf.jpg": mpf_bomb(1000, 48 << 10),
         "ifd.tif": tiff_bomb(1500, 1 << 20),
+        "comment.gif": gif_comment_bomb(1 << 20),
     }

@@ -39,7 +39,7 @@ class Link:
 
 
 def _coordinate(value: str | None) -> int | None:
-    return int(value) if value is not None and re.fullmatch(r"\d{1,6}", value) else None
+    return int(value) if value is not None and re.fullmatch(r"[0-9]{1,6}", value) else None
 
 
 def _clip(value: str) -> float | None:

@@ -104,7 +104,7 @@ class VideoExplorer:
     def name_of(model: str | None) -> str:
         """The head a request names ("" or None: the default), or one line listing them."""
         name = model or VIDEO
-        if name not in VIDEO_MODELS:
+        if not isinstance(name, str) or name not in VIDEO_MODELS:  # a list or a number from a crafted call too
             raise CCNetError(f"unknown video model {shown(name)}; choose one of: {', '.join(VIDEO_MODELS)}")
         return name
 

@@ -43,7 +43,7 @@ class ClipLink:
 
 
 def _whole(value: str | None, digits: int) -> int | None:
-    return int(value) if value is not None and re.fullmatch(rf"\d{{1,{digits}}}", value) else None
+    return int(value) if value is not None and re.fullmatch(rf"[0-9]{{1,{digits}}}", value) else None
 
 
 def parse_clip_link(params: Mapping[str, str], clips: Iterable[str], models: Iterable[str]) -> ClipLink:

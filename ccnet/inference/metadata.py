@@ -119,10 +119,42 @@ def _jpeg_blocks(read: Reader) -> list[bytes]:
         position += 2 + length
 
 
+def gif_extension_bytes(data: bytes) -> int:
+    """The bytes of a GIF's extension blocks (comments, application data, plain text), frames skipped
+    unread. Pillow joins each block's pieces one by one, in time that grows with the square of the
+    block: 10 MB of comment takes it a minute. A damaged file ends the walk (the decoder says why)."""
+    view, extensions = memoryview(data), 0
+    position = 13 + (3 << ((data[10] & 7) + 1) if len(data) > 10 and data[10] & 0x80 else 0)
+    while position < len(view):
+        kind = view[position]
+        if kind == 0x21:  # extension: label, then sub-blocks of data
+            position += 2
+            counted = True
+        elif kind == 0x2C:  # image: descriptor, local colour table, LZW code size, then sub-blocks
+            packed = view[position + 9] if position + 9 < len(view) else 0
+            position += 11 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0)
+            counted = False
+        else:  # the trailer, or damage
+            break
+        while position < len(view) and (size := view[position]):
+            extensions += size if counted else 0
+            position += size + 1
+        position += 1
+    return extensions
+
+
 def check_metadata(stream: BinaryIO, file_size: int, name: str) -> int:
     """The bytes the file's metadata makes Pillow read when it opens it (0 for the formats that
-    parse none then); refuses in one line a file whose directories claim more than it holds."""
+    parse none then); refuses in one line a file whose directories claim more than it holds, or a
+    GIF with more than METADATA_SLACK_BYTES of extension blocks."""
     read = _file_reader(stream)
+    if read(0, 6) in (b"GIF87a", b"GIF89a"):
+        extensions = gif_extension_bytes(read(0, file_size))
+        stream.seek(0)
+        if extensions > limits.METADATA_SLACK_BYTES:
+            raise ImageError(f"{name} holds {extensions / 2**20:.1f} MB of comments and other extension data "
+                             f"(at most {limits.METADATA_SLACK_BYTES >> 10} KiB); refused")
+        return extensions
     try:
         header = _tiff_header(read)
         if header is not None:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ccnet.errors import CCNetError, ImageError
+from ccnet.errors import CCNetError, ImageError, shown
 from ccnet.inference.geometry import cell_of
 from ccnet.inference.predictor import AMP_DTYPES, Protocol, normalise, resized_input, resolve_device
 from ccnet.nn.attention_maps3d import composed_map, step_map
@@ -128,7 +128,7 @@ def explain_clip_attention(attention: list[Tensor], kind: str, grid: tuple[int, 
     the logits (the app)."""
     frames, height, width = grid
     if not 0 <= t < frames:
-        raise CCNetError(f"frame {t} is outside the clip's {frames} frames (0..{frames - 1})")
+        raise CCNetError(f"frame {shown(t)} is outside the clip's {frames} frames (0..{frames - 1})")
     cell = (t, *cell_of(x, y, frame_size, (height, width)))
     if kind in ("criss-cross-3d", "criss-cross"):  # per-frame steps have a zero time part
         steps = [step_map(a, cell) for a in attention]

@@ -85,6 +85,7 @@ GOOD_LINK = {"example": "a.png", "model": "default", "x": "12", "y": "7", "view"
     ({"model": "/tmp/evil.pt"}, "model='/tmp/evil.pt' ignored"),
     ({"x": "1e999"}, "x='1e999', y='7' ignored"),
     ({"x": "-1"}, "x='-1', y='7' ignored"),
+    ({"x": "\u0663"}, "x='\u0663', y='7' ignored"),  # an Arabic-Indic 3: a digit to \\d, not to a link
     ({"y": None}, "x='12', y=None ignored"),
     ({"view": "x" * 10_000}, "view='xxxx"),
     ({"clip": "nan"}, "clip='nan' ignored"),

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from types import SimpleNamespace
 
 import pytest
 
+from ccnet.app.server import fairness
 from ccnet.app.server.clients import VOUCH_HEADER, VouchForMcpCallers, client_of, proxy_hops, vouch
 from ccnet.app.server.fairness import cap, cap_per_client, fair_order
 from ccnet.limits import QUEUE_SIZE, WAITING_PER_CLIENT
@@ -132,3 +134,40 @@ def test_proxy_hops_from_the_environment(monkeypatch, env, expected):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert proxy_hops() == expected
+
+
+class Body(tuple):
+    """A call as the fake queue takes it, (lane, cost), naming a file as Gradio's bodies do."""
+
+    data = [{"path": "/uploads/slow.gif", "meta": {"_type": "gradio.FileData"}}]
+
+
+def test_a_files_size_is_read_off_the_event_loop(monkeypatch):
+    """Reading the pixels of a crafted file can take Pillow seconds: while it does, the server's event
+    loop keeps serving (before, the read ran inside the queue's push and stalled every visitor)."""
+    read = []
+
+    def slow_megapixels(path: str) -> float:
+        time.sleep(0.5)
+        read.append(path)
+        return 1.0
+
+    monkeypatch.setattr(fairness, "_megapixels", slow_megapixels)
+    queue = fair_queue()
+
+    async def push_while_ticking() -> int:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        ok, _, _ = await queue.push(Body(("views", 1.0)), request("10.0.0.2"), None)
+        ticker.cancel()
+        assert ok
+        return ticks
+
+    assert asyncio.run(push_while_ticking()) >= 20 and read == ["/uploads/slow.gif"]  # ~50 ticks in 0.5 s

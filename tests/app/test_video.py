@@ -100,6 +100,9 @@ def test_a_huge_gif_and_unknown_heads_are_one_line(video):
         video.analyse(huge_gif())
     with pytest.raises(CCNetError, match="unknown video model 'default'; choose one of: default:video"):
         video.analyse(CLIP, "default")
+    for crafted in (["x"], {"a": 1}, 3):  # what a raw call can send as the model: one line, no traceback
+        with pytest.raises(CCNetError, match="unknown video model"):
+            video.analyse(CLIP, crafted)
     with pytest.raises(ImageError, match="no clip yet"):
         video.analyse(None)
 

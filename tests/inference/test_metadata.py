@@ -80,6 +80,23 @@ def test_a_file_whose_directories_claim_more_than_it_holds_is_refused_before_pil
     assert "\n" not in message
 
 
+def test_a_gif_with_megabytes_of_comment_is_refused_before_pillow_opens_it(monkeypatch):
+    """Pillow joins a comment's pieces one by one, in time that grows with the square of its size (a
+    10 MB comment held the server's event loop for seconds); a GIF's extension blocks are summed
+    first, frames skipped unread, and past the slack the file is refused in one line."""
+    data = metadata_bombs()["comment.gif"]
+    with io.BytesIO(data) as stream, pytest.raises(ImageError) as info:
+        check_metadata(stream, len(data), "comment.gif")
+    assert str(info.value) == "comment.gif holds 1.0 MB of comments and other extension data (at most 64 KiB); refused"
+    plain = encoded(Image.fromarray(PHOTO).convert("P"), "GIF", save_all=True, comment=b"made here", loop=0,
+                    append_images=[Image.fromarray(PHOTO[::-1]).convert("P")])
+    with io.BytesIO(plain) as stream:  # the loop count (11 + 3), the comment (9), the second frame's control (4)
+        assert check_metadata(stream, len(plain), "plain.gif") == 14 + 9 + 4
+    monkeypatch.setattr(Image, "open", lambda *a, **k: (_ for _ in ()).throw(AssertionError("Pillow opened it")))
+    with pytest.raises(ImageError, match="extension data"):
+        decode_image(data)
+
+
 def test_honest_overlap_within_the_slack_is_accepted():
     entries = [(0x9000 + i, 7, 1024, b"") for i in range(METADATA_SLACK_BYTES // 1024)]  # 64 KiB over 1 KiB
     block = b"Exif\x00\x00" + tiff_directory(entries, b"\x00" * 1024)[0]
@@ -129,5 +146,7 @@ def test_every_metadata_amplification_stays_within_the_file_and_the_published_bu
     assert result["peak"] <= 4 * path.stat().st_size + (16 << 20), f"{name}: {result['peak'] >> 20} MiB"
     if name.endswith((".png", ".webp")):  # no directory is read on opening these: the pixels are segmented
         assert result["shape"] == [64, 48, 3]  # turned by the block's own orientation (6)
+    elif name.endswith(".gif"):
+        assert "1.0 MB of comments and other extension data (at most 64 KiB); refused" in result["message"]
     else:
         assert "more than the file holds" in result["message"]

@@ -14,6 +14,7 @@ A refused request gets HTTP 503 and one line telling it to retry.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -47,6 +48,13 @@ def _paths(data: Any) -> Iterable[str]:
     if isinstance(data, (list, tuple)):
         for item in data:
             yield from _paths(item)
+
+
+def read_sizes(body: Any) -> None:
+    """Read (and cache) the pixels of the files a call names. Pillow can take seconds on a crafted
+    file, so this runs off the event loop: the queue's ordering then finds every size cached."""
+    for path in _paths(getattr(body, "data", None)):
+        _megapixels(path)
 
 
 @functools.lru_cache(maxsize=256)
@@ -91,6 +99,7 @@ def cap_per_client(queue: Any, hops: int | None = None, cost: Cost = job_cost) -
         if waiting.get(who, 0) >= allowed:
             return False, (f"you already have {waiting[who]} requests waiting (the limit is {allowed} while "
                            f"{len(waiting)} visitors wait); retry when they are answered"), "queue_full"
+        await asyncio.to_thread(read_sizes, body)  # a slow file stalls its own call, not the server
         result = await push(body, request, username)
         for lane in queue.event_queue_per_concurrency_id.values():
             lane.queue[:] = fair_order(lane.queue, lambda event: client_of(event.request, hops), cost)

@@ -207,8 +207,8 @@ class VideoUI:
             return {**updates, **self.cleared(model, f"⚠️ {md_text(for_visitor(err))}")}
         placed = link.place(analysis.grid[0], analysis.size)
         pin = (placed.t, *placed.pixel) if placed.pixel else None
-        if pin is None and not (link.clip or link.key or placed.problems):
-            pin = FIRST_PIN  # the first screen: a truck pixel of a frame without the panel
+        if pin is None and not (link.clip or link.key or placed.problems or link.t is not None):
+            pin = FIRST_PIN  # the first screen (a bare /video): a truck pixel of a frame without the panel
         updates.update(self.views(analysis, key, pin, placed.view, placed.display, placed.t))
         if placed.problems:
             updates[self.status] += " · ⚠️ link: " + md_text("; ".join(placed.problems))
