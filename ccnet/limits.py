@@ -51,6 +51,7 @@ UPLOAD_MAX_AGE_S = 3600  # an upload not used for this long is deleted (so are r
 UPLOAD_SHARE = 4  # one client's uploads may take at most 1/UPLOAD_SHARE of the disk budget
 OPEN_UPLOADS_PER_CLIENT = 2  # uploads one client may be sending at once
 LINKS = 512  # upload links (keys) the server answers; each expires with its upload
+ANALYSES, ANALYSES_BYTES = 8, 768 << 20  # network results kept for clicks, all visitors together
 MODEL_MEMORY_MB = 1024  # released models kept in memory (their parameters); the least recently used go
 MODEL_CACHE_MB = 2048  # released checkpoints kept on disk by the server; the least recently used go
 STOP_S = 5  # SIGTERM or SIGINT to exit, files removed, whatever connections are open (at most 10 s, forced)
@@ -79,6 +80,8 @@ LIMITS = (
           "refused from the header before decoding"),
     Limit("bytes an image's metadata directories may claim", f"the file's own + {METADATA_SLACK_BYTES >> 10} KiB",
           "refused before the file is opened"),
+    Limit("a GIF's comments and other extension data", f"{METADATA_SLACK_BYTES >> 10} KiB",
+          "refused before the file is opened"),
     Limit("frames in a clip (animated GIF, PNG or WebP)", f"{MIN_FRAMES} to {MAX_FRAMES}", "refused in one line"),
     Limit("pixels of a clip's frames together", f"{MAX_CLIP_PIXELS:,}",
           "refused in one line before the frame that passes it is decoded"),
@@ -100,6 +103,8 @@ LIMITS = (
     Limit("an upload's life after its last use", f"{UPLOAD_MAX_AGE_S // 60} minutes",
           "deleted with its analyses; its link says it expired"),
     Limit("upload links the server answers", str(LINKS), "the least recently used expires"),
+    Limit("network results kept for clicks (all visitors)", f"{ANALYSES} analyses, {_mib(ANALYSES_BYTES)}",
+          "the least recently used is dropped (the examples' are kept apart)"),
     Limit("released models in memory", f"{MODEL_MEMORY_MB} MiB", "the least recently used is unloaded"),
     Limit("released checkpoints on disk", f"{MODEL_CACHE_MB} MiB", "the least recently used is deleted"),
     Limit("SIGTERM or SIGINT to exit, uploads hanging or not", f"{STOP_S} s", "files removed; forced exit at 10 s"),

@@ -122,6 +122,12 @@ CLAIMS = [
 ]
 
 
+def test_the_limits_table_is_the_one_the_code_enforces():
+    from ccnet.limits import limits_table
+
+    assert limits_table() in (ROOT / "docs" / "robustness.md").read_text()
+
+
 @pytest.mark.parametrize("page, claim", CLAIMS, ids=[f"{page}-{i}" for i, (page, _) in enumerate(CLAIMS)])
 def test_a_published_figure_is_the_shipped_jsons(page, claim):
     text = (ROOT / page).read_text()

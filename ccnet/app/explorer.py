@@ -82,8 +82,8 @@ class Explorer:
         model: str = "default",
         device: str = "auto",
         amp: str | None = None,
-        max_entries: int = 8,
-        max_bytes: int = 768 << 20,
+        max_entries: int = limits.ANALYSES,
+        max_bytes: int = limits.ANALYSES_BYTES,
         loader: Callable[..., LoadedModel] = load_model,
     ) -> None:
         self.default_model = model
