@@ -66,27 +66,9 @@ function controls() {
   $(".ccv-opacity").addEventListener("input", (e) => { S.opacity = Number(e.target.value); renderAll(); });
   $(".ccv-smooth").addEventListener("change", (e) => { S.smooth = e.target.checked; renderAll(); });
   $(".ccv-gridbox").addEventListener("change", (e) => { S.grid = e.target.checked; renderAll(); });
-  $(".ccv-link").addEventListener("click", async (e) => {
-    const url = e.target.dataset.url || window.location.href;
-    try { await navigator.clipboard.writeText(url); e.target.textContent = "link copied"; }
-    catch (err) { window.prompt("Copy this link:", url); }
-    setTimeout(() => { e.target.textContent = "copy link"; }, 1500);
-  });
+  copiesTheLink($(".ccv-link"));
   $(".ccv-save").addEventListener("click", savePicture);
-  for (const title of $$(".ccv-panel[data-map] .ccv-title")) {
-    title.addEventListener("click", (e) => {
-      const mode = e.target.closest("button[data-mode]");
-      setView(mode ? mode.dataset.mode : title.parentElement.dataset.view);
-    });
-  }
-}
-
-// The component's value is small (Gradio keeps it in the session); the image, the segmentations and
-// the maps are fetched from the URL it names, once per image (ccnet/app/server/blobs.py).
-async function fetched(url) {
-  const response = await fetch(url, { credentials: "same-origin" });
-  if (!response.ok) throw new Error(`${response.status}`);
-  return response.json();
+  titlesChooseTheView($$(".ccv-panel[data-map] .ccv-title"), setView);
 }
 
 let building = 0;

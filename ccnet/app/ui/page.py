@@ -56,7 +56,8 @@ MORE = (
 VIDEO_LINK = "**Clips**: [the video mode →](video) shows 3D criss-cross attention across frames."
 VIEWER_ROOT = '<div class="ccv-root" data-testid="attention-viewer" tabindex="0"></div>'
 # the viewer's script: the maps' arithmetic, the panels, the strips, then the events and the build
-VIEWER_SCRIPT = "\n".join((HERE / name).read_text() for name in ("maps.js", "viewer.js", "strips.js", "events.js"))
+VIEWER_SCRIPT = "\n".join((HERE / name).read_text()
+                          for name in ("shared.js", "maps.js", "viewer.js", "strips.js", "events.js"))
 
 
 class ExplorerUI(Handlers):

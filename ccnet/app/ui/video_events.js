@@ -49,9 +49,7 @@ function colourbar() {
 
 function drawRamp() {
   $(".ccvv-bar").outerHTML = colourbar();
-  const ctx = $(".ccvv-ramp").getContext("2d"), img = ctx.createImageData(256, 1), lut = V.luts[V.cmap];
-  for (let i = 0; i < 256; i++) img.data.set([lut[3 * i], lut[3 * i + 1], lut[3 * i + 2], 255], 4 * i);
-  ctx.putImageData(img, 0, 0);
+  paintRamp($(".ccvv-ramp"), V.luts[V.cmap]);
 }
 
 // The frames, their segmentation and the greyed frames under the maps, decoded once per clip.
@@ -167,24 +165,8 @@ function controls() {
   $(".ccvv-cmap").addEventListener("change", (e) => { V.cmap = e.target.value; drawRamp(); redraw(); });
   $(".ccvv-scale").addEventListener("change", (e) => { V.scale = e.target.value; drawRamp(); redraw(); });
   $(".ccvv-opacity").addEventListener("input", (e) => { V.opacity = Number(e.target.value); renderAll(); });
-  $(".ccvv-link").addEventListener("click", async (e) => {
-    const url = e.target.dataset.url || window.location.href;
-    try { await navigator.clipboard.writeText(url); e.target.textContent = "link copied"; }
-    catch (err) { window.prompt("Copy this link:", url); }
-    setTimeout(() => { e.target.textContent = "copy link"; }, 1500);
-  });
-  for (const title of $$(".ccvv-row[data-map] .ccvv-title")) {
-    title.addEventListener("click", (e) => {
-      const mode = e.target.closest("button[data-mode]");
-      setView(mode ? mode.dataset.mode : title.parentElement.dataset.view);
-    });
-  }
-}
-
-async function fetched(url) {
-  const response = await fetch(url, { credentials: "same-origin" });
-  if (!response.ok) throw new Error(`${response.status}`);
-  return response.json();
+  copiesTheLink($(".ccvv-link"));
+  titlesChooseTheView($$(".ccvv-row[data-map] .ccvv-title"), setView);
 }
 
 let building = 0;

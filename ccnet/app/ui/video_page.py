@@ -30,7 +30,7 @@ DEMO_CLIPS = sorted(str(p) for p in DEMOS.glob("*clip*") if p.suffix in (".webp"
 FIRST_CLIP = str(DEMOS / "clip_seed10_truck.webp")  # the page opens on this clip ...
 FIRST_PIN = (1, 78, 84)  # ... with a truck pixel of a frame without the panel pinned: (t, x, y)
 VIEWER_ROOT = '<div class="ccvv-root" data-testid="video-viewer" tabindex="0"></div>'
-VIEWER_SCRIPT = "\n".join((HERE / name).read_text() for name in ("video.js", "video_events.js"))
+VIEWER_SCRIPT = "\n".join((HERE / name).read_text() for name in ("shared.js", "video.js", "video_events.js"))
 LEAD = (
     "### Video · 3D criss-cross attention across frames\n"
     "Each step looks along a position's **time line, column and row**; it takes **three steps** to reach every "

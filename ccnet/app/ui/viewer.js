@@ -269,9 +269,7 @@ function colourbar() {
 
 function drawRamp() {
   $(".ccv-bar").outerHTML = colourbar();
-  const ctx = $(".ccv-ramp").getContext("2d"), img = ctx.createImageData(256, 1), lut = S.luts[S.cmap];
-  for (let i = 0; i < 256; i++) img.data.set([lut[3 * i], lut[3 * i + 1], lut[3 * i + 2], 255], 4 * i);
-  ctx.putImageData(img, 0, 0);
+  paintRamp($(".ccv-ramp"), S.luts[S.cmap]);
 }
 
 // The pictures under the maps, decoded once per image: the image, each head's segmentation and the
