@@ -530,3 +530,17 @@ def test_the_hovered_cells_row_and_column_are_outlined_where_they_are(page, live
     for edge in (left, right):
         assert page.evaluate(BRIGHT_COLUMN, ["step1", edge, top, bottom]) > 0.3
     assert page.evaluate(BRIGHT_COLUMN, ["step1", wrong, top, bottom]) < 0.05
+
+
+def test_copy_link_puts_the_pages_link_on_the_clipboard(browser, live_app):
+    url, _ = live_app
+    page = open_page(browser, permissions=["clipboard-read", "clipboard-write"])
+    try:
+        page.goto(url)
+        wait_viewer(page)
+        page.locator(".ccv-link").click()
+        page.wait_for_function("() => document.querySelector('.ccv-link').textContent === 'link copied'")
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert copied == page.url and "x=165" in copied and "y=182" in copied  # the first screen's pin
+    finally:
+        page.context.close()
