@@ -12,7 +12,9 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -24,6 +26,7 @@ from ccnet.inference.images import check_size
 from ccnet.inference.metadata import TRANSPOSES, check_metadata, orientation
 
 CLIP_FORMATS = ("GIF", "PNG", "WEBP")  # the animated formats Pillow decodes frame by frame
+T = TypeVar("T")
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, struct.error, EOFError, IndexError)  # a cut frame header: IndexError
 
 
@@ -47,17 +50,7 @@ def _stream(source: str | Path | bytes) -> tuple[io.IOBase, int]:
 def is_clip(source: str | Path | bytes) -> bool:
     """Whether a file is an animated GIF, PNG or WebP of two frames or more. Anything else (a still
     image, a broken file, no image at all) is False, so that decode_image says what it is."""
-    try:
-        stream, size = _stream(source)
-        with stream:
-            check_metadata(stream, size, _name(source))
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(stream, formats=CLIP_FORMATS) as img:
-                    return bool(getattr(img, "is_animated", False))  # reads at most frame 2's header
-    except (ImageError, UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-            MemoryError, *DECODE_ERRORS):
-        return False
+    return _read_clip_header(source, lambda img: True) is not None  # reads at most frame 2's header
 
 
 def clip_pixels(source: str | Path | bytes) -> int | None:
@@ -65,6 +58,12 @@ def clip_pixels(source: str | Path | bytes) -> int | None:
     file is no clip (a still image, a broken file): what a job on a clip weighs in the server's
     queue. Frames are counted up to MAX_FRAMES (a longer clip is refused when it is decoded): an
     animated WebP or PNG states its count in its header; a GIF's frames are skipped unread."""
+    return _read_clip_header(source, lambda img: img.width * img.height * _frame_count(img))
+
+
+def _read_clip_header(source: str | Path | bytes, read: Callable[[Image.Image], T]) -> T | None:
+    """``read`` of the opened clip (its metadata checked first, the clip decoders only), or None when
+    the file is no clip or cannot be read."""
     try:
         stream, size = _stream(source)
         with stream:
@@ -72,9 +71,7 @@ def clip_pixels(source: str | Path | bytes) -> int | None:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(stream, formats=CLIP_FORMATS) as img:
-                    if not getattr(img, "is_animated", False):
-                        return None
-                    return img.width * img.height * _frame_count(img)
+                    return read(img) if getattr(img, "is_animated", False) else None
     except (ImageError, UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning,
             MemoryError, *DECODE_ERRORS):
         return None
