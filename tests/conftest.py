@@ -77,16 +77,19 @@ SLOW = ("tests/e2e/", "tests/inference/test_export.py", "tests/inference/test_de
         "tests/experiments/test_train.py", "tests/experiments/test_video_train.py", "tests/app/test_allocator.py",
         "tests/app/test_disk.py", "tests/app/test_zerogpu.py", "tests/tools/test_stage_bench.py")
 CHEAP_SHARED = {"checkpoint", "picture"}  # module fixtures cheap enough to build on every worker
+HALVED = ("tests/e2e/test_browser.py",)  # long enough that two halves on two workers beat one build
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Mark the quick subset; keep the tests of a module that share an expensive module-scoped fixture
     (a served app, a browser, an export, a training run) on one parallel worker, so it is built once."""
+    halves = {path: [item for item in items if item.nodeid.startswith(path + "::")] for path in HALVED}
     for item in items:
         path = item.nodeid.split("::")[0]
         if not path.startswith(SLOW):
             item.add_marker(pytest.mark.quick)
         definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
         if any(defs[-1].scope == "module" for name, defs in definitions.items() if name not in CHEAP_SHARED):
-            item.add_marker(pytest.mark.xdist_group(path))
+            half = halves[path].index(item) * 2 // len(halves[path]) if path in halves else ""
+            item.add_marker(pytest.mark.xdist_group(f"{path}{half}"))

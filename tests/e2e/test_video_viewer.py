@@ -189,6 +189,7 @@ def test_a_bad_upload_is_one_line_and_the_next_clip_is_served_without_a_stale_pi
     page.wait_for_function("() => window.__ccnetVideo.state.value?.key")
     assert set(query(page)) == {"key", "model", "view", "cmap", "scale"}  # no pin of the clip before
     page.mouse.click(*point(page, "segmentation", 3, 78, 84))  # the truck of frame 1 is frame 3's now
+    page.wait_for_function("() => new URL(location.href).searchParams.get('x')")  # the pin's link is written
     assert "truck" in wait_pinned(page, 3, int(query(page)["x"]), int(query(page)["y"]))
     assert query(page)["t"] == "3"
 
