@@ -143,9 +143,7 @@ def browser_video(url: str, clip: Path, moves: int) -> dict:
 
     results = {}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(url + "video")
+        browser, page = desktop_page(playwright, url + "video")
         results["demo clip"] = video_hover(page, moves)
         with page.expect_file_chooser() as chooser:
             page.click("#video-upload")
@@ -155,6 +153,14 @@ def browser_video(url: str, clip: Path, moves: int) -> dict:
         results[f"{LONG_CLIP_FRAMES}-frame clip"] = video_hover(page, moves)
         browser.close()
     return results
+
+
+def desktop_page(playwright: object, url: str) -> tuple[object, object]:
+    """(browser, page): Chromium at 1400x900 on ``url``."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(url)
+    return browser, page
 
 
 def require_browser() -> None:
@@ -172,9 +178,7 @@ def browser_hover(url: str, photo: Path, moves: int, clicks: int) -> dict:
 
     results = {}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(url + "?example=street_seed1_car.png")
+        browser, page = desktop_page(playwright, url + "?example=street_seed1_car.png")
         results["demo scene"] = hover(page, moves)
         results["demo scene"]["pin"] = pins(page, clicks)
         page.locator("#input input[type=file]").set_input_files(str(photo))

@@ -1,6 +1,8 @@
 // What the images' viewer and the clips' viewer share (each page's script starts with this file):
 // a JSON fetch, the copy-link button, panel titles that choose the view, and the colour ramp.
 
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);  // shown, never parsed
+
 // The component's value is small (Gradio keeps it in the session); pictures and maps are fetched
 // from the URL it names, once per image or clip (ccnet/app/server/blobs.py).
 async function fetched(url) {
@@ -26,6 +28,14 @@ function titlesChooseTheView(titles, setView) {
       setView(mode ? mode.dataset.mode : title.parentElement.dataset.view);
     });
   }
+}
+
+// The colormap and scale menus of a toolbar; `prefix` names their classes (ccv or ccvv).
+function mapMenus(prefix, colormaps, cmap, scale) {
+  const opts = colormaps.map((n) => `<option${n === cmap ? " selected" : ""}>${esc(n)}</option>`);
+  return `<label>colormap <select class="${prefix}-cmap">${opts.join("")}</select></label>` +
+    `<label>scale <select class="${prefix}-scale"><option${scale === "log" ? " selected" : ""}>log</option>` +
+    `<option${scale === "linear" ? " selected" : ""}>linear</option></select></label>`;
 }
 
 function paintRamp(canvas, lut) {

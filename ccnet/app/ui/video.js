@@ -14,7 +14,6 @@ const VIEWS = ["segmentation", "step1", "step2", "step3", "composed", "reach"];
 const STEP_COLOURS = [[255, 255, 255], [251, 140, 60], [90, 170, 255], [140, 220, 120]];  // reach: step 0..3
 const $ = (sel) => element.querySelector(sel);
 const $$ = (sel) => Array.from(element.querySelectorAll(sel));
-const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);  // shown, never parsed
 const fmt = (n) => Number(n).toLocaleString("en-US");
 
 function bytes(b64) {

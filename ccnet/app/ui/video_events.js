@@ -31,11 +31,7 @@ function costHtml(cost) {
 }
 
 function toolbar() {
-  const opts = Object.keys(V.data.colormaps).map((n) => `<option${n === V.cmap ? " selected" : ""}>${esc(n)}</option>`);
-  return '<div class="ccvv-tools">' +
-    `<label>colormap <select class="ccvv-cmap">${opts.join("")}</select></label>` +
-    `<label>scale <select class="ccvv-scale"><option${V.scale === "log" ? " selected" : ""}>log</option>` +
-    `<option${V.scale === "linear" ? " selected" : ""}>linear</option></select></label>` +
+  return '<div class="ccvv-tools">' + mapMenus("ccvv", Object.keys(V.data.colormaps), V.cmap, V.scale) +
     `<label>segmentation <input class="ccvv-opacity" type="range" min="0" max="1" step="0.05" value="${V.opacity}"></label>` +
     '<button class="ccvv-link" type="button">copy link</button></div>';
 }

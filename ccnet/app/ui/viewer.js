@@ -16,7 +16,6 @@ const STEP_COLOURS = [[255, 255, 255], [251, 140, 60], [90, 170, 255], [140, 220
 const $ = (sel) => element.querySelector(sel);
 const $$ = (sel) => Array.from(element.querySelectorAll(sel));
 // Text for innerHTML: whatever a string holds, it is shown, never parsed.
-const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 // The display comes from the server, which checked the link's values (ccnet/app/links.py); the page
 // takes only names it knows itself (a colormap named "constructor" is no colormap).
@@ -247,11 +246,7 @@ function panelHtml(name, title) {
 }
 
 function toolbar() {
-  const opts = Object.keys(S.value.colormaps).map((n) => `<option${n === S.cmap ? " selected" : ""}>${esc(n)}</option>`);
-  return '<div class="ccv-tools">' +
-    `<label>colormap <select class="ccv-cmap">${opts.join("")}</select></label>` +
-    `<label>scale <select class="ccv-scale"><option${S.scale === "log" ? " selected" : ""}>log</option>` +
-    `<option${S.scale === "linear" ? " selected" : ""}>linear</option></select></label>` +
+  return '<div class="ccv-tools">' + mapMenus("ccv", Object.keys(S.value.colormaps), S.cmap, S.scale) +
     `<label>clip <input class="ccv-clip" type="number" min="0.001" max="1" step="0.01" value="${S.clip}"></label>` +
     `<label>segmentation <input class="ccv-opacity" type="range" min="0" max="1" step="0.05" value="${S.opacity}"></label>` +
     `<label><input class="ccv-smooth" type="checkbox"${S.smooth ? " checked" : ""}> bilinear</label>` +
