@@ -171,3 +171,18 @@ def test_a_files_size_is_read_off_the_event_loop(monkeypatch):
         return ticks
 
     assert asyncio.run(push_while_ticking()) >= 20 and read == ["/uploads/slow.gif"]  # ~50 ticks in 0.5 s
+
+
+def test_calls_posted_at_once_are_counted_while_their_files_are_read(monkeypatch):
+    """Calls from one client that arrive together, each waiting for its file's size to be read, are
+    admitted up to the cap and no further (before, each passed the check while the others were still
+    reading, and a client of many connections got past its cap)."""
+    monkeypatch.setattr(fairness, "_megapixels", lambda path: time.sleep(0.05) or 1.0)
+    queue = fair_queue()
+
+    async def flood() -> list[bool]:
+        calls = [queue.push(Body(("views", 1.0)), request("10.0.0.2"), None) for _ in range(WAITING_PER_CLIENT + 6)]
+        return [ok for ok, _, _ in await asyncio.gather(*calls)]
+
+    assert asyncio.run(flood()) == [True] * WAITING_PER_CLIENT + [False] * 6
+    assert push(queue, request("10.0.0.3"))[0]

@@ -91,16 +91,25 @@ def cap_per_client(queue: Any, hops: int | None = None, cost: Cost = job_cost) -
     """Wrap a Gradio Queue's `push`: admission by the number of clients waiting, fair order after it."""
     hops = proxy_hops() if hops is None else hops
     push: Callable[..., Awaitable[tuple]] = queue.push
+    admitted: dict[str, int] = {}  # admitted, still reading their files: not in a lane yet, but counted
 
     async def fair_push(body: Any, request: Any, username: str | None) -> tuple:
         waiting = waiting_by_client(queue, hops)
+        for client, count in admitted.items():
+            waiting[client] = waiting.get(client, 0) + count
         who = client_of(request, hops)
         allowed = cap(len(waiting.keys() | {who}))
         if waiting.get(who, 0) >= allowed:
             return False, (f"you already have {waiting[who]} requests waiting (the limit is {allowed} while "
                            f"{len(waiting)} visitors wait); retry when they are answered"), "queue_full"
-        await asyncio.to_thread(read_sizes, body)  # a slow file stalls its own call, not the server
-        result = await push(body, request, username)
+        admitted[who] = admitted.get(who, 0) + 1
+        try:
+            await asyncio.to_thread(read_sizes, body)  # a slow file stalls its own call, not the server
+            result = await push(body, request, username)
+        finally:
+            admitted[who] -= 1
+            if not admitted[who]:
+                del admitted[who]
         for lane in queue.event_queue_per_concurrency_id.values():
             lane.queue[:] = fair_order(lane.queue, lambda event: client_of(event.request, hops), cost)
         return result
