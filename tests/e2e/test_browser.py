@@ -187,6 +187,18 @@ def test_a_link_restores_the_image_pixel_view_and_display(page, live_app, tmp_pa
         other.context.close()
 
 
+def test_the_guard_fails_and_records_every_request_to_another_host(page, live_app):
+    """What the page fixture relies on: a request by name or by address, from the app's own page, fails
+    at once and is recorded."""
+    url, _ = live_app
+    page.goto(url)
+    outside = ["http://example.com/x.js", "http://203.0.113.7/x.png"]
+    failed = page.evaluate("""urls => Promise.all(urls.map(u => fetch(u, {mode: 'no-cors'}).then(
+        () => 'reached', () => 'failed')))""", outside)
+    assert failed == ["failed", "failed"] and page.blocked == outside
+    page.blocked.clear()
+
+
 def test_a_bad_link_is_one_line_in_the_status(page, live_app):
     url, _ = live_app
     page.goto(url + "?example=../../etc/passwd&x=1")
@@ -404,13 +416,13 @@ def test_a_slow_model_download_does_not_hold_up_other_visitors(browser, tmp_path
     from ccnet.weights.load import load_file, load_model
     from tools.ports import free_port
 
-    preset, started = "ccnet_r50-d8_512x1024_80k_cityscapes", threading.Event()
+    preset, started, released = "ccnet_r50-d8_512x1024_80k_cityscapes", threading.Event(), threading.Event()
 
     def slow_loader(name, progress=None):
         if name != preset:
             return load_model(name)
         started.set()
-        time.sleep(8)  # a download on a slow link
+        released.wait(60)  # a download on a slow link, until the other visitor has been answered
         return load_file(checkpoint, name=name)
 
     port, explorer = free_port(), Explorer("default", device="cpu", loader=slow_loader)
@@ -427,11 +439,13 @@ def test_a_slow_model_download_does_not_hold_up_other_visitors(browser, tmp_path
                      " · 80k").first.click()
         assert started.wait(30)
         start = time.perf_counter()
-        client.predict(handle_file(str(FIRST)), 300, 120, api_name="/attention")
+        client.submit(handle_file(str(FIRST)), 300, 120, api_name="/attention").result(timeout=30)
         assert time.perf_counter() - start < 2.0 and not explorer.models.loaded(preset)  # answered during the load
+        released.set()
         page.wait_for_function(f"() => document.querySelector('#status span.md')?.innerText.includes('{preset}')",
                                timeout=60_000)
     finally:
+        released.set()
         page.context.close()
         demo.close()
 

@@ -70,7 +70,8 @@ def test_a_huge_body_is_refused_before_it_is_read(server):
 def test_sessionless_calls_keep_a_bounded_number_of_sessions(server):
     port, demo, image = server
     with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda _: hostile.call(port, "segment", [image, "", ""]), range(SESSIONS + 60)))
+        answers = list(pool.map(lambda _: hostile.call(port, "attention_maps", [image, 10, 10, "", "", ""]),
+                                range(SESSIONS + 16)))
     assert all(a.outcome == "complete" for a in answers)
     assert len(demo.state_holder.session_data) <= SESSIONS
 
