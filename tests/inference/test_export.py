@@ -1,6 +1,7 @@
 """ONNX export checked with onnxruntime: the graph's logits and attention equal PyTorch's on the
 embedded model and on random-weight R50-D8 and R101-D8 checkpoints in mmseg's layout, at two odd
-sizes; the ONNX predictor equals the PyTorch one under a preset's protocol; the CLI round-trips."""
+sizes; the ONNX predictor equals the PyTorch one under a preset's protocol; the CLI round-trips.
+Each graph is exported once (an export takes seconds) and read by every test that needs it."""
 from __future__ import annotations
 
 import json
@@ -19,9 +20,11 @@ from ccnet.nn.model import CCNet, CCNetConfig
 from ccnet.weights.checkpoints import save_checkpoint
 from ccnet.weights.load import load_file, load_model
 from tests.cli.runner import run_cli
-from tests.helpers import tiny_model
 
 ODD_SIZES = [(75, 131), (97, 65)]
+# R50 is exported under a preset-like protocol (BGR, a test size) with metadata, R101 under the default
+PROTOCOLS = {50: Protocol(test_resize=(96, 64), bgr=True), 101: Protocol()}
+METADATA = {50: {"ccnet.classes": '["a", "b"]'}, 101: None}
 
 
 def _relative(got: np.ndarray, expected: torch.Tensor) -> float:
@@ -35,8 +38,9 @@ def _check_graph(net: CCNet, protocol: Protocol, path, names: list[str]) -> None
     reference = ExportGraph(net, protocol, with_attention=True)
     for height, width in ODD_SIZES:
         image = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(height)) * 255
+        ordered = image.flip(1) if protocol.bgr else image
         with torch.no_grad():
-            logits, steps = net(((image - torch.tensor(protocol.mean).view(1, 3, 1, 1))
+            logits, steps = net(((ordered - torch.tensor(protocol.mean).view(1, 3, 1, 1))
                                   / torch.tensor(protocol.std).view(1, 3, 1, 1)), return_attention=True)
             expected = torch.nn.functional.interpolate(logits, size=(height, width), mode="bilinear",
                                                        align_corners=protocol.align_corners)
@@ -66,33 +70,43 @@ def test_the_embedded_model_exports_with_dynamic_sizes(default_onnx):
     _check_graph(loaded.net, loaded.protocol, path, ["logits", "attention_step1", "attention_step2"])
 
 
-@pytest.mark.parametrize("depth", [50, 101])
-def test_random_mmseg_checkpoints_export(tmp_path, depth):
-    torch.manual_seed(depth)
-    net = CCNet(CCNetConfig(depth=depth, num_classes=19)).eval()
-    with torch.no_grad():
-        net.decode_head.cca.gamma.scale.fill_(0.5)  # a zero gamma would hide the attention
-    save_checkpoint(tmp_path / f"r{depth}.pth", {"state_dict": net.state_dict()})  # mmseg's layout, no meta
-    loaded = load_file(tmp_path / f"r{depth}.pth")
-    path = tmp_path / f"r{depth}.onnx"
-    _check_graph(loaded.net, Protocol(), path, export_onnx(loaded.net, Protocol(), path, with_attention=True))
-
-
 @pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory):
-    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    protocol = Protocol(test_resize=(96, 64), bgr=True)
-    export_onnx(tiny_model(), protocol, path, with_attention=True, metadata={"ccnet.classes": '["a", "b"]'})
-    return path, protocol
+def mmseg_onnx(tmp_path_factory):
+    """depth -> (the loaded random R<depth>-D8 checkpoint in mmseg's layout, its graph, the graph's
+    outputs), each exported on first use."""
+    exported = {}
+
+    def export(depth: int):
+        if depth not in exported:
+            folder = tmp_path_factory.mktemp(f"r{depth}")
+            torch.manual_seed(depth)
+            net = CCNet(CCNetConfig(depth=depth, num_classes=19)).eval()
+            with torch.no_grad():
+                net.decode_head.cca.gamma.scale.fill_(0.5)  # a zero gamma would hide the attention
+            save_checkpoint(folder / "r.pth", {"state_dict": net.state_dict()})  # mmseg's layout, no meta
+            loaded = load_file(folder / "r.pth")
+            names = export_onnx(loaded.net, PROTOCOLS[depth], folder / "r.onnx", with_attention=True,
+                                metadata=METADATA[depth])
+            exported[depth] = loaded, folder / "r.onnx", names
+        return exported[depth]
+
+    return export
+
+
+@pytest.mark.parametrize("depth", [50, 101])
+def test_random_mmseg_checkpoints_export(mmseg_onnx, depth):
+    loaded, path, names = mmseg_onnx(depth)
+    _check_graph(loaded.net, PROTOCOLS[depth], path, names)
 
 
 @pytest.mark.parametrize("mode", ["whole", "slide"])
-def test_the_onnx_predictor_equals_the_pytorch_one_under_a_protocol(tiny_onnx, mode):
-    path, protocol = tiny_onnx
+def test_the_onnx_predictor_equals_the_pytorch_one_under_a_protocol(mmseg_onnx, mode):
+    loaded, path, _ = mmseg_onnx(50)
+    protocol = PROTOCOLS[50]
     if mode == "slide":
         protocol = Protocol(bgr=True, mode="slide", crop=(48, 48), stride=(32, 32))
     image = np.random.default_rng(3).integers(0, 256, (70, 110, 3), dtype=np.uint8)
-    expected = Predictor(tiny_model(), protocol, "cpu").predict(image)
+    expected = Predictor(loaded.net, protocol, "cpu").predict(image)
     got = OnnxPredictor(path, protocol).predict(image)
     assert got.grid == expected.grid and got.input_size == expected.input_size
     torch.testing.assert_close(got.logits, expected.logits, rtol=1e-4, atol=1e-4)
@@ -100,10 +114,10 @@ def test_the_onnx_predictor_equals_the_pytorch_one_under_a_protocol(tiny_onnx, m
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_the_file_carries_its_protocol_and_metadata(tiny_onnx):
-    path, protocol = tiny_onnx
+def test_the_file_carries_its_protocol_and_metadata(mmseg_onnx):
+    _, path, _ = mmseg_onnx(50)
     predictor = OnnxPredictor(path)
-    assert predictor.protocol == protocol and json.loads(predictor.metadata["ccnet.classes"]) == ["a", "b"]
+    assert predictor.protocol == PROTOCOLS[50] and json.loads(predictor.metadata["ccnet.classes"]) == ["a", "b"]
 
 
 def test_a_file_that_is_not_onnx_is_one_line(tmp_path):
