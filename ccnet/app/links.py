@@ -102,9 +102,11 @@ def parse_link(params: Mapping[str, str], examples: Iterable[str], models: Itera
 
 
 class LinkKeys:
-    """Unguessable keys that name an upload in a link: issued to whoever sent the upload (and shared
-    by its links), never derived from the image's content, so holding the same bytes is not enough
-    to open someone's link, and asking for a key says nothing about what was uploaded. A key lives
+    """Unguessable keys that name an upload in a link: issued to the page that sent the upload (and
+    shared by its links), never derived from the image's content or from where it is kept, so
+    holding the same bytes is not enough to open someone's link: Gradio keeps two visitors' uploads
+    of the same bytes under the same name at one path, and each still gets its own key. Asking for
+    a key says nothing about what was uploaded. A key lives
     as long as its upload (UPLOAD_MAX_AGE_S since its last use, ccnet.app.server.uploads touches it
     on each use), at most `max_keys` of them, the least recently used going first; an unknown key
     and an expired one are answered alike."""
@@ -112,20 +114,19 @@ class LinkKeys:
     def __init__(self, max_keys: int = limits.LINKS, max_age_s: float = limits.UPLOAD_MAX_AGE_S) -> None:
         self.max_keys, self.max_age_s = max_keys, max_age_s
         self._uploads: OrderedDict[str, tuple[str, str]] = OrderedDict()  # key -> (content key, upload path)
-        self._keys: dict[str, str] = {}  # upload path -> key
         self._lock = threading.Lock()
 
-    def issue(self, content_key: str, path: str) -> str:
-        """The key of this upload (the same one each time it is asked for)."""
+    def issue(self, content_key: str, path: str, held: str | None = None) -> str:
+        """The page's key for this upload: `held`, the key the page already has, while it names this
+        upload; else a new one."""
         with self._lock:
-            key = self._keys.get(path)
-            if key is None:
-                key = secrets.token_urlsafe(KEY_BYTES)
-                self._keys[path] = key
-                self._uploads[key] = (content_key, path)
-                while len(self._uploads) > self.max_keys:
-                    self._keys.pop(self._uploads.popitem(last=False)[1][1], None)
-            self._uploads.move_to_end(key)
+            if held is not None and self._uploads.get(held, ("", ""))[1] == path:
+                self._uploads.move_to_end(held)
+                return held
+            key = secrets.token_urlsafe(KEY_BYTES)
+            self._uploads[key] = (content_key, path)
+            while len(self._uploads) > self.max_keys:
+                self._uploads.popitem(last=False)
             return key
 
     def resolve(self, key: str) -> tuple[str, str] | None:
@@ -142,7 +143,6 @@ class LinkKeys:
         with self._lock:
             if not alive:
                 self._uploads.pop(key, None)
-                self._keys.pop(found[1], None)
                 return None
             self._uploads.move_to_end(key)
         return found

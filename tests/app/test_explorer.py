@@ -407,7 +407,8 @@ def test_class_names_from_a_checkpoint_are_text_in_every_line_the_page_renders(t
 
 
 def test_an_uploads_link_key_is_random_lives_with_the_upload_and_says_nothing_of_others(tmp_path):
-    """The key is not the content's hash: the same bytes uploaded elsewhere get another key; a key
+    """The key is not the content's hash nor the upload's path: the same bytes uploaded elsewhere, or
+    by another page to the same path, get another key, while the page holding a key keeps it; a key
     works while its upload lives (a use renews it) and after that is answered like one never issued;
     at most `max_keys` are answered."""
     import hashlib
@@ -422,9 +423,12 @@ def test_an_uploads_link_key_is_random_lives_with_the_upload_and_says_nothing_of
         path.write_bytes(b"same bytes")
     content = hashlib.sha1(b"same bytes").hexdigest()
     key = keys.issue(content, str(first))
-    assert re.fullmatch(KEY_PATTERN, key) and content not in key and keys.issue(content, str(first)) == key
-    other = keys.issue(content, str(second))
-    assert other != key and keys.resolve(key) == (content, str(first)) and keys.resolve(content) is None
+    assert re.fullmatch(KEY_PATTERN, key) and content not in key and keys.issue(content, str(first), key) == key
+    same_path = keys.issue(content, str(first))  # another visitor's upload that Gradio kept at the same path
+    assert same_path != key and keys.issue(content, str(first), same_path) == same_path
+    other = keys.issue(content, str(second), key)  # a key names its own upload, not another's
+    assert other not in (key, same_path) and keys.resolve(key) == (content, str(first))
+    assert keys.resolve(content) is None
     old = time.time() - 120
     os.utime(first, (old, old))  # unused for two minutes: expired
     assert keys.resolve(key) is None and keys.resolve("A" * 22) is None
@@ -434,6 +438,23 @@ def test_an_uploads_link_key_is_random_lives_with_the_upload_and_says_nothing_of
         (tmp_path / f"c{i}").write_bytes(b"x")
         keys.issue(f"k{i}", str(tmp_path / f"c{i}"))
     assert keys.resolve(other) is None  # the least recently used of more than three
+
+
+def test_two_pages_sending_the_same_file_get_their_own_link_and_each_keeps_it(tmp_path, explorer, picture,
+                                                                               monkeypatch):
+    """Gradio keeps two visitors' uploads of the same bytes under the same name at one path: each
+    page still gets its own key, and keeps it on its next event, or when opened from its link."""
+    from ccnet.app.ui.page import ExplorerUI
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    page = ExplorerUI(explorer, Exports(tmp_path / "exports"))
+    upload = tmp_path / "uploads" / "0f3a9c" / "scene.png"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(picture.read_bytes())
+    model = explorer.default_model
+    mine, theirs = (page.current(str(upload), None, model)[1] for _ in range(2))
+    assert mine != theirs
+    assert page.current(str(upload), mine, model)[1] == mine and page.current(None, theirs, model)[1] == theirs
 
 
 def test_a_link_to_an_expired_upload_and_a_made_up_one_are_answered_alike(tmp_path, explorer, picture):

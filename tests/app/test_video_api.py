@@ -187,6 +187,18 @@ def test_past_the_budget_a_pin_carries_its_positions_maps(pages, video):
     assert page.viewer not in pages["normal"].pin_views(analysis, None, (2, 200, 30))  # within it: nothing sent
 
 
+def test_two_pages_sending_the_same_clip_get_their_own_link_and_each_keeps_it(pages, uploads):
+    page = pages["normal"]
+    from tests.files import animated, clip_frames
+
+    upload = uploads / "0f3a9c" / "clip.webp"  # where Gradio keeps both visitors' uploads of these bytes
+    upload.parent.mkdir()
+    upload.write_bytes(animated(clip_frames(3, 64, 64), "WEBP"))
+    mine, theirs = (page.current(str(upload), None, "")[1] for _ in range(2))
+    assert mine != theirs
+    assert page.current(str(upload), mine, "")[1] == mine and page.current(None, theirs, "")[1] == theirs
+
+
 def test_a_bad_clip_empties_the_page_with_one_line(pages, uploads):
     page = pages["normal"]
     path = uploads / "cut.gif"

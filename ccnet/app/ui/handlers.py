@@ -223,7 +223,7 @@ class Handlers:
         if path is None:
             raise CCNetError("no image yet: upload one or pick an example")
         analysis = self.explorer.analyse(path, model, size)
-        return analysis, None if self.example_name(analysis) else self.explorer.links.issue(analysis.key, path)
+        return analysis, None if self.example_name(analysis) else self.explorer.links.issue(analysis.key, path, key)
 
     @ui_guard
     def on_pin(self, path: dict | None, key: str | None, model: str, size: str, k: float,

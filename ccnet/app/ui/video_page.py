@@ -154,7 +154,7 @@ class VideoUI:
                 raise CCNetError(EXPIRED.replace("image", "clip"))
             path = found[1]
         analysis = self.video.analyse(path, model)
-        return analysis, None if analysis.key in self.demo_names else self.video.links.issue(analysis.key, path)
+        return analysis, None if analysis.key in self.demo_names else self.video.links.issue(analysis.key, path, key)
 
     # ---- events -----------------------------------------------------------------------------------
     @ui_guard
