@@ -1,5 +1,6 @@
-"""Every path and module the code and the docs name exists: a docstring, a comment or a page that
-names `ccnet/app/ui.py` after it became a folder is caught here, not by a confused reader."""
+"""Every path, module and command the code and the docs name exists: a docstring, a comment or a page
+that names `ccnet/app/ui.py` after it became a folder, or `python -m ccnet demos` after the command
+moved to tools/, is caught here, not by a confused reader."""
 from __future__ import annotations
 
 import importlib
@@ -14,6 +15,8 @@ SOURCES = sorted([*ROOT.glob("ccnet/**/*.py"), *ROOT.glob("tools/*.py"), ROOT / 
                   *ROOT.glob("assets/*.md"), ROOT / "demos" / "README.md"])
 PATH = re.compile(r"(?<![\w/.-])((?:ccnet|tools|docs|assets|demos|tests)/[\w/.-]*\w\.(?:json|py|js|css|md|pt|png))\b")
 MODULE = re.compile(r"(?<![\w/.-])(ccnet(?:\.\w+)+)")
+COMMAND = re.compile(r"python -m ccnet ([a-z][\w-]*)")  # a subcommand; `python -m tools.X` is a MODULE-like name
+SCRIPT = re.compile(r"python -m (tools\.[a-z_]+)(?!\w)")  # tools.NAME is a placeholder
 FILE_SUFFIXES = {"onnx", "pt", "pth", "npz", "json", "png", "py"}  # ccnet.onnx is a file a command writes
 ONNX_METADATA = {"ccnet.protocol", "ccnet.kind", "ccnet.classes", "ccnet.palette", "ccnet.model"}  # keys, not modules
 
@@ -26,6 +29,15 @@ def test_the_paths_and_modules_a_file_names_exist(source):
     named = {name for name in MODULE.findall(text) if name.rsplit(".", 1)[1] not in FILE_SUFFIXES}
     unresolved = [name for name in named - ONNX_METADATA if not _resolves(name)]
     assert unresolved == [], f"{source.relative_to(ROOT)} names modules that do not exist: {unresolved}"
+    commands = set(COMMAND.findall(text)) - _commands()
+    scripts = [name for name in set(SCRIPT.findall(text)) if not (ROOT / (name.replace(".", "/") + ".py")).is_file()]
+    assert (commands, scripts) == (set(), []), f"{source.relative_to(ROOT)} names commands that do not exist"
+
+
+def _commands() -> set[str]:
+    from ccnet.cli import build_parser
+
+    return set(build_parser()._subparsers._group_actions[0].choices)
 
 
 def _resolves(dotted: str) -> bool:

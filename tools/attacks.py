@@ -1,4 +1,4 @@
-"""`python -m ccnet loadtest --adversarial`: the attacks of a public Space's worst day, replayed on
+"""`python -m tools.loadtest --adversarial`: the attacks of a public Space's worst day, replayed on
 loopback against `python app.py`, with what they cost the server and its other visitors.
 
 Each attack reports the server's memory (RSS) and disk before and after, and how a victim (another

@@ -26,7 +26,7 @@ The cue
 
 Scenes are keyed by (split, seed) through ``SeedSequence([SPLIT_CODES[split], seed])``, so
 held-out ("eval") and "demo" scenes never coincide with training scenes.  Run
-``python -m ccnet demos demos/`` to write the example PNGs.
+``python -m tools.demos demos/`` to write the example PNGs.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Is this image the kind the embedded model knows? Two statistics of the model's own output,
-thresholds calibrated on held-out synthetic scenes (`python -m ccnet calibrate-domain`):
+thresholds calibrated on held-out synthetic scenes (`python -m tools.calibrate_domain`):
 
 - entropy: the mean per-pixel entropy of the class probabilities. The embedded model is sure of
   itself on street scenes (<= 0.17 nats on every held-out scene) and unsure on photos.
