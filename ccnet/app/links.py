@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ccnet import limits
 from ccnet.errors import shown
@@ -36,6 +36,14 @@ class Link:
     view: str | None = None
     display: dict = field(default_factory=dict)  # cmap, scale, clip for the viewer
     problems: tuple[str, ...] = ()  # one note per parameter that was dropped
+
+    def place(self, size: tuple[int, int]) -> Link:
+        """The link on an image of `size` (H, W): a pixel outside it is dropped with its note (known
+        only once the image is read), the rest of the link kept."""
+        if self.pixel is None or (self.pixel[0] < size[1] and self.pixel[1] < size[0]):
+            return self
+        note = f"x={self.pixel[0]}, y={self.pixel[1]} ignored: outside the {size[1]}x{size[0]} image"
+        return replace(self, pixel=None, problems=(*self.problems, note))
 
 
 def _coordinate(value: str | None) -> int | None:

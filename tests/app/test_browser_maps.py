@@ -108,6 +108,15 @@ def test_a_bad_parameter_is_dropped_with_one_short_note_and_the_rest_of_the_link
     assert link.display == {k: v for k, v in good.display.items() if k not in params}
 
 
+def test_a_pixel_outside_the_image_is_dropped_with_its_note_once_the_size_is_known():
+    link = parse_link({"example": "a.png", "x": "512", "y": "7", "view": "step2"}, ["a.png"], ["default"])
+    assert link.place((256, 513)) == link  # x = 512 is the last column of 513
+    placed = link.place((256, 512))
+    assert placed.pixel is None and placed.view == "step2" and placed.example == "a.png"
+    assert placed.problems == ("x=512, y=7 ignored: outside the 512x256 image",)
+    assert parse_link({"y": "256", "x": "0"}, [], []).place((256, 512)).pixel is None
+
+
 def test_markdown_text_shows_any_value_as_itself():
     """What a visitor sends becomes text: no HTML element, no Markdown link, image, heading or
     emphasis, one line; Markdown's own escapes give back the characters."""

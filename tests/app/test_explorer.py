@@ -457,6 +457,24 @@ def test_two_pages_sending_the_same_file_get_their_own_link_and_each_keeps_it(tm
     assert page.current(str(upload), mine, model)[1] == mine and page.current(None, theirs, model)[1] == theirs
 
 
+def test_a_links_pixel_outside_its_image_is_named_and_the_rest_of_the_link_applied(tmp_path, explorer):
+    """Before, the pixel reached the pin and its error emptied the page."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from ccnet.app.ui.page import ExplorerUI
+
+    with gr.Blocks():
+        page = ExplorerUI(explorer, Exports(tmp_path / "exports"))
+        page.layout()
+    asked = {"example": "street_seed2_truck.png", "x": "5000", "y": "10", "view": "step2", "cmap": "viridis"}
+    updates = page.on_load(SimpleNamespace(query_params=asked))
+    viewer = updates[page.viewer]
+    assert viewer["pin"] is None and viewer["view"] == "step2" and viewer["display"] == {"cmap": "viridis"}
+    assert "x=5000, y=10 ignored: outside the 512x256 image" in updates[page.status].replace("\\", "")
+
+
 def test_a_link_to_an_expired_upload_and_a_made_up_one_are_answered_alike(tmp_path, explorer, picture):
     import os
 

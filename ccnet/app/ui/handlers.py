@@ -333,14 +333,16 @@ class Handlers:
         updates = {self.model: model, self.model_state: model, self.size: self.size_choice(model)}
         if link.key:
             try:
-                updates.update(self.image_views(*self.current(None, link.key, model), link.pixel, link.view,
-                                                link.display))
+                analysis, key = self.current(None, link.key, model)
             except CCNetError as err:
                 return {**updates, **self.cleared(model, f"⚠️ {md_text(for_visitor(err))}")}
+            link = link.place(analysis.size)
+            updates.update(self.image_views(analysis, key, link.pixel, link.view, link.display))
         else:
             example = str(Path(FIRST_EXAMPLE).with_name(link.example)) if link.example else FIRST_EXAMPLE
-            pixel = link.pixel or (None if link.example or link.problems else FIRST_PIXEL)
             analysis = self.explorer.analyse(example, model)
+            link = link.place(analysis.size)
+            pixel = link.pixel or (None if link.example or link.problems else FIRST_PIXEL)
             updates.update({self.image: example, **self.image_views(analysis, None, pixel, link.view, link.display)})
         if link.problems:
             updates[self.status] += " · ⚠️ link: " + md_text("; ".join(link.problems))
