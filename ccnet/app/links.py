@@ -117,10 +117,12 @@ class LinkKeys:
     a key says nothing about what was uploaded. A key lives
     as long as its upload (UPLOAD_MAX_AGE_S since its last use, ccnet.app.server.uploads touches it
     on each use), at most `max_keys` of them, the least recently used going first; an unknown key
-    and an expired one are answered alike."""
+    and an expired one are answered alike. One upload holds at most `per_upload` keys, so a client
+that asks for keys again and again on its own upload turns over that upload's keys, not others'."""
 
-    def __init__(self, max_keys: int = limits.LINKS, max_age_s: float = limits.UPLOAD_MAX_AGE_S) -> None:
-        self.max_keys, self.max_age_s = max_keys, max_age_s
+    def __init__(self, max_keys: int = limits.LINKS, max_age_s: float = limits.UPLOAD_MAX_AGE_S,
+                 per_upload: int = limits.LINKS_PER_UPLOAD) -> None:
+        self.max_keys, self.max_age_s, self.per_upload = max_keys, max_age_s, per_upload
         self._uploads: OrderedDict[str, tuple[str, str]] = OrderedDict()  # key -> (content key, upload path)
         self._lock = threading.Lock()
 
@@ -131,6 +133,9 @@ class LinkKeys:
             if held is not None and self._uploads.get(held, ("", ""))[1] == path:
                 self._uploads.move_to_end(held)
                 return held
+            same = [old for old, (_, held_path) in self._uploads.items() if held_path == path]
+            for old in same[:max(0, len(same) - self.per_upload + 1)]:  # least recently used first
+                del self._uploads[old]
             key = secrets.token_urlsafe(KEY_BYTES)
             self._uploads[key] = (content_key, path)
             while len(self._uploads) > self.max_keys:

@@ -440,6 +440,22 @@ def test_an_uploads_link_key_is_random_lives_with_the_upload_and_says_nothing_of
     assert keys.resolve(other) is None  # the least recently used of more than three
 
 
+def test_keys_asked_again_and_again_for_one_upload_turn_over_that_uploads_keys_only(tmp_path):
+    from ccnet.app.links import LinkKeys
+
+    keys = LinkKeys(max_keys=6, max_age_s=60, per_upload=2)
+    mine, theirs = tmp_path / "mine.png", tmp_path / "theirs.png"
+    for path in (mine, theirs):
+        path.write_bytes(b"x")
+    kept = keys.issue("t", str(theirs))
+    first = keys.issue("m", str(mine))
+    second = keys.issue("m", str(mine))
+    keys.resolve(first)  # used since: `second` is now the least recently used of this upload
+    churned = [keys.issue("m", str(mine)) for _ in range(50)]
+    assert keys.resolve(kept) == ("t", str(theirs)) and keys.resolve(second) is None
+    assert keys.resolve(churned[-1]) == ("m", str(mine)) and keys.resolve(churned[-3]) is None
+
+
 def test_two_pages_sending_the_same_file_get_their_own_link_and_each_keeps_it(tmp_path, explorer, picture,
                                                                                monkeypatch):
     """Gradio keeps two visitors' uploads of the same bytes under the same name at one path: each
