@@ -51,7 +51,7 @@ UPLOAD_MAX_AGE_S = 3600  # an upload not used for this long is deleted (so are r
 UPLOAD_SHARE = 4  # one client's uploads may take at most 1/UPLOAD_SHARE of the disk budget
 OPEN_UPLOADS_PER_CLIENT = 2  # uploads one client may be sending at once
 LINKS = 512  # upload links (keys) the server answers; each expires with its upload
-LINKS_PER_UPLOAD = 8  # keys of pages that sent the same bytes under one name (one path in Gradio's folder)
+LINKS_PER_CLIENT = 32  # links one client's pages hold; a client making more turns over its own
 ANALYSES, ANALYSES_BYTES = 8, 768 << 20  # network results kept for clicks, all visitors together
 MODEL_MEMORY_MB = 1024  # released models kept in memory (their parameters); the least recently used go
 MODEL_CACHE_MB = 2048  # released checkpoints kept on disk by the server; the least recently used go
@@ -104,8 +104,7 @@ LIMITS = (
     Limit("an upload's life after its last use", f"{UPLOAD_MAX_AGE_S // 60} minutes",
           "deleted with its analyses; its link says it expired"),
     Limit("upload links the server answers", str(LINKS), "the least recently used expires"),
-    Limit("links to one upload (pages that sent the same file)", str(LINKS_PER_UPLOAD),
-          "that upload's least recently used link expires"),
+    Limit("upload links one client holds", str(LINKS_PER_CLIENT), "that client's least recently used expires"),
     Limit("network results kept for clicks (all visitors)", f"{ANALYSES} analyses, {_mib(ANALYSES_BYTES)}",
           "the least recently used is dropped (the examples' are kept apart)"),
     Limit("released models in memory", f"{MODEL_MEMORY_MB} MiB", "the least recently used is unloaded"),

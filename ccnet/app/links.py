@@ -117,27 +117,30 @@ class LinkKeys:
     a key says nothing about what was uploaded. A key lives
     as long as its upload (UPLOAD_MAX_AGE_S since its last use, ccnet.app.server.uploads touches it
     on each use), at most `max_keys` of them, the least recently used going first; an unknown key
-    and an expired one are answered alike. One upload holds at most `per_upload` keys, so a client
-that asks for keys again and again on its own upload turns over that upload's keys, not others'."""
+    and an expired one are answered alike. One client holds at most `per_client` keys, so a client
+that asks for keys again and again turns over its own, not other visitors'."""
 
     def __init__(self, max_keys: int = limits.LINKS, max_age_s: float = limits.UPLOAD_MAX_AGE_S,
-                 per_upload: int = limits.LINKS_PER_UPLOAD) -> None:
-        self.max_keys, self.max_age_s, self.per_upload = max_keys, max_age_s, per_upload
-        self._uploads: OrderedDict[str, tuple[str, str]] = OrderedDict()  # key -> (content key, upload path)
+                 per_client: int = limits.LINKS_PER_CLIENT) -> None:
+        self.max_keys, self.max_age_s, self.per_client = max_keys, max_age_s, per_client
+        self._uploads: OrderedDict[str, tuple[str, str, str]] = OrderedDict()  # key -> (content key, path, client)
         self._lock = threading.Lock()
 
-    def issue(self, content_key: str, path: str, held: str | None = None) -> str:
+    def issue(self, content_key: str, path: str, held: str | None = None, client: str | None = None) -> str | None:
         """The page's key for this upload: `held`, the key the page already has, while it names this
-        upload; else a new one."""
+        upload; else a new one for `client`, or None when no client is given (an event that does not
+        keep the key must not make one)."""
         with self._lock:
-            if held is not None and self._uploads.get(held, ("", ""))[1] == path:
+            if held is not None and self._uploads.get(held, ("", "", ""))[1] == path:
                 self._uploads.move_to_end(held)
                 return held
-            same = [old for old, (_, held_path) in self._uploads.items() if held_path == path]
-            for old in same[:max(0, len(same) - self.per_upload + 1)]:  # least recently used first
+            if client is None:
+                return None
+            own = [old for old, (*_, owner) in self._uploads.items() if owner == client]
+            for old in own[:max(0, len(own) - self.per_client + 1)]:  # its least recently used first
                 del self._uploads[old]
             key = secrets.token_urlsafe(KEY_BYTES)
-            self._uploads[key] = (content_key, path)
+            self._uploads[key] = (content_key, path, client)
             while len(self._uploads) > self.max_keys:
                 self._uploads.popitem(last=False)
             return key
@@ -146,11 +149,12 @@ that asks for keys again and again on its own upload turns over that upload's ke
         """(content key, upload path) of a live key, else None (never issued, evicted, or its upload
         gone or unused for too long)."""
         with self._lock:
-            found = self._uploads.get(key)
-        if found is None:
+            entry = self._uploads.get(key)
+        if entry is None:
             return None
+        content_key, path, _ = entry
         try:
-            alive = time.time() - os.stat(found[1]).st_mtime <= self.max_age_s
+            alive = time.time() - os.stat(path).st_mtime <= self.max_age_s
         except OSError:
             alive = False
         with self._lock:
@@ -158,4 +162,4 @@ that asks for keys again and again on its own upload turns over that upload's ke
                 self._uploads.pop(key, None)
                 return None
             self._uploads.move_to_end(key)
-        return found
+        return content_key, path

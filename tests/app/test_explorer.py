@@ -422,11 +422,12 @@ def test_an_uploads_link_key_is_random_lives_with_the_upload_and_says_nothing_of
         path.parent.mkdir()
         path.write_bytes(b"same bytes")
     content = hashlib.sha1(b"same bytes").hexdigest()
-    key = keys.issue(content, str(first))
+    key = keys.issue(content, str(first), client="a")
     assert re.fullmatch(KEY_PATTERN, key) and content not in key and keys.issue(content, str(first), key) == key
-    same_path = keys.issue(content, str(first))  # another visitor's upload that Gradio kept at the same path
+    same_path = keys.issue(content, str(first), client="b")  # another visitor's upload, kept at the same path
     assert same_path != key and keys.issue(content, str(first), same_path) == same_path
-    other = keys.issue(content, str(second), key)  # a key names its own upload, not another's
+    assert keys.issue(content, str(first)) is None  # an event that does not keep a key gets none made
+    other = keys.issue(content, str(second), key, client="a")  # a key names its own upload, not another's
     assert other not in (key, same_path) and keys.resolve(key) == (content, str(first))
     assert keys.resolve(content) is None
     old = time.time() - 120
@@ -436,24 +437,24 @@ def test_an_uploads_link_key_is_random_lives_with_the_upload_and_says_nothing_of
     assert keys.resolve(key) is None  # gone for good, even if the file is used again
     for i in range(4):
         (tmp_path / f"c{i}").write_bytes(b"x")
-        keys.issue(f"k{i}", str(tmp_path / f"c{i}"))
+        keys.issue(f"k{i}", str(tmp_path / f"c{i}"), client=f"c{i}")
     assert keys.resolve(other) is None  # the least recently used of more than three
 
 
-def test_keys_asked_again_and_again_for_one_upload_turn_over_that_uploads_keys_only(tmp_path):
+def test_a_client_asking_for_keys_again_and_again_turns_over_its_own_only(tmp_path):
+    """Even on an upload it shares with another visitor (the same bytes under the same name)."""
     from ccnet.app.links import LinkKeys
 
-    keys = LinkKeys(max_keys=6, max_age_s=60, per_upload=2)
-    mine, theirs = tmp_path / "mine.png", tmp_path / "theirs.png"
-    for path in (mine, theirs):
-        path.write_bytes(b"x")
-    kept = keys.issue("t", str(theirs))
-    first = keys.issue("m", str(mine))
-    second = keys.issue("m", str(mine))
-    keys.resolve(first)  # used since: `second` is now the least recently used of this upload
-    churned = [keys.issue("m", str(mine)) for _ in range(50)]
-    assert keys.resolve(kept) == ("t", str(theirs)) and keys.resolve(second) is None
-    assert keys.resolve(churned[-1]) == ("m", str(mine)) and keys.resolve(churned[-3]) is None
+    keys = LinkKeys(max_keys=6, max_age_s=60, per_client=2)
+    shared = tmp_path / "scene.png"
+    shared.write_bytes(b"x")
+    kept = keys.issue("s", str(shared), client="visitor")
+    first = keys.issue("s", str(shared), client="attacker")
+    second = keys.issue("s", str(shared), client="attacker")
+    keys.resolve(first)  # used since: `second` is now the attacker's least recently used
+    churned = [keys.issue("s", str(shared), client="attacker") for _ in range(50)]
+    assert keys.resolve(kept) == ("s", str(shared)) and keys.resolve(second) is None
+    assert keys.resolve(churned[-1]) == ("s", str(shared)) and keys.resolve(churned[-3]) is None
 
 
 def test_two_pages_sending_the_same_file_get_their_own_link_and_each_keeps_it(tmp_path, explorer, picture,
@@ -468,9 +469,10 @@ def test_two_pages_sending_the_same_file_get_their_own_link_and_each_keeps_it(tm
     upload.parent.mkdir(parents=True)
     upload.write_bytes(picture.read_bytes())
     model = explorer.default_model
-    mine, theirs = (page.current(str(upload), None, model)[1] for _ in range(2))
+    mine, theirs = (page.current(str(upload), None, model, client=who)[1] for who in ("10.0.0.2", "10.0.0.3"))
     assert mine != theirs
     assert page.current(str(upload), mine, model)[1] == mine and page.current(None, theirs, model)[1] == theirs
+    assert page.current(str(upload), None, model)[1] is None  # a pin or a cost event makes no key
 
 
 def test_a_links_pixel_outside_its_image_is_named_and_the_rest_of_the_link_applied(tmp_path, explorer):
@@ -500,7 +502,7 @@ def test_a_link_to_an_expired_upload_and_a_made_up_one_are_answered_alike(tmp_pa
     page = ExplorerUI(explorer, Exports(tmp_path / "exports"))
     upload = tmp_path / "upload.png"
     upload.write_bytes(picture.read_bytes())
-    key = explorer.links.issue(explorer.analyse(upload).key, str(upload))
+    key = explorer.links.issue(explorer.analyse(upload).key, str(upload), client="10.0.0.2")
     os.utime(upload, (time.time() - 7200, time.time() - 7200))  # unused for two hours
     answers = []
     for asked in (key, "A" * 22):

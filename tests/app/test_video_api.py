@@ -194,7 +194,7 @@ def test_two_pages_sending_the_same_clip_get_their_own_link_and_each_keeps_it(pa
     upload = uploads / "0f3a9c" / "clip.webp"  # where Gradio keeps both visitors' uploads of these bytes
     upload.parent.mkdir()
     upload.write_bytes(animated(clip_frames(3, 64, 64), "WEBP"))
-    mine, theirs = (page.current(str(upload), None, "")[1] for _ in range(2))
+    mine, theirs = (page.current(str(upload), None, "", client=who)[1] for who in ("10.0.0.2", "10.0.0.3"))
     assert mine != theirs
     assert page.current(str(upload), mine, "")[1] == mine and page.current(None, theirs, "")[1] == theirs
 

@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from ccnet.app.present import md_text
+from ccnet.app.server.clients import client_of, proxy_hops
 from ccnet.app.server.uploads import checked_upload
 from ccnet.errors import CCNetError, for_visitor
 from ccnet.project import DEMOS
@@ -23,6 +24,12 @@ VIEWS = "views"  # concurrency id of every event that writes the segmentation or
 MODELS = "models"  # concurrency id of model loading (downloads): its own queue, so views are not held up
 Updates = dict[Any, Any]  # component -> new value
 OUT_OF_MEMORY = "the server ran out of memory on this request; try a smaller image"
+
+
+def visitor(request: gr.Request | None) -> str:
+    """The client a page's event comes from, as the fair queue counts it (behind a proxy, the address
+    the proxy appended): an upload's link key is issued to it."""
+    return client_of(request, proxy_hops())
 
 
 def upload_path(payload: dict | str | None) -> str | None:

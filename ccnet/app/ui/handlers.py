@@ -29,7 +29,16 @@ from ccnet.app.present import (
     topk_rows,
 )
 from ccnet.app.server.blobs import BLOBS
-from ccnet.app.ui.common import EXAMPLES, FIRST_EXAMPLE, FIRST_PIXEL, Updates, log, ui_guard, upload_path
+from ccnet.app.ui.common import (
+    EXAMPLES,
+    FIRST_EXAMPLE,
+    FIRST_PIXEL,
+    Updates,
+    log,
+    ui_guard,
+    upload_path,
+    visitor,
+)
 from ccnet.errors import CCNetError, for_visitor, shown
 from ccnet.inference.geometry import cell_of
 from ccnet.viz import charts
@@ -142,11 +151,11 @@ class Handlers:
                 self.compare_text: gr.update(value="", visible=False)}
 
     @ui_guard
-    def on_upload(self, path: dict | None, model: str, size: str) -> Updates:
+    def on_upload(self, path: dict | None, model: str, size: str, request: gr.Request | None = None) -> Updates:
         if upload_path(path) is None:
             return self.cleared(model, "Upload an image or pick an example.")
         try:
-            return self.image_views(*self.current(path, None, model, size))
+            return self.image_views(*self.current(path, None, model, size, visitor(request)))
         except CCNetError as err:  # also empty the input, so the cost step that follows stays quiet
             return self.cleared(model, f"⚠️ {md_text(for_visitor(err))}")
 
@@ -210,10 +219,11 @@ class Handlers:
         return {self.compare_image: gr.update(value=picture, visible=True),
                 self.compare_text: gr.update(value=text, visible=True)}
 
-    def current(self, path: dict | None, key: str | None, model: str,
-                size: str | None = None) -> tuple[Analysis, str | None]:
+    def current(self, path: dict | None, key: str | None, model: str, size: str | None = None,
+                client: str | None = None) -> tuple[Analysis, str | None]:
         """The image the page shows, analysed (cached), and its upload's link key (None for an
-        example): the uploaded or example file, else the upload a link's key names."""
+        example): the uploaded or example file, else the upload a link's key names. Only the events
+        that keep the key in the page's state pass `client`, so only they may be issued a new one."""
         path = upload_path(path)
         if path is None and key:
             found = self.explorer.links.resolve(key)
@@ -223,7 +233,9 @@ class Handlers:
         if path is None:
             raise CCNetError("no image yet: upload one or pick an example")
         analysis = self.explorer.analyse(path, model, size)
-        return analysis, None if self.example_name(analysis) else self.explorer.links.issue(analysis.key, path, key)
+        if self.example_name(analysis):
+            return analysis, None
+        return analysis, self.explorer.links.issue(analysis.key, path, key, client)
 
     @ui_guard
     def on_pin(self, path: dict | None, key: str | None, model: str, size: str, k: float,
@@ -276,7 +288,7 @@ class Handlers:
 
     @ui_guard
     def on_model_views(self, name: str, shown_model: str | None, path: dict | None, key: str | None,
-                       size: str, click: list | None) -> Updates:
+                       size: str, click: list | None, request: gr.Request | None = None) -> Updates:
         """Show the image with the model the menu holds, once it is loaded, the pinned pixel still
         pinned (its views recomputed); a failed load has put the menu back, so nothing changes but
         an earlier error, which the status line's fresh state replaces."""
@@ -289,15 +301,17 @@ class Handlers:
         switched = {self.model: name, self.model_state: name, self.size: self.size_choice(name)}
         if not shown:
             return {**switched, self.status: self.explorer.status(None, name)}
-        return {**switched, **self.image_views(*self.current(path, key, name, size), *self.pinned(click))}
+        return {**switched, **self.image_views(*self.current(path, key, name, size, visitor(request)),
+                                               *self.pinned(click))}
 
     @ui_guard
-    def on_size(self, size: str, path: dict | None, key: str | None, model: str, click: list | None) -> Updates:
+    def on_size(self, size: str, path: dict | None, key: str | None, model: str, click: list | None,
+                request: gr.Request | None = None) -> Updates:
         """The analysis size changed: the image again at that size (cached per size), the pinned
         pixel still pinned."""
         if upload_path(path) is None and not key:
             return self.unchanged()
-        return self.image_views(*self.current(path, key, model, size), *self.pinned(click))
+        return self.image_views(*self.current(path, key, model, size, visitor(request)), *self.pinned(click))
 
     @staticmethod
     def pinned(click: list | None) -> tuple[tuple[int, int] | None, str | None]:

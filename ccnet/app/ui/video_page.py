@@ -17,7 +17,7 @@ from ccnet.app.exports import Exports
 from ccnet.app.links import EXPIRED
 from ccnet.app.present import legend_html, md_text
 from ccnet.app.server.blobs import BLOBS
-from ccnet.app.ui.common import VIEWS, Updates, ui_guard, upload_path
+from ccnet.app.ui.common import VIEWS, Updates, ui_guard, upload_path, visitor
 from ccnet.app.video import VIDEO_MODELS, ClipAnalysis, VideoExplorer
 from ccnet.app.video_links import parse_clip_link
 from ccnet.app.video_maps import in_browser, page_data, pinned_maps, viewer_value
@@ -145,8 +145,10 @@ class VideoUI:
         return {self.viewer: None, self.status: f"{self.video.status(None, model)} · {message}", self.pixel: HINT,
                 self.legend: "", self.key_state: None, self.pin_state: None}
 
-    def current(self, clip: dict | str | None, key: str | None, model: str | None) -> tuple[ClipAnalysis, str | None]:
-        """The clip the page shows, analysed (cached), and its upload's link key (None for a demo)."""
+    def current(self, clip: dict | str | None, key: str | None, model: str | None,
+                client: str | None = None) -> tuple[ClipAnalysis, str | None]:
+        """The clip the page shows, analysed (cached), and its upload's link key (None for a demo; a
+        new key only for an event that keeps it, which passes `client`)."""
         path = upload_path(clip)
         if path is None and key:
             found = self.video.links.resolve(key)
@@ -154,22 +156,24 @@ class VideoUI:
                 raise CCNetError(EXPIRED.replace("image", "clip"))
             path = found[1]
         analysis = self.video.analyse(path, model)
-        return analysis, None if analysis.key in self.demo_names else self.video.links.issue(analysis.key, path, key)
+        if analysis.key in self.demo_names:
+            return analysis, None
+        return analysis, self.video.links.issue(analysis.key, path, key, client)
 
     # ---- events -----------------------------------------------------------------------------------
     @ui_guard
-    def on_clip(self, clip: dict | None, model: str) -> Updates:
+    def on_clip(self, clip: dict | None, model: str, request: gr.Request | None = None) -> Updates:
         if upload_path(clip) is None:
             return self.cleared(model, "Upload a clip or pick a demo clip.")
         try:
-            return self.views(*self.current(clip, None, model))
+            return self.views(*self.current(clip, None, model, visitor(request)))
         except CCNetError as err:  # a bad clip: one line, every view emptied
             return self.cleared(model, f"⚠️ {md_text(for_visitor(err))}")
 
     @ui_guard
-    def on_upload(self, clip: dict | None, model: str) -> Updates:
+    def on_upload(self, clip: dict | None, model: str, request: gr.Request | None = None) -> Updates:
         """The button's upload: shown as on_clip, and in the file box (emptied when it is refused)."""
-        updates = self.on_clip(clip, model)
+        updates = self.on_clip(clip, model, request)
         updates[self.clip] = upload_path(clip) if updates.get(self.key_state) else None
         return updates
 
@@ -178,11 +182,12 @@ class VideoUI:
         return self.cleared(model, "Upload a clip or pick a demo clip.")
 
     @ui_guard
-    def on_model(self, clip: dict | None, key: str | None, model: str, pin: list | None) -> Updates:
+    def on_model(self, clip: dict | None, key: str | None, model: str, pin: list | None,
+                 request: gr.Request | None = None) -> Updates:
         """Another head on the same clip, the pinned pixel still pinned."""
         if upload_path(clip) is None and not key:
             return {self.status: self.video.status(None, model)}
-        return self.views(*self.current(clip, key, model), tuple(pin) if pin else None)
+        return self.views(*self.current(clip, key, model, visitor(request)), tuple(pin) if pin else None)
 
     @ui_guard
     def on_pin(self, clip: dict | None, key: str | None, model: str, evt: gr.EventData) -> Updates:
