@@ -197,12 +197,15 @@ def test_the_demo_clips_are_the_rendered_clips_losslessly(tmp_path):
         assert np.array_equal(decode_clip(shipped), clip.frames)
 
 
+FILE_DATA = {"_type": "gradio.FileData"}
+
+
 @pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])
 def test_a_clip_weighs_all_its_frames_in_the_fair_queue(fmt, tmp_path):
     path = tmp_path / f"clip.{fmt.lower()}"
     path.write_bytes(animated(clip_frames(7, 40, 48), fmt))
     assert clip_pixels(path) == 7 * 40 * 48
-    event = SimpleNamespace(data=SimpleNamespace(data=[{"path": str(path)}, "", 3]))
+    event = SimpleNamespace(data=SimpleNamespace(data=[{"path": str(path), "meta": FILE_DATA}, "", 3]))
     assert job_cost(event) == pytest.approx(1 + 7 * 40 * 48 / 1e6)
     longer = tmp_path / "long.gif"
     longer.write_bytes(animated(clip_frames(limits.MAX_FRAMES + 4, 40, 48), "GIF"))
@@ -210,4 +213,4 @@ def test_a_clip_weighs_all_its_frames_in_the_fair_queue(fmt, tmp_path):
     still = tmp_path / "still.png"
     Image.new("RGB", (50, 40)).save(still)
     assert clip_pixels(still) is None and job_cost(SimpleNamespace(data=SimpleNamespace(data=[
-        {"path": str(still)}]))) == pytest.approx(1 + 2000 / 1e6)
+        {"path": str(still), "meta": FILE_DATA}]))) == pytest.approx(1 + 2000 / 1e6)

@@ -118,8 +118,11 @@ def test_the_endpoints_are_described_for_the_api_page_and_mcp(endpoints):
 
 
 def test_a_clip_weighs_all_its_frames_in_the_fair_queue():
-    event = SimpleNamespace(data=SimpleNamespace(data=[{"path": str(CLIP)}, "1", 78, 84, ""]))
+    clip = {"path": str(CLIP), "meta": {"_type": "gradio.FileData"}}
+    event = SimpleNamespace(data=SimpleNamespace(data=[clip, "1", 78, 84, ""]))
     assert job_cost(event) == pytest.approx(1 + 5 * 128 * 256 / 1e6)
+    untagged = SimpleNamespace(data=SimpleNamespace(data=[{"path": str(CLIP)}, "1", 78, 84, ""]))
+    assert job_cost(untagged) == 1.0  # not a file to Gradio: not opened
 
 
 # ---- the /video page's handlers ----------------------------------------------------------------

@@ -41,8 +41,11 @@ def job_cost(event: Any) -> float:
 
 
 def _paths(data: Any) -> Iterable[str]:
+    """The files a call names: Gradio's FileData objects (the upload check has refused any outside the
+    upload folder); another object's "path" is not opened."""
     if isinstance(data, dict):
-        if isinstance(data.get("path"), str):
+        meta = data.get("meta")
+        if isinstance(data.get("path"), str) and isinstance(meta, dict) and meta.get("_type") == "gradio.FileData":
             yield data["path"]
         return
     if isinstance(data, (list, tuple)):
