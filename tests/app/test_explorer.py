@@ -493,6 +493,28 @@ def test_a_links_pixel_outside_its_image_is_named_and_the_rest_of_the_link_appli
     assert "x=5000, y=10 ignored: outside the 512x256 image" in updates[page.status].replace("\\", "")
 
 
+def test_a_link_whose_image_cannot_be_analysed_yet_sets_its_model_and_says_why(tmp_path, explorer, monkeypatch):
+    """E.g. a link naming a released model still downloading: the menu holds it, the views are empty
+    and the status line says to retry (before, only the status line changed)."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from ccnet.app.ui.page import ExplorerUI
+
+    with gr.Blocks():
+        page = ExplorerUI(explorer, Exports(tmp_path / "exports"))
+        page.layout()
+
+    def downloading(*args, **kwargs):
+        raise CCNetError("m is being downloaded (about 200 MB); retry in a minute")
+
+    monkeypatch.setattr(explorer, "analyse", downloading)
+    updates = page.on_load(SimpleNamespace(query_params={"example": "street_seed2_truck.png"}))
+    assert updates[page.model] == explorer.default_model and updates[page.viewer] is None
+    assert "retry in a minute" in updates[page.status] and "\n" not in updates[page.status]
+
+
 def test_a_link_to_an_expired_upload_and_a_made_up_one_are_answered_alike(tmp_path, explorer, picture):
     import os
 

@@ -354,7 +354,10 @@ class Handlers:
             updates.update(self.image_views(analysis, key, link.pixel, link.view, link.display))
         else:
             example = str(Path(FIRST_EXAMPLE).with_name(link.example)) if link.example else FIRST_EXAMPLE
-            analysis = self.explorer.analyse(example, model)
+            try:
+                analysis = self.explorer.analyse(example, model)
+            except CCNetError as err:  # e.g. the link's released model is still downloading: retry soon
+                return {**updates, **self.cleared(model, f"⚠️ {md_text(for_visitor(err))}")}
             link = link.place(analysis.size)
             pixel = link.pixel or (None if link.example or link.problems else FIRST_PIXEL)
             updates.update({self.image: example, **self.image_views(analysis, None, pixel, link.view, link.display)})
