@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -21,8 +22,14 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
     "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",  # WebRTC's UDP would pass the proxy by
 ]
-LOCAL = ("http://127.0.0.1", "data:", "blob:", "about:")
+
+
+def outside(url: str) -> bool:
+    """A URL whose request leaves the machine: anything but loopback (named exactly) and in-page data."""
+    parts = urlsplit(url)
+    return parts.scheme not in ("data", "blob", "about") and parts.hostname != "127.0.0.1"
 
 
 def _require_browser() -> None:
@@ -75,8 +82,8 @@ def open_page(browser, **context):
     cache off, and every load then fetched the app's 120 scripts again (about 1 CPU-s a load)."""
     page = browser.new_context(**{"viewport": {"width": 1400, "height": 900}, **context}).new_page()
     page.blocked = []
-    page.context.on("request", lambda request: None if request.url.startswith(LOCAL) else page.blocked.append(
-        request.url))
+    page.context.on("request", lambda request: outside(request.url) and page.blocked.append(request.url))
+    page.on("websocket", lambda socket: outside(socket.url) and page.blocked.append(socket.url))
     return page
 
 
@@ -93,5 +100,5 @@ def desktop_page(browser):
 def page(desktop_page):
     desktop_page.blocked.clear()
     yield desktop_page
-    assert desktop_page.blocked == [], f"the page tried to reach: {desktop_page.blocked}"
     desktop_page.goto("about:blank")  # ends what the test left running (its session's stream, a pending call)
+    assert desktop_page.blocked == [], f"the page tried to reach: {desktop_page.blocked}"  # unload's included

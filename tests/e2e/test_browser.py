@@ -188,14 +188,17 @@ def test_a_link_restores_the_image_pixel_view_and_display(page, live_app, tmp_pa
 
 
 def test_the_guard_fails_and_records_every_request_to_another_host(page, live_app):
-    """What the page fixture relies on: a request by name or by address, from the app's own page, fails
-    at once and is recorded."""
+    """What the page fixture relies on: a request by name, by address or to a look-alike of loopback,
+    from the app's own page, fails at once at the dead proxy and is recorded."""
     url, _ = live_app
     page.goto(url)
-    outside = ["http://example.com/x.js", "http://203.0.113.7/x.png"]
+    failures = []
+    page.on("requestfailed", lambda request: failures.append(request.failure))
+    outside = ["http://example.com/x.js", "http://203.0.113.7/x.png", "http://127.0.0.1.nip.io/x"]
     failed = page.evaluate("""urls => Promise.all(urls.map(u => fetch(u, {mode: 'no-cors'}).then(
         () => 'reached', () => 'failed')))""", outside)
-    assert failed == ["failed", "failed"] and page.blocked == outside
+    assert failed == ["failed"] * 3 and sorted(page.blocked) == sorted(outside)
+    assert failures == ["net::ERR_PROXY_CONNECTION_FAILED"] * 3, failures
     page.blocked.clear()
 
 
