@@ -38,6 +38,20 @@ function mapMenus(prefix, colormaps, cmap, scale) {
     `<option${scale === "linear" ? " selected" : ""}>linear</option></select></label>`;
 }
 
+// The picture at `src` loaded, and its pixels read once (done(ImageData)): the pages read classes off it.
+function readPixels(src, done) {
+  const img = new Image();
+  img.onload = () => {
+    const canvas = document.createElement("canvas");
+    [canvas.width, canvas.height] = [img.naturalWidth, img.naturalHeight];
+    const ctx = canvas.getContext("2d", { willReadFrequently: true });
+    ctx.drawImage(img, 0, 0);
+    done(ctx.getImageData(0, 0, canvas.width, canvas.height));
+  };
+  img.src = src;
+  return img;
+}
+
 function paintRamp(canvas, lut) {
   const ctx = canvas.getContext("2d"), img = ctx.createImageData(256, 1);
   for (let i = 0; i < 256; i++) img.data.set([lut[3 * i], lut[3 * i + 1], lut[3 * i + 2], 255], 4 * i);

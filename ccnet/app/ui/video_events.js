@@ -67,17 +67,10 @@ function layers(data) {
     V.frames[t] = img;
   });
   data.masks.forEach((src, t) => {
-    const img = new Image();
-    img.onload = () => {
-      const canvas = document.createElement("canvas");
-      [canvas.width, canvas.height] = [img.naturalWidth, img.naturalHeight];
-      const ctx = canvas.getContext("2d", { willReadFrequently: true });
-      ctx.drawImage(img, 0, 0);
-      V.maskData[t] = ctx.getImageData(0, 0, canvas.width, canvas.height);
+    V.masks[t] = readPixels(src, (image) => {
+      V.maskData[t] = image;
       if (V.cell && V.cell[0] === t) show(...V.cell); else renderAll();  // the hover line names the class
-    };
-    img.src = src;
-    V.masks[t] = img;
+    });
   });
 }
 

@@ -315,17 +315,7 @@ function fit() {
 function classReaders(v) {
   S.classAt = {};
   const byColour = new Map(v.palette.map((rgb, i) => [(rgb[0] << 16) | (rgb[1] << 8) | rgb[2], i]));
-  const pixels = (src, done) => {
-    const img = new Image();
-    img.onload = () => {
-      const canvas = document.createElement("canvas");
-      [canvas.width, canvas.height] = [img.naturalWidth, img.naturalHeight];
-      const ctx = canvas.getContext("2d", { willReadFrequently: true });
-      ctx.drawImage(img, 0, 0);
-      done(ctx.getImageData(0, 0, canvas.width, canvas.height).data, canvas.width);
-    };
-    img.src = src;
-  };
+  const pixels = (src, done) => readPixels(src, (image) => done(image.data, image.width));
   for (const head of v.heads) {
     const found = { mask: null, confidence: null, width: 0 };
     pixels(head.mask, (data, width) => { found.mask = data; found.width = width; if (S.cell) updateStrips(...S.cell); });
