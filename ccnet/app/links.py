@@ -114,11 +114,11 @@ class LinkKeys:
     shared by its links), never derived from the image's content or from where it is kept, so
     holding the same bytes is not enough to open someone's link: Gradio keeps two visitors' uploads
     of the same bytes under the same name at one path, and each still gets its own key. Asking for
-    a key says nothing about what was uploaded. A key lives
-    as long as its upload (UPLOAD_MAX_AGE_S since its last use, ccnet.app.server.uploads touches it
-    on each use), at most `max_keys` of them, the least recently used going first; an unknown key
-    and an expired one are answered alike. One client holds at most `per_client` keys, so a client
-that asks for keys again and again turns over its own, not other visitors'."""
+    a key says nothing about what was uploaded. A key lives as long as its upload (UPLOAD_MAX_AGE_S
+    since its last use, ccnet.app.server.uploads touches it on each use), at most `max_keys` of them,
+    the least recently used going first; an unknown key and an expired one are answered alike. One
+    client holds at most `per_client` keys: a client that asks for keys again and again turns over
+    its own, not other visitors'."""
 
     def __init__(self, max_keys: int = limits.LINKS, max_age_s: float = limits.UPLOAD_MAX_AGE_S,
                  per_client: int = limits.LINKS_PER_CLIENT) -> None:
