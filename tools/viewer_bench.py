@@ -80,11 +80,16 @@ def hover(page: object, moves: int) -> dict:
     timings = page.evaluate("window.__ccnetViewer.timings()")
     page.evaluate(FLOOR_JS)
     sweep_floor(page, moves, "#intro")
+    return sweep_result(page, timings, "window.__ccnetViewer", "attention-viewer")
+
+
+def sweep_result(page: object, timings: list[dict], viewer: str, testid: str) -> dict:
+    """A sweep's figures: the viewer's paint and work times, the page's floor over the intro text, and
+    what was swept (the viewer's mode, grid and size)."""
     return {"paint": summary([t["paint_ms"] for t in timings]), "work": summary([t["work_ms"] for t in timings]),
             "page_floor": summary(page.evaluate("window.__floor")),
-            "mode": page.locator("[data-testid=attention-viewer]").get_attribute("data-mode"),
-            "grid": page.evaluate("window.__ccnetViewer.state.value.grid"),
-            "size": page.evaluate("window.__ccnetViewer.state.value.size")}
+            "mode": page.locator(f"[data-testid={testid}]").get_attribute("data-mode"),
+            "grid": page.evaluate(f"{viewer}.state.value.grid"), "size": page.evaluate(f"{viewer}.state.value.size")}
 
 
 def pins(page: object, clicks: int) -> dict:
@@ -117,12 +122,8 @@ def video_hover(page: object, moves: int) -> dict:
     timings = page.evaluate("window.__ccnetVideo.timings()")
     page.evaluate(VIDEO_FLOOR_JS)
     sweep_floor(page, moves, "#video-intro")
-    return {"paint": summary([t["paint_ms"] for t in timings]), "work": summary([t["work_ms"] for t in timings]),
-            "page_floor": summary(page.evaluate("window.__floor")),
-            "mode": page.locator("[data-testid=video-viewer]").get_attribute("data-mode"),
-            "grid": page.evaluate("window.__ccnetVideo.state.value.grid"),
-            "size": page.evaluate("window.__ccnetVideo.state.value.size"),
-            "rows": page.locator(".ccvv-row").count()}
+    rows = page.locator(".ccvv-row").count()
+    return {**sweep_result(page, timings, "window.__ccnetVideo", "video-viewer"), "rows": rows}
 
 
 def long_clip(folder: Path) -> Path:
