@@ -16,8 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ccnet.app.explorer import Explorer
-from tests.helpers import tiny_checkpoint
 from tests.netguard.loopback_guard import install
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -41,12 +39,16 @@ os.environ["CCNET_TEST_NETGUARD_LOG"] = str(CHILD_LOG)
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A tiny random CCNet saved with classes, palette, config and protocol in its meta."""
+    from tests.helpers import tiny_checkpoint  # here, not at the top: xdist's controller never loads torch
+
     return tiny_checkpoint(tmp_path_factory.mktemp("models") / "tiny.pt")
 
 
 @pytest.fixture()
 def explorer(checkpoint):
     """A fresh app Explorer on the tiny checkpoint, on the CPU."""
+    from ccnet.app.explorer import Explorer
+
     return Explorer(str(checkpoint), device="cpu")
 
 
@@ -71,25 +73,39 @@ def _no_network_reached():
 
 # The slow rooms: real browsers and served apps, ONNX export, torchrun, training, subprocesses that
 # measure memory. Everything else is `quick` (python -m pytest -m quick: the subset to run while working).
-SLOW = ("tests/e2e/", "tests/inference/test_export.py", "tests/inference/test_decode_budget.py",
-        "tests/inference/test_metadata.py", "tests/inference/test_reduced_decoding.py",
-        "tests/nn/test_attention3d_export.py", "tests/experiments/test_distributed.py",
-        "tests/experiments/test_train.py", "tests/experiments/test_video_train.py", "tests/app/test_allocator.py",
-        "tests/app/test_disk.py", "tests/app/test_zerogpu.py", "tests/tools/test_stage_bench.py")
+# Listed heaviest first (their share of a run, docs/development.md): the tests run in this order, so the
+# parallel workers take the long rooms first and the ~1,100 quick tests even out their ends.
+SLOW = ("tests/inference/test_export.py", "tests/tools/test_stage_bench.py", "tests/nn/test_attention3d_export.py",
+        "tests/e2e/test_browser.py", "tests/e2e/test_first_screen.py", "tests/experiments/test_distributed.py",
+        "tests/experiments/test_train.py", "tests/app/test_disk.py", "tests/e2e/test_app_api.py",
+        "tests/e2e/test_hostile_clients.py", "tests/e2e/test_video_viewer.py", "tests/app/test_allocator.py",
+        "tests/inference/test_metadata.py", "tests/inference/test_decode_budget.py",
+        "tests/experiments/test_video_train.py", "tests/inference/test_reduced_decoding.py",
+        "tests/app/test_zerogpu.py", "tests/e2e/")
 CHEAP_SHARED = {"checkpoint", "picture"}  # module fixtures cheap enough to build on every worker
-HALVED = ("tests/e2e/test_browser.py",)  # long enough that two halves on two workers beat one build
+# Modules whose tests trace ONNX graphs run on one worker: a process's first export pays about 2 s of the
+# exporter's set-up (its op registry, onnxscript's imports) that later ones do not.
+ONNX_EXPORTS = ("tests/inference/test_export.py", "tests/nn/test_attention3d_export.py",
+                "tests/tools/test_stage_bench.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Mark the quick subset; keep the tests of a module that share an expensive module-scoped fixture
     (a served app, a browser, an export, a training run) on one parallel worker, so it is built once."""
-    halves = {path: [item for item in items if item.nodeid.startswith(path + "::")] for path in HALVED}
+    items.sort(key=_room_rank)  # stable: a module's tests keep their order
     for item in items:
         path = item.nodeid.split("::")[0]
         if not path.startswith(SLOW):
             item.add_marker(pytest.mark.quick)
         definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-        if any(defs[-1].scope == "module" for name, defs in definitions.items() if name not in CHEAP_SHARED):
-            half = halves[path].index(item) * 2 // len(halves[path]) if path in halves else ""
-            item.add_marker(pytest.mark.xdist_group(f"{path}{half}"))
+        if path in ONNX_EXPORTS:
+            item.add_marker(pytest.mark.xdist_group("onnx-exports"))
+        elif any(defs[-1].scope == "module" for name, defs in definitions.items() if name not in CHEAP_SHARED):
+            item.add_marker(pytest.mark.xdist_group(path))
+
+
+def _room_rank(item: pytest.Item) -> int:
+    """The item's place in SLOW (the quick tests after every slow room)."""
+    path = item.nodeid.split("::")[0]
+    return next((rank for rank, room in enumerate(SLOW) if path.startswith(room)), len(SLOW))

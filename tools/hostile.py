@@ -33,18 +33,21 @@ def _connection(port: int, source: str, timeout: float) -> http.client.HTTPConne
     return http.client.HTTPConnection(HOST, port, timeout=timeout, source_address=(source, 0))
 
 
-def post(port: int, path: str, body: bytes, headers: dict[str, str], source: str = HOST,
+def post(port: int, path: str, body: bytes | list[bytes], headers: dict[str, str], source: str = HOST,
          timeout: float = 60) -> tuple[int, bytes]:
-    """(status, body); a server that refuses before reading the whole body may hang up while it is
-    still being sent: its answer is read if it came, else the status is 0."""
+    """(status, body); the body is bytes or the list of its parts (a huge body made of one part
+    repeated, never held whole). A server that refuses before reading the whole body may hang up
+    while it is still being sent: its answer is read if it came, else the status is 0."""
+    parts = [body] if isinstance(body, bytes) else body
     connection = _connection(port, source, timeout)
     try:
         connection.putrequest("POST", path)
-        for name, value in {**headers, "content-length": str(len(body))}.items():
+        for name, value in {**headers, "content-length": str(sum(map(len, parts)))}.items():
             connection.putheader(name, value)
         connection.endheaders()
         with contextlib.suppress(OSError):  # a refusal may come before the whole body is sent
-            connection.send(body)
+            for part in parts:
+                connection.send(part)
         try:
             response = connection.getresponse()
             return response.status, response.read()
@@ -118,8 +121,12 @@ def aborted_upload(port: int, size: int, sent: int, source: str = HOST) -> None:
 
 
 def huge_body(port: int, api: str, size: int, source: str = HOST) -> tuple[int, str]:
-    """A JSON body of `size` bytes (spaces): (status, text), status 0 when the server hung up."""
-    status, body = post(port, f"/gradio_api/call/{api}", b" " * size, {"content-type": "application/json"}, source,
+    """A JSON body of `size` bytes (spaces), sent 1 MiB at a time so that the client never holds it
+    (a test measuring the server in its own process sees the server alone): (status, text), status 0
+    when the server hung up."""
+    mib = b" " * (1 << 20)
+    parts = [mib] * (size >> 20) + [b" " * (size & ((1 << 20) - 1))]
+    status, body = post(port, f"/gradio_api/call/{api}", parts, {"content-type": "application/json"}, source,
                         timeout=120)
     return status, body.decode(errors="replace").strip()
 

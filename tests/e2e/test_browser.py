@@ -549,9 +549,9 @@ def test_the_hovered_cells_row_and_column_are_outlined_where_they_are(page, live
     assert page.evaluate(BRIGHT_COLUMN, ["step1", wrong, top, bottom]) < 0.05
 
 
-def test_copy_link_puts_the_pages_link_on_the_clipboard(browser, live_app):
+def test_copy_link_puts_the_pages_link_on_the_clipboard(page, live_app):
     url, _ = live_app
-    page = open_page(browser, permissions=["clipboard-read", "clipboard-write"])
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url.rstrip("/"))
     try:
         page.goto(url)
         wait_viewer(page)
@@ -560,4 +560,4 @@ def test_copy_link_puts_the_pages_link_on_the_clipboard(browser, live_app):
         copied = page.evaluate("navigator.clipboard.readText()")
         assert copied == page.url and "x=165" in copied and "y=182" in copied  # the first screen's pin
     finally:
-        page.context.close()
+        page.context.clear_permissions()
