@@ -127,7 +127,7 @@ def queue_addresses(port: int, expensive: str, cheap: str) -> dict:
 def multipart_label(port: int, pid: int) -> dict:
     """200 MB labelled multipart/form-data, posted where no upload goes (the queue)."""
     before = status_mib(pid, "VmRSS")
-    status, body = hostile.post(port, "/gradio_api/queue/join", b" " * (200 << 20),
+    status, body = hostile.post(port, "/gradio_api/queue/join", [b" " * (1 << 20)] * 200,
                                 {"content-type": "multipart/form-data; boundary=x"}, timeout=120)
     return {"status": status, "answer": body.decode(errors="replace").strip()[:80],
             "rss_growth_mib": round(status_mib(pid, "VmRSS") - before, 1)}

@@ -124,8 +124,8 @@ def huge_body(port: int, api: str, size: int, source: str = HOST) -> tuple[int, 
     """A JSON body of `size` bytes (spaces), sent 1 MiB at a time so that the client never holds it
     (a test measuring the server in its own process sees the server alone): (status, text), status 0
     when the server hung up."""
-    mib = b" " * (1 << 20)
-    parts = [mib] * (size >> 20) + [b" " * (size & ((1 << 20) - 1))]
+    whole, rest = divmod(size, 1 << 20)
+    parts = [b" " * (1 << 20)] * whole + [b" " * rest]  # one MiB object, repeated
     status, body = post(port, f"/gradio_api/call/{api}", parts, {"content-type": "application/json"}, source,
                         timeout=120)
     return status, body.decode(errors="replace").strip()
