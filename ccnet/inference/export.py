@@ -10,8 +10,8 @@ Inputs and outputs (docs/deploy.md):
 Normalisation (mean, std, channel order) is inside the graph; a test resize or sliding window is
 not (the checkpoint-file protocol: the caller picks the size). The criss-cross blocks run their
 plain-MatMul formulation (ccnet.nn.cross_matmul): the same numbers, ops every runtime has. BatchNorm
-is folded into the convs before tracing: a smaller graph, traced about a fifth faster, and the fold a
-runtime would make at load anyway.
+is folded into the convs before tracing: the exporter would fold it into the same graph (129 nodes
+for the embedded model either way), but traces a fifth faster without it.
 torch's dynamo-based exporter (torch.export) writes the graph; it needs the `onnx` and
 `onnxscript` packages (requirements-dev.txt).
 """
