@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from types import SimpleNamespace
 
@@ -186,3 +187,30 @@ def test_calls_posted_at_once_are_counted_while_their_files_are_read(monkeypatch
 
     assert asyncio.run(flood()) == [True] * WAITING_PER_CLIENT + [False] * 6
     assert push(queue, request("10.0.0.3"))[0]
+
+
+def test_a_cancelled_call_keeps_its_place_until_its_files_are_read(monkeypatch):
+    """A client that drops its calls while their files are read cannot start more reads than its cap:
+    each dropped call is counted until its read ends (before, it was let go at once while its read
+    went on in a thread, and dropping calls one after another kept any number of reads running)."""
+    release = threading.Event()
+    monkeypatch.setattr(fairness, "_megapixels", lambda path: release.wait(10) and 1.0)
+    queue = fair_queue()
+    attacker = request("10.0.0.2")
+
+    async def drop_calls_then_call_again() -> tuple[bool, bool]:
+        calls = [asyncio.create_task(queue.push(Body(("views", 1.0)), attacker, None))
+                 for _ in range(WAITING_PER_CLIENT)]
+        await asyncio.sleep(0.05)  # every call is reading its file
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        refused = not (await queue.push(Body(("views", 1.0)), attacker, None))[0]  # the reads still run
+        release.set()
+        for _ in range(200):  # the reads end and give their places back
+            await asyncio.sleep(0.01)
+            if (await queue.push(Body(("views", 1.0)), attacker, None))[0]:
+                return refused, True
+        return refused, False
+
+    assert asyncio.run(drop_calls_then_call_again()) == (True, True)

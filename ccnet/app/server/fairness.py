@@ -106,13 +106,25 @@ def cap_per_client(queue: Any, hops: int | None = None, cost: Cost = job_cost) -
             return False, (f"you already have {waiting[who]} requests waiting (the limit is {allowed} while "
                            f"{len(waiting)} visitors wait); retry when they are answered"), "queue_full"
         admitted[who] = admitted.get(who, 0) + 1
-        try:
-            await asyncio.to_thread(read_sizes, body)  # a slow file stalls its own call, not the server
-            result = await push(body, request, username)
-        finally:
+
+        def release(read: asyncio.Future | None = None) -> None:
+            if read is not None and not read.cancelled():
+                read.exception()  # seen: the call that wanted it is gone
             admitted[who] -= 1
             if not admitted[who]:
                 del admitted[who]
+
+        # a slow file stalls its own call, not the server; a call cancelled meanwhile (its client gone)
+        # keeps its place until the read ends, or a client could keep many reads running past its cap
+        reading = asyncio.ensure_future(asyncio.to_thread(read_sizes, body))
+        try:
+            await asyncio.shield(reading)
+            result = await push(body, request, username)
+        finally:
+            if reading.done():
+                release()
+            else:
+                reading.add_done_callback(release)
         for lane in queue.event_queue_per_concurrency_id.values():
             lane.queue[:] = fair_order(lane.queue, lambda event: client_of(event.request, hops), cost)
         return result
