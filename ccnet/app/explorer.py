@@ -28,7 +28,7 @@ from ccnet.app.server.zerogpu import gpu_task, measure_seconds, network_seconds
 from ccnet.errors import CCNetError, ImageError, shown
 from ccnet.inference.agreement import agreement, mean_on_cross_share, nonlocal_map
 from ccnet.inference.domain import domain_check
-from ccnet.inference.explain import PixelAttention, attention_at
+from ccnet.inference.explain import pixel_attention
 from ccnet.inference.geometry import cell_centre, cell_of
 from ccnet.inference.images import check_size, decode_reduced, limit_size
 from ccnet.inference.predictor import Predictor, predict_or_fall_back, resolve_device
@@ -178,11 +178,8 @@ class Explorer:
         if analysis.kind == "none":
             raise CCNetError(f"{analysis.model} has no attention to show: its head sees each pixel's "
                              "neighbourhood only; pick a head with attention (R = 1, 2, 3 or non-local)")
-        if analysis.kind == "non-local":
-            cell = cell_of(x, y, analysis.size, analysis.grid)
-            maps = PixelAttention(analysis.grid, cell, [], nonlocal_map(analysis.dense, *cell, analysis.grid))
-        else:
-            maps = attention_at(analysis.attention, analysis.grid, analysis.size, x, y)
+        weights = [analysis.dense] if analysis.kind == "non-local" else analysis.attention
+        maps = pixel_attention(analysis.kind, weights, analysis.grid, analysis.size, x, y)
         view = display.view if display.view in analysis.views else "composed"
         explanation = Explanation(analysis, x, y, maps, view)
         explanation.topk = self._topk(explanation, display.k)

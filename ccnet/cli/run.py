@@ -78,8 +78,8 @@ def cmd_attention(args: argparse.Namespace) -> int:
               f"{figures['topk_overlap']:.2f}, JS divergence {figures['js_divergence_bits']:.3f} bits")
     with open_output(out) as handle:
         np.savez(handle, **arrays)
-    print(f"pixel {args.pixel} -> cell {list(maps.cell)} of grid {list(maps.grid)}; "
-          f"{len(maps.steps)} steps + composed written to {args.out}")
+    written = f"{len(maps.steps)} steps + composed" if maps.steps else "the non-local map (as composed)"
+    print(f"pixel {args.pixel} -> cell {list(maps.cell)} of grid {list(maps.grid)}; {written} written to {args.out}")
     return 0
 
 

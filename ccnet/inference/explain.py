@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ccnet.errors import CCNetError
+from ccnet.inference.agreement import nonlocal_map
 from ccnet.inference.geometry import cell_of
 from ccnet.inference.predictor import Prediction
 from ccnet.nn.attention_maps import composed_map, step_map
@@ -38,6 +39,21 @@ def attention_at(attention: list, grid: tuple[int, int], image_size: tuple[int, 
     return PixelAttention(grid, (row, col), steps, composed)
 
 
+def pixel_attention(kind: str, attention: list, grid: tuple[int, int], image_size: tuple[int, int],
+                    x: int, y: int) -> PixelAttention:
+    """The maps of the cell under pixel (x, y) by the head's kind: criss-cross steps and their
+    composition; a non-local block's one map (its row of the (N, N) weights, no steps)."""
+    if kind == "criss-cross":
+        return attention_at(attention, grid, image_size, x, y)
+    if kind == "non-local":
+        cell = cell_of(x, y, image_size, grid)
+        return PixelAttention(grid, cell, [], nonlocal_map(attention[0], *cell, grid))
+    if kind == "none":
+        raise CCNetError("this model's head has no attention to show: it sees each pixel's neighbourhood only")
+    raise CCNetError(f"a {kind} head attends over a clip's frames: use explain_clip_pixel")
+
+
 def explain_pixel(prediction: Prediction, x: int, y: int) -> PixelAttention:
-    """Per-step and composed attention maps of the cell under pixel (x, y) of a prediction."""
-    return attention_at(prediction.attention, prediction.grid, prediction.image_size, x, y)
+    """Per-step and composed attention maps of the cell under pixel (x, y) of a prediction (a
+    non-local head's one map as the composed one, with no steps)."""
+    return pixel_attention(prediction.kind, prediction.attention, prediction.grid, prediction.image_size, x, y)

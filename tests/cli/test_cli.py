@@ -63,6 +63,24 @@ def test_attention_export_matches_model(files):
     assert maps["composed"].sum() == pytest.approx(1.0, abs=1e-5)
 
 
+def test_attention_of_a_non_local_head_is_its_one_map_and_a_head_without_is_one_line(tmp_path):
+    """By the head's kind, as the prediction carries it: a non-local block's map of the cell is its row
+    of the (N, N) weights (before, the command took the matrix for criss-cross steps and crashed)."""
+    image = np.asarray(Image.open(ROOT / "demos" / "street_seed2_truck.png").convert("RGB"))
+    assert main(["attention", str(ROOT / "demos" / "street_seed2_truck.png"), "--model", "default:nonlocal",
+                 "--pixel", "210,170", "--out", str(tmp_path / "nl.npz")]) == 0
+    maps = np.load(tmp_path / "nl.npz")
+    loaded = load_model("default:nonlocal")
+    pred = Predictor(loaded.net, loaded.protocol, device="cpu").predict(image)
+    (h, w), (row, col) = tuple(maps["grid"]), tuple(maps["cell"])
+    assert pred.kind == "non-local" and sorted(maps.files) == ["cell", "composed", "grid"]
+    np.testing.assert_array_equal(maps["composed"], pred.attention[0][row * w + col].reshape(h, w).numpy())
+    assert maps["composed"].sum() == pytest.approx(1.0, abs=1e-5)
+    result = run_cli("attention", str(ROOT / "demos" / "street_seed2_truck.png"), "--model", "default:none",
+                     "--pixel", "210,170", "--out", str(tmp_path / "none.npz"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no attention to show" in result.stderr
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
