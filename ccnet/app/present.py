@@ -1,5 +1,5 @@
 """What the views print: the legend, the clicked pixel's line, the top-k and cost tables, as
-plain strings and rows built from the app's state (ui.py only places them)."""
+plain strings and rows built from the app's state (ccnet/app/ui only places them)."""
 from __future__ import annotations
 
 import functools

@@ -141,7 +141,7 @@ class Predictor:
     def __init__(self, net: torch.nn.Module, protocol: Protocol, device: str = "auto", amp: str | None = None,
                  optimize: bool = True) -> None:
         """`optimize` runs a copy with BatchNorm folded and channels-last memory (the fastest PyTorch
-        path measured by `python -m ccnet bench stages`; same outputs within float rounding); pass
+        path measured by `python -m tools.stage_bench`; same outputs within float rounding); pass
         False for a network that is already optimized or must be run as it is."""
         if amp is not None and amp not in AMP_DTYPES:
             raise CCNetError(f"unknown autocast dtype {amp!r}: use fp16 or bf16")
