@@ -19,12 +19,15 @@ MAX_SIDE = 2048  # longer images are downscaled to this side before the network 
 MIN_SIDE = 32  # below this the stride-8 feature grid has fewer than 4 cells a side
 MAX_ASPECT = 16  # longer side over shorter side: beyond it the grid is a sliver (MAX_SIDE / 16 >= MIN_SIDE)
 METADATA_SLACK_BYTES = 64 << 10  # what a file's metadata directories may claim beyond the file's own bytes
-# Decoding memory: the worst decoder measured (WebP, 13 bytes a pixel while decoding, over Pillow's
-# 4-byte RGB store) on the largest image, the file itself and as much metadata again, and the
-# codecs' 8 MiB, rounded up to a multiple of 256 MiB (ccnet/inference/decode_budget.py measures it).
-WORST_DECODE_BYTES_PER_PIXEL = 17
-DECODE_BUDGET_BYTES = -(-(MAX_PIXELS * WORST_DECODE_BYTES_PER_PIXEL + 2 * FILE_BYTES + 8 * MiB) // (256 * MiB)) \
-    * (256 * MiB)
+# Decoding memory (ccnet/inference/decode_budget.py estimates a file's from these; its tests measure
+# them): the worst decoder measured (WebP's canvases, bytes a pixel while decoding) over Pillow's
+# 4-byte RGB store, on the largest image, the file itself and as much metadata again, and the
+# codecs' own buffers, rounded up to a multiple of 256 MiB.
+WORST_DECODER_BYTES_PER_PIXEL = 13
+STORE_BYTES_PER_PIXEL = 4
+CODEC_BYTES = 8 * MiB
+DECODE_BUDGET_BYTES = -(-(MAX_PIXELS * (WORST_DECODER_BYTES_PER_PIXEL + STORE_BYTES_PER_PIXEL) + 2 * FILE_BYTES
+                          + CODEC_BYTES) // (256 * MiB)) * (256 * MiB)
 
 # ---- one clip (animated GIF, PNG or WebP): each frame also within an image's limits ------------
 MIN_FRAMES = 2  # fewer is an image
@@ -53,9 +56,19 @@ OPEN_UPLOADS_PER_CLIENT = 2  # uploads one client may be sending at once
 LINKS = 512  # upload links (keys) the server answers; each expires with its upload
 LINKS_PER_CLIENT = 32  # links one client's pages hold; a client making more turns over its own
 ANALYSES, ANALYSES_BYTES = 8, 768 << 20  # network results kept for clicks, all visitors together
+CLIP_ANALYSES, CLIP_ANALYSES_BYTES = 8, 384 << 20  # the same for clips (the video mode)
+VIEWER_DATA_BYTES = 96 << 20  # the maps pages fetch by key, of the last images viewed (2048 px: about 1.5 MB)
 MODEL_MEMORY_MB = 1024  # released models kept in memory (their parameters); the least recently used go
 MODEL_CACHE_MB = 2048  # released checkpoints kept on disk by the server; the least recently used go
-STOP_S = 5  # SIGTERM or SIGINT to exit, files removed, whatever connections are open (at most 10 s, forced)
+STOP_S = 5  # SIGTERM or SIGINT to exit, files removed, whatever connections are open
+FORCED_EXIT_S = 10  # a stop still hanging then: files removed and the process ended (status 1)
+
+
+def duration(seconds: int) -> str:
+    """A limit's time as messages say it: "an hour", "90 minutes", "45 s"."""
+    if seconds == 3600:
+        return "an hour"
+    return f"{seconds // 60} minutes" if seconds % 60 == 0 and seconds >= 120 else f"{seconds} s"
 
 
 @dataclass(frozen=True)
@@ -107,9 +120,14 @@ LIMITS = (
     Limit("upload links one client holds", str(LINKS_PER_CLIENT), "that client's least recently used expires"),
     Limit("network results kept for clicks (all visitors)", f"{ANALYSES} analyses, {_mib(ANALYSES_BYTES)}",
           "the least recently used is dropped (the examples' are kept apart)"),
+    Limit("clip results kept for clicks (all visitors)", f"{CLIP_ANALYSES} clips, {_mib(CLIP_ANALYSES_BYTES)}",
+          "the least recently used is dropped"),
+    Limit("maps kept for pages to fetch (all visitors)", _mib(VIEWER_DATA_BYTES),
+          "the least recently viewed image's maps go first"),
     Limit("released models in memory", f"{MODEL_MEMORY_MB} MiB", "the least recently used is unloaded"),
     Limit("released checkpoints on disk", f"{MODEL_CACHE_MB} MiB", "the least recently used is deleted"),
-    Limit("SIGTERM or SIGINT to exit, uploads hanging or not", f"{STOP_S} s", "files removed; forced exit at 10 s"),
+    Limit("SIGTERM or SIGINT to exit, uploads hanging or not", f"{STOP_S} s",
+          f"files removed; forced exit at {FORCED_EXIT_S} s"),
 )
 
 

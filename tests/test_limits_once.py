@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import re
 
 import pytest
 
@@ -19,7 +20,9 @@ DISTINCTIVE: dict[int | float, str] = {}
 for _name, _value in LIMITS.items():
     if _value >= 65_536 and _value & (_value - 1):
         DISTINCTIVE[_value] = f"{DISTINCTIVE[_value]} or {_name}" if _value in DISTINCTIVE else _name
-SOURCES = sorted(p for p in [*ROOT.glob("ccnet/**/*.py"), ROOT / "app.py"] if p != ROOT / "ccnet" / "limits.py")
+SOURCES = sorted(p for p in [*ROOT.glob("ccnet/**/*.py"), ROOT / "app.py", *ROOT.glob("tools/*.py"),
+                             *ROOT.glob("tests/**/*.py")] if p != ROOT / "ccnet" / "limits.py")
+PAGES = sorted(p for p in [*ROOT.glob("docs/*.md"), ROOT / "README.md"] if p.name != "robustness.md")
 OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Pow: operator.pow,
              ast.LShift: operator.lshift}
 
@@ -38,7 +41,7 @@ def constant(node: ast.AST) -> int | float | None:
 def test_the_check_sees_the_limits():
     assert {"FILE_BYTES", "DECODE_BUDGET_BYTES", "BODY_BYTES", "SESSIONS"} <= LIMITS.keys()
     assert set(DISTINCTIVE.values()) == {"FILE_BYTES", "MAX_PIXELS", "DECODE_BUDGET_BYTES or ANALYSES_BYTES",
-                                         "MAX_CLIP_PIXELS"}
+                                         "MAX_CLIP_PIXELS", "CLIP_ANALYSES_BYTES", "VIEWER_DATA_BYTES"}
     assert constant(ast.parse("20 << 20", mode="eval").body) == limits.FILE_BYTES
 
 
@@ -52,3 +55,17 @@ def test_no_module_restates_a_limit(source):
     restated = sorted({f"{DISTINCTIVE[value]} ({value}) at line {node.lineno}" for node in ast.walk(tree)
                        if (value := constant(node)) in DISTINCTIVE})
     assert restated == [], f"{source.relative_to(ROOT)} writes a limit's value itself: {restated}"
+
+
+def printed(name: str, value: int) -> list[str]:
+    """How a page would write a distinctive limit: 40,000,000 (pixels), 768 MiB (bytes)."""
+    return [f"{value / limits.MiB:g} MiB", f"{value / limits.MiB:g} MB"] if name.endswith("BYTES") else [f"{value:,}"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_page_restates_a_limit(page):
+    """The docs point at the generated table (docs/robustness.md) or name the constant instead."""
+    text = page.read_text()
+    restated = [form for value, name in DISTINCTIVE.items() for form in printed(name, value)
+                if re.search(rf"(?<![\d.,]){re.escape(form)}(?![\d,])", text)]
+    assert restated == [], f"{page.relative_to(ROOT)} writes a limit's value itself: {restated}"

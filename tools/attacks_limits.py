@@ -26,7 +26,6 @@ SLOW_UPLOADS = 9  # connections sending one byte every SLOW_GAP_S
 SLOW_GAP_S = 5.0
 FLOOD_WAVES, FLOOD_WAVE = 4, 13  # uploads of nearly FILE_BYTES each, wave after wave
 QUEUE_ADDRESSES = (9, 20)
-SESSIONS = 256
 SMALL = 32 << 10  # a cheap upload that is an expensive job: 2048 x 1024 pixels in a 32 KB file
 
 
@@ -134,19 +133,20 @@ def multipart_label(port: int, pid: int) -> dict:
 
 
 def session_memory(port: int, pid: int, path: str) -> dict:
-    """SESSIONS sessions, each shown the same 2048 px image by the page's own upload event."""
+    """As many sessions as the server keeps (limits.SESSIONS), each shown the same 2048 px image by the
+    page's own upload event."""
     config = json.loads(hostile.get(port, "/config"))
     image_id = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "input")
     upload = next(d["id"] for d in config["dependencies"] if [image_id, "upload"] in d.get("targets", []))
     hostile.join(port, upload, [_file(path), "default", "interactive"], "warm-up")
     time.sleep(3)
     before = status_mib(pid, "VmRSS")
-    for i in range(SESSIONS):
+    for i in range(limits.SESSIONS):
         hostile.join(port, upload, [_file(path), "default", "interactive"], f"session-{i}")
     time.sleep(5)
-    return {"sessions": SESSIONS, "rss_before_mib": round(before, 1),
+    return {"sessions": limits.SESSIONS, "rss_before_mib": round(before, 1),
             "rss_growth_mib": round(status_mib(pid, "VmRSS") - before, 1),
-            "per_session_kib": round((status_mib(pid, "VmRSS") - before) * 1024 / SESSIONS, 1)}
+            "per_session_kib": round((status_mib(pid, "VmRSS") - before) * 1024 / limits.SESSIONS, 1)}
 
 
 def queue_skipping_routes(port: int, path: str) -> dict:

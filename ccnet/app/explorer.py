@@ -61,7 +61,8 @@ def image_key(source: ImageSource) -> str:
     else:
         path = Path(source)
         if not path.is_file():
-            raise ImageError(f"{path.name} is no longer on the server (uploads expire after an hour); upload it again")
+            raise ImageError(f"{path.name} is no longer on the server (uploads expire after "
+                             f"{limits.duration(limits.UPLOAD_MAX_AGE_S)}); upload it again")
         digest.update(path.read_bytes())
     return digest.hexdigest()
 

@@ -22,7 +22,8 @@ from ccnet.viz.pictures import COLORMAPS
 VIEWS = ("segmentation", "step1", "step2", "step3", "composed", "reach", "readers")
 KEY_BYTES = 16  # an upload's link key: 128 random bits
 KEY_PATTERN = r"[A-Za-z0-9_-]{22}"  # secrets.token_urlsafe(KEY_BYTES)
-EXPIRED = "the image of this link is not on the server (uploads expire an hour after their last use); upload it again"
+EXPIRED = (f"the image of this link is not on the server (uploads expire {limits.duration(limits.UPLOAD_MAX_AGE_S)} "
+           "after their last use); upload it again")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ccnet import limits
 from ccnet.app import inputs
 from ccnet.app.analysis import Display
 from ccnet.app.cache import LRUCache
@@ -91,8 +92,9 @@ def _run_network(predictor: VideoPredictor, frames: np.ndarray):  # noqa: ANN202
 class VideoExplorer:
     """One per app: the video heads loaded once per name, one network run per (model, clip), cached."""
 
-    def __init__(self, device: str = "auto", amp: str | None = None, max_entries: int = 8,
-                 max_bytes: int = 384 << 20, loader: Callable[..., LoadedModel] = load_video_model) -> None:
+    def __init__(self, device: str = "auto", amp: str | None = None, max_entries: int = limits.CLIP_ANALYSES,
+                 max_bytes: int = limits.CLIP_ANALYSES_BYTES,
+                 loader: Callable[..., LoadedModel] = load_video_model) -> None:
         self.device, self.amp, self.loader = resolve_device(device).type, amp, loader
         self.cache = LRUCache(max_entries, max_bytes)
         self.links = LinkKeys()  # the uploaded clips' link keys

@@ -16,16 +16,16 @@ from ccnet.errors import ImageError
 
 STRIP_PIXELS = 1 << 18  # the RGB result is converted this many pixels (whole rows, at least one) at a time
 STRIP_BYTES_PER_PIXEL = 24  # a strip's temporaries: its crop, convert() or float64 copy, numpy's bytes
-FIXED_BYTES = 8 << 20  # the codecs' own working buffers (zlib, libjpeg, libtiff), whatever the size
+FIXED_BYTES = limits.CODEC_BYTES  # the codecs' own working buffers (zlib, libjpeg, libtiff), whatever the size
 
 # Bytes per pixel a format's decoder holds besides the image: (at most, while decoding; kept until closed).
 _DECODER_BYTES = {
     "PNG": (0, 0),  # row by row
     "GIF": (0, 0),
     "BMP": (2, 0),  # an RLE-compressed file is gathered whole, then copied once
-    "WEBP": (13, 8),  # libwebp's two canvases (kept) and a copy as bytes: 12.0 measured
+    "WEBP": (limits.WORST_DECODER_BYTES_PER_PIXEL, 8),  # two canvases (kept) and a copy as bytes: 12.0 measured
 }
-_UNKNOWN_DECODER = (13, 8)  # any other format: assume WebP's, the largest measured
+_UNKNOWN_DECODER = _DECODER_BYTES["WEBP"]  # any other format: assume WebP's, the largest measured
 
 
 def stored_bytes_per_pixel(mode: str) -> int:

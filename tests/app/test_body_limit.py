@@ -8,6 +8,7 @@ import pytest
 
 from ccnet.app.server.body_limit import BodyLimit
 from ccnet.limits import BODY_BYTES
+from ccnet.project import ROOT
 
 
 class EchoApp:
@@ -49,8 +50,8 @@ def call(app, chunks: list[bytes], headers: dict[str, str], path: str = "/gradio
     return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
 
 
-def test_the_published_limit_is_one_mebibyte():
-    assert BODY_BYTES == 1 << 20
+def test_the_docs_publish_the_limit_the_middleware_enforces():
+    assert f"| {BODY_BYTES / 2**20:g} MiB | 413 before it is read |" in (ROOT / "docs" / "robustness.md").read_text()
 
 
 def test_a_body_at_the_limit_passes_and_one_byte_more_is_refused_by_its_length():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from ccnet import limits
 from ccnet.app.explorer import load_image
 from ccnet.errors import ImageError
 from ccnet.inference.images import check_size, decode_image, limit_size
@@ -61,17 +62,17 @@ def header_checks_only(monkeypatch):
 
 
 def test_a_header_of_exactly_40_megapixels_passes_the_checks(header_checks_only):
-    assert 8000 * 5000 == 40_000_000
+    assert limits.MAX_PIXELS == 8000 * 5000
     with pytest.raises(DecodeReachedError):
         decode_image(bomb_png(8000, 5000))
 
 
 @pytest.mark.parametrize("width, height", [(754_717, 53), (40_000, 40_000)])
 def test_a_header_over_40_megapixels_is_refused_by_the_project(header_checks_only, width, height):
-    assert width * height >= 40_000_001 == 754_717 * 53
+    assert width * height >= limits.MAX_PIXELS + 1 == 754_717 * 53
     with pytest.raises(ImageError) as info:
         decode_image(bomb_png(width, height))
-    assert str(info.value) == f"image is too large: {width}x{height} pixels (limit 40,000,000)"
+    assert str(info.value) == f"image is too large: {width}x{height} pixels (limit {limits.MAX_PIXELS:,})"
 
 
 # ---- downscaled to 2048 pixels ------------------------------------------------------------------

@@ -12,15 +12,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, MutableMapping
 from typing import Any
 
+from ccnet import limits
+
 PREFIX = "/ccnet/data/"
-STORE_BYTES = 96 << 20  # the payloads of the last images viewed (a 2048 px image's: about 1.5 MB)
 
 
 class BlobStore:
     """Payloads (bytes) by token, at most ``max_bytes`` of them, the least recently used going first;
     one payload per key, so that everyone viewing the same analysis fetches the same one."""
 
-    def __init__(self, max_bytes: int = STORE_BYTES) -> None:
+    def __init__(self, max_bytes: int = limits.VIEWER_DATA_BYTES) -> None:
         self.max_bytes, self.nbytes = max_bytes, 0
         self._by_token: OrderedDict[str, tuple[Hashable, bytes]] = OrderedDict()
         self._tokens: dict[Hashable, str] = {}

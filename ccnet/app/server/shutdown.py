@@ -19,12 +19,14 @@ from collections.abc import Callable
 from types import FrameType
 from typing import NoReturn
 
+from ccnet import limits
+
 log = logging.getLogger("ccnet.app")
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def serve_until_signal(start: Callable[[], Callable[[], None]], cleanup: Callable[[], None],
-                       grace_s: float = 10.0) -> NoReturn:
+                       grace_s: float = limits.FORCED_EXIT_S) -> NoReturn:
     """Run ``start`` (which returns how to stop what it started) and wait for SIGINT or SIGTERM, also
     during start-up; then stop, ``cleanup`` and end the process (status 0). Further signals are
     ignored meanwhile; if stopping takes over ``grace_s`` seconds, it cleans up and ends (status 1).

@@ -24,7 +24,8 @@ from ccnet.app.server.clients import client_of_scope, proxy_hops
 from ccnet.app.server.registry import UploadRegistry
 
 FULL = b"The server's upload space is full; please try again in a minute.\n"
-SHARE_FULL = b"Your uploads use your share of the server's upload space; they expire an hour after their last use.\n"
+SHARE_FULL = (f"Your uploads use your share of the server's upload space; they expire "
+              f"{limits.duration(limits.UPLOAD_MAX_AGE_S)} after their last use.\n").encode()
 TOO_MANY_OPEN = b"You are already sending uploads; wait until they finish.\n"
 TOO_MANY_PARTS = b"Too many files in one upload; send one image at a time.\n"
 ANSWER_BYTES = 1 << 16  # the upload route's answer (its files' paths) is read up to this size
