@@ -32,6 +32,10 @@ class Display:
     k: int = 5
     alpha: float = 0.5  # segmentation overlay opacity
 
+    def for_page(self) -> dict:
+        """What the viewers start from (the page's controls, before a link or a visitor changes them)."""
+        return {"cmap": self.cmap, "scale": self.scale, "clip": self.clip, "opacity": self.alpha}
+
 
 @dataclass
 class Analysis:

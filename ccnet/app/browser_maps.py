@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ccnet.app.analysis import Analysis, Display
+from ccnet.app.links import VIEWS
 from ccnet.inference.explain import PixelAttention
 from ccnet.viz.pictures import COLORMAPS, colormap, palette_image
 from ccnet.weights import family
@@ -121,8 +122,8 @@ def viewer_value(analysis: Analysis, data_url: str, budget: int = BUDGET_BYTES) 
     steps = len(analysis.attention)
     defaults = Display()
     return {"model": analysis.model, "kind": analysis.kind, "size": [height, width],
-            "defaults": {"cmap": defaults.cmap, "scale": defaults.scale, "clip": defaults.clip},
-            "panels": panels(analysis.kind, steps), "grid": list(analysis.grid), "steps": steps,
+            "defaults": defaults.for_page(),
+            "views": list(VIEWS), "panels": panels(analysis.kind, steps), "grid": list(analysis.grid), "steps": steps,
             "data": data_url, "bytes": payload_bytes(analysis.grid, steps), "budget": budget,
             "maps": in_browser(analysis, budget)}
 

@@ -165,7 +165,8 @@ class Explorer:
         return analysis, analysis.nbytes
 
     # -- what the views show ------------------------------------------------------------------
-    def overlay(self, analysis: Analysis, alpha: float = 0.5, click: tuple[int, int] | None = None) -> np.ndarray:
+    def overlay(self, analysis: Analysis, alpha: float = Display.alpha,
+                click: tuple[int, int] | None = None) -> np.ndarray:
         """The class colours over the image, with the clicked pixel marked when there is one."""
         picture = viz.overlay(analysis.image, analysis.mask, self.models.model(analysis.model)[0].palette, alpha)
         return viz.mark_pixel(picture, *click) if click else picture

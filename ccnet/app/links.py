@@ -17,9 +17,12 @@ from dataclasses import dataclass, field, replace
 
 from ccnet import limits
 from ccnet.errors import shown
+from ccnet.nn.variants import IMAGE_HEADS
 from ccnet.viz.pictures import COLORMAPS
 
-VIEWS = ("segmentation", "step1", "step2", "step3", "composed", "reach", "readers")
+# what a link may show: a step of the most steps a head in the table runs, or a view of the whole
+VIEWS = ("segmentation", *(f"step{i}" for i in range(1, max(head.steps for head in IMAGE_HEADS) + 1)),
+         "composed", "reach", "readers")
 KEY_BYTES = 16  # an upload's link key: 128 random bits
 KEY_PATTERN = r"[A-Za-z0-9_-]{22}"  # secrets.token_urlsafe(KEY_BYTES)
 EXPIRED = (f"the image of this link is not on the server (uploads expire {limits.duration(limits.UPLOAD_MAX_AGE_S)} "

@@ -32,14 +32,9 @@ from ccnet.inference.video import ClipPixelAttention, VideoPredictor, explain_cl
 from ccnet.nn.attention_maps3d import reach
 from ccnet.viz import pictures as viz
 from ccnet.weights.load import LoadedModel
-from ccnet.weights.video import VIDEO, load_video_model
+from ccnet.weights.video import VIDEO, load_video_model, video_heads
 
-# the heads trained on clips (assets/ccnet_default_video.pt), the first one the page's default
-VIDEO_MODELS: dict[str, str] = {
-    VIDEO: "R = 3 · default:video",
-    "default:rcca3d_r2": "R = 2 · default:rcca3d_r2",
-    "default:nonlocal3d": "non-local · default:nonlocal3d",
-}
+VIDEO_MODELS = video_heads()  # the heads trained on clips, name -> label; the first is the page's default
 STRIP_GAP = 4  # pixels between two frames of a strip picture
 ClipSource = str | Path | bytes
 
@@ -187,7 +182,7 @@ class VideoExplorer:
                 "reach": self.reach_counts(analysis, maps.cell),
                 "steps": maps.steps.tolist(), "composed": maps.composed.tolist()}
 
-    def strip(self, analysis: ClipAnalysis, alpha: float = 0.5) -> np.ndarray:
+    def strip(self, analysis: ClipAnalysis, alpha: float = Display.alpha) -> np.ndarray:
         """Every frame with its segmentation over it, side by side."""
         palette = self.palette(analysis.model)
         return side_by_side([viz.overlay(frame, mask, palette, alpha)

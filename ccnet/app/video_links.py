@@ -12,8 +12,10 @@ from dataclasses import dataclass, field, replace
 from ccnet import limits
 from ccnet.app.links import KEY_PATTERN, LinkParams
 from ccnet.errors import shown
+from ccnet.nn.variants import VIDEO_HEADS
 
-VIEWS = ("segmentation", "step1", "step2", "step3", "composed", "reach")
+VIEWS = ("segmentation", *(f"step{i}" for i in range(1, max(head.steps for head in VIDEO_HEADS) + 1)), "composed",
+         "reach")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from ccnet.app.browser_maps import (
     quantise,
 )
 from ccnet.app.video import ClipAnalysis, display_frames
+from ccnet.app.video_links import VIEWS
 from ccnet.inference.video import ClipPixelAttention
 from ccnet.nn import cost3d
 from ccnet.project import ASSETS
@@ -70,7 +71,8 @@ def viewer_value(analysis: ClipAnalysis, data_url: str, budget: int = BUDGET_BYT
     return {"model": analysis.model, "kind": analysis.kind, "size": list(analysis.size), "grid": list(analysis.grid),
             "steps": analysis.steps, "panels": panels(analysis.kind, analysis.steps), "data": data_url,
             "bytes": head_bytes(analysis), "budget": budget, "maps": in_browser(analysis, budget),
-            "defaults": {"cmap": defaults.cmap, "scale": defaults.scale, "clip": defaults.clip}}
+            "defaults": defaults.for_page(),
+            "views": list(VIEWS)}
 
 
 def page_data(analysis: ClipAnalysis, classes: tuple[str, ...], palette: tuple[tuple[int, int, int], ...],

@@ -20,7 +20,8 @@ from ccnet.errors import CCNetError
 from ccnet.nn.attention import CrissCrossAttention, NonLocal2d
 from ccnet.nn.variants import IMAGE_HEADS
 
-METHODS = tuple(head.cost_method for head in IMAGE_HEADS if head.cost_method)  # rcca1, rcca2, rcca3, nonlocal
+BY_METHOD = {head.cost_method: head for head in IMAGE_HEADS if head.cost_method}  # the heads table's rows
+METHODS = tuple(BY_METHOD)  # rcca1, rcca2, rcca3, nonlocal
 METHOD_LABELS = {head.cost_method: head.label for head in IMAGE_HEADS if head.cost_method}
 DEFAULT_BUDGET = 2 << 30  # bytes one non-local map may take before it is only estimated
 SEED = 0
@@ -28,10 +29,15 @@ GAMMA = 0.5
 
 
 def _steps(method: str) -> int:
-    """Attention steps a method runs: R for rccaR, 1 for non-local."""
-    if method not in METHODS:
+    """Attention steps a method runs, as its row in the heads table says (R for rccaR, 1 for non-local)."""
+    if method not in BY_METHOD:
         raise CCNetError(f"unknown attention method {method!r}: use one of {', '.join(METHODS)}")
-    return 1 if method == "nonlocal" else int(method[-1])
+    return BY_METHOD[method].steps
+
+
+def _non_local(method: str) -> bool:
+    """Whether a method's block attends from every cell to every cell (its row's kind)."""
+    return BY_METHOD[method].kind == "non-local" if method in BY_METHOD else False
 
 
 def analytic_attention_bytes(method: str, h: int, w: int, dtype_bytes: int = 4, recurrence: int | None = None) -> int:
@@ -43,8 +49,8 @@ def analytic_attention_bytes(method: str, h: int, w: int, dtype_bytes: int = 4, 
     """
     steps = _steps(method) if recurrence is None else recurrence
     cells = h * w
-    per_step = cells * cells if method == "nonlocal" else cells * (h + w - 1)
-    return per_step * dtype_bytes * (1 if method == "nonlocal" else steps)
+    per_step = cells * cells if _non_local(method) else cells * (h + w - 1)
+    return per_step * dtype_bytes * (1 if _non_local(method) else steps)
 
 
 def formula_flops(method: str, channels: int, h: int, w: int) -> int:
@@ -54,7 +60,7 @@ def formula_flops(method: str, channels: int, h: int, w: int) -> int:
     2N * S * C, where S = H + W - 1 for criss-cross and S = N for non-local.
     """
     cells, reduced = h * w, channels // 8
-    support = cells if method == "nonlocal" else h + w - 1
+    support = cells if _non_local(method) else h + w - 1
     per_step = 2 * cells * channels * (2 * reduced + channels) + 2 * cells * support * (reduced + channels)
     return per_step * _steps(method)
 
@@ -63,7 +69,7 @@ def build_block(method: str, channels: int) -> tuple[nn.Module, int]:
     """The block of ``method`` with seeded random weights and gamma = 0.5, and its step count."""
     steps = _steps(method)
     torch.manual_seed(SEED)
-    block = NonLocal2d(channels) if method == "nonlocal" else CrissCrossAttention(channels)
+    block = NonLocal2d(channels) if _non_local(method) else CrissCrossAttention(channels)
     with torch.no_grad():
         block.gamma.scale.fill_(GAMMA)
     return block.eval(), steps
@@ -175,7 +181,7 @@ def measure_costs(methods: tuple[str, ...], channels: int, h: int, w: int, devic
         analytic = analytic_attention_bytes(method, h, w)
         results[method] = {"method": method, "channels": channels, "size": [h, w], "analytic_bytes": analytic,
                            "flops": count_flops(method, channels, h, w)}
-        if method == "nonlocal" and analytic > budget_bytes:
+        if _non_local(method) and analytic > budget_bytes:
             results[method].update(
                 memory_bytes=analytic, time_ms=None, estimated=True,
                 reason=f"the {h * w}x{h * w} non-local map needs {analytic / 2**20:.0f} MiB, over the "

@@ -18,8 +18,9 @@ At T = 5, H = W = 97 (N = 47,045): 9.36 M weights (37 MB in fp32) per criss-cros
 from __future__ import annotations
 
 from ccnet.errors import CCNetError
+from ccnet.nn.variants import VIDEO_HEADS
 
-METHODS3D = ("cca3d", "nonlocal3d")
+METHODS3D = tuple(dict.fromkeys(head.cost_method for head in VIDEO_HEADS))  # cca3d, nonlocal3d: the table's
 
 
 def attention3d_floats(frames: int, height: int, width: int) -> int:

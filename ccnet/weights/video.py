@@ -35,6 +35,14 @@ def is_video_name(spec: str) -> bool:
     return spec == VIDEO or (family.is_sibling(spec) and spec.split(":", 1)[1] not in family.SIBLINGS)
 
 
+def video_heads(path: Path = VIDEO_FILE) -> dict[str, str]:
+    """The heads trained on clips, by name, with their labels from the heads table: ``default:video``
+    (the best arm) first, then the file's other arms as ``default:ARM``."""
+    meta = read_checkpoint(path)[1]
+    named = {VIDEO: meta["best"], **{family.sibling_name(arm): arm for arm in meta["arms"] if arm != meta["best"]}}
+    return {name: f"{head_variant(meta['arms'][arm]['head']).label} · {name}" for name, arm in named.items()}
+
+
 def load_video_model(spec: str = VIDEO, protocol: Protocol | None = None, per_frame: bool = False,
                      progress: ProgressFn | None = None, path: Path = VIDEO_FILE) -> LoadedModel:
     """A LoadedModel whose ``net`` is a VideoCCNet (see the module's docstring for the names)."""

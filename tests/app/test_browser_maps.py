@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from ccnet.app.analysis import Display
 from ccnet.app.browser_maps import (
     FLOOR,
     REL_ERROR,
@@ -20,6 +21,7 @@ from ccnet.app.browser_maps import (
     viewer_value,
 )
 from ccnet.app.links import parse_link
+from ccnet.nn.variants import IMAGE_HEADS
 
 
 def softmax_crosses(seed: int, shape: tuple[int, int, int]) -> np.ndarray:
@@ -73,6 +75,18 @@ def test_a_link_names_a_demo_a_model_a_pixel_a_view_and_the_display():
     assert (link.example, link.model, link.pixel, link.view) == ("a.png", "default", (12, 7), "step2")
     assert link.display == {"cmap": "viridis", "scale": "linear", "clip": 0.5}
     assert parse_link({}, ["a.png"], ["default"]).pixel is None
+
+
+def test_the_page_starts_from_the_apis_display_and_a_link_may_name_any_step_a_head_runs(explorer, picture):
+    """The viewers take their display defaults and the views a link may name from the server: the
+    API's pictures' defaults (Display), and a step of the deepest head in the heads table."""
+    value = viewer_value(explorer.analyse(picture), "ccnet/data/x")
+    assert value["defaults"] == {"cmap": Display.cmap, "scale": Display.scale, "clip": Display.clip,
+                                 "opacity": Display.alpha}
+    deepest = max(head.steps for head in IMAGE_HEADS)
+    assert value["views"][1:deepest + 1] == [f"step{i}" for i in range(1, deepest + 1)]
+    assert parse_link({"view": f"step{deepest}"}, [], []).view == f"step{deepest}"
+    assert "ignored" in parse_link({"view": f"step{deepest + 1}"}, [], []).problems[0]
 
 
 GOOD_LINK = {"example": "a.png", "model": "default", "x": "12", "y": "7", "view": "step2", "cmap": "viridis",

@@ -102,7 +102,7 @@ async function build() {
   S.own = v.own;
   S.luts = {};
   for (const [name, b64] of Object.entries(v.colormaps)) S.luts[name] = bytes(b64);
-  if (!VIEWS.includes(S.view) || (!v.panels.some(([n]) => n === S.view) && !WHOLE.includes(S.view))) S.view = "composed";
+  if (!v.views.includes(S.view) || (!v.panels.some(([n]) => n === S.view) && !WHOLE.includes(S.view))) S.view = "composed";
   root.innerHTML = costStripHtml(v) + toolbar() + '<div class="ccv-panels">' +
     v.panels.map(([n, t]) => panelHtml(n, t)).join("") + "</div>" + colourbar() +
     '<div class="ccv-hover" aria-live="polite"></div>' + pinLineHtml() + headsStripHtml(v);

@@ -46,7 +46,6 @@ from ccnet.viz.pictures import heatmap, mark_pixel
 from ccnet.weights import family, presets
 
 HINT = "Hover over any panel to see where that feature cell looks; click, tap or press Enter to pin a pixel."
-DEFAULT_K = 5  # top-k cells listed for a pinned pixel until the slider says otherwise
 
 
 def _enabled(path: Path | None) -> dict:
@@ -120,7 +119,7 @@ class Handlers:
             self.npz_file: _enabled(None), **self.compare_hidden(),
         }
         if pin:
-            updates.update(self.pin_views(analysis, link, pin, view or "composed", DEFAULT_K))
+            updates.update(self.pin_views(analysis, link, pin, view or Display.view, Display.k))
         return updates
 
     def domain_views(self, analysis: Analysis | None) -> Updates:

@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from ccnet import limits
+from ccnet.app.analysis import Display
 from ccnet.app.browser_maps import BUDGET_BYTES
 from ccnet.app.explorer import Explorer
 from ccnet.app.exports import Exports
@@ -25,7 +26,7 @@ from ccnet.app.server.shutdown import serve_until_signal
 from ccnet.app.server.uploads import refuse_bad_requests
 from ccnet.app.ui.api import api_endpoints
 from ccnet.app.ui.common import EXAMPLES, MODELS, VIEWS, upload_roots
-from ccnet.app.ui.handlers import DEFAULT_K, HINT, Handlers
+from ccnet.app.ui.handlers import HINT, Handlers
 from ccnet.app.ui.video_api import video_api_endpoints
 from ccnet.app.ui.video_page import add_video_page
 from ccnet.app.video import VideoExplorer
@@ -117,7 +118,7 @@ class ExplorerUI(Handlers):
             gr.Markdown(MORE)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
-                self.k = gr.Slider(1, 20, value=DEFAULT_K, step=1, label="top-k cells of the highlighted map "
+                self.k = gr.Slider(1, 20, value=Display.k, step=1, label="top-k cells of the highlighted map "
                                    "(click a panel's title to highlight it)", elem_id="topk-k")
                 self.topk = gr.Dataframe(headers=TOPK_HEADERS, label="top-k attended cells of the pinned pixel",
                                          elem_id="topk", interactive=False, wrap=True,  # no header split mid-word

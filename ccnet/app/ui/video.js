@@ -6,11 +6,10 @@
 // trigger('click', {t, x, y}) asks the server for its class (and, past the byte budget, its maps).
 const V = {
   value: null, data: null, dataUrl: null, frames: [], grey: [], masks: [], maskData: [], codes: null, scales: null,
-  factor: null, luts: {}, cmap: null, scale: null, clip: null, opacity: 0.5, view: "composed", cell: null,
+  factor: null, luts: {}, cmap: null, scale: null, clip: null, opacity: null, view: "composed", cell: null,
   pinned: null, frame: null, shown: {}, mapCanvas: {}, maxima: {}, timings: [], pins: [], fw: 0, fh: 0, gap: 6, resize: null,
   reached: null,
 };
-const VIEWS = ["segmentation", "step1", "step2", "step3", "composed", "reach"];
 const STEP_COLOURS = [[255, 255, 255], [251, 140, 60], [90, 170, 255], [140, 220, 120]];  // reach: step 0..3
 const $ = (sel) => element.querySelector(sel);
 const $$ = (sel) => Array.from(element.querySelectorAll(sel));

@@ -18,7 +18,7 @@ CLIP = (f"the clip: an animated GIF, PNG or WebP of {limits.MIN_FRAMES} to {limi
         f"at most {limits.MAX_CLIP_PIXELS:,} pixels together, {limits.MAX_CLIP_SECONDS} s and "
         f"{limits.FILE_BYTES / limits.MiB:g} MiB, as an "
         "uploaded file or, to the MCP tools, as base64 data (no MP4; the server fetches no URL)")
-MODEL = (f'"" for {next(iter(VIDEO_MODELS))} (3D criss-cross, R = 3), or one of {", ".join(VIDEO_MODELS)}: heads '
+MODEL = (f'"" for {next(iter(VIDEO_MODELS.values()))}, or one of {", ".join(VIDEO_MODELS)}: heads '
          "trained on synthetic street clips on the embedded model's backbone")
 
 

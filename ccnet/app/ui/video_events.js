@@ -180,11 +180,11 @@ async function build() {
   const sameClip = V.value && V.dataUrl === given.data;
   [V.data, V.dataUrl] = [data, given.data];
   V.value = { ...given, pinned_maps: pinned };
-  for (const k of ["cmap", "scale", "clip"]) if (V[k] === null) V[k] = given.defaults[k];
+  for (const k of ["cmap", "scale", "clip", "opacity"]) if (V[k] === null) V[k] = given.defaults[k];  // the server's, once
   const d = given.display || {};
   if (typeof d.cmap === "string" && Object.hasOwn(data.colormaps, d.cmap)) V.cmap = d.cmap;
   if (d.scale === "log" || d.scale === "linear") V.scale = d.scale;
-  if (typeof given.view === "string" && VIEWS.includes(given.view)) V.view = given.view;
+  if (typeof given.view === "string" && given.views.includes(given.view)) V.view = given.view;
   const names = given.panels.map(([n]) => n);
   if (!names.includes(V.view) && !(V.view === "reach" && names.includes("composed") && given.kind !== "non-local-3d")) V.view = "composed";
   V.factor = codeFactors(data);

@@ -8,9 +8,8 @@
 const S = {
   value: null, heads: {}, own: null, luts: {}, mapCanvas: {}, shown: {}, data: null, dataUrl: null,
   colour: null, grey: null, masks: {}, resize: null, cell: null, pinned: null, timings: [], pins: [],
-  cmap: null, scale: null, clip: null, opacity: 0.5, smooth: false, grid: false, view: "composed",
+  cmap: null, scale: null, clip: null, opacity: null, smooth: false, grid: false, view: "composed",
 };
-const VIEWS = ["segmentation", "step1", "step2", "step3", "composed", "reach", "readers"];
 const WHOLE = ["composed", "reach", "readers"];  // what the last panel shows
 const STEP_COLOURS = [[255, 255, 255], [251, 140, 60], [90, 170, 255], [140, 220, 120]];  // reach: step 0..3
 const $ = (sel) => element.querySelector(sel);
@@ -20,12 +19,12 @@ const $$ = (sel) => Array.from(element.querySelectorAll(sel));
 // The display comes from the server, which checked the link's values (ccnet/app/links.py); the page
 // takes only names it knows itself (a colormap named "constructor" is no colormap).
 function readSettings(v) {
-  for (const k of ["cmap", "scale", "clip"]) if (S[k] === null) S[k] = v.defaults[k];  // the server's, once
+  for (const k of ["cmap", "scale", "clip", "opacity"]) if (S[k] === null) S[k] = v.defaults[k];  // the server's, once
   const d = v.display || {};
   if (typeof d.cmap === "string" && Object.hasOwn(v.colormaps, d.cmap)) S.cmap = d.cmap;
   if (d.scale === "log" || d.scale === "linear") S.scale = d.scale;
   if (Number(d.clip) > 0 && Number(d.clip) <= 1) S.clip = Number(d.clip);
-  if (typeof v.view === "string" && VIEWS.includes(v.view)) S.view = v.view;
+  if (typeof v.view === "string" && v.views.includes(v.view)) S.view = v.view;
 }
 
 const own = () => S.heads[S.own];
