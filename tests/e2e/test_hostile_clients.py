@@ -121,3 +121,35 @@ def test_a_session_keeps_no_picture_or_map_of_the_image_it_shows(tmp_path):
         assert viewer["size"] == [1024, 2048] and viewer["data"].startswith("ccnet/data/")  # the image is shown
         kept = len(json.dumps(state.config_values, default=str)) - before
         assert 0 < kept <= SESSION_STATE_BYTES, kept
+
+
+def test_a_pin_keeps_a_view_name_in_the_session_not_what_the_event_sent(tmp_path):
+    """A crafted pin event whose view is 900 KB of text: the session keeps the view a page could
+    have sent (before, the raw string, and 250 such sessions held 220 MiB)."""
+    import asyncio
+    import json
+
+    from gradio.events import EventData
+    from gradio.state_holder import SessionState
+
+    from ccnet.app.explorer import Explorer
+    from ccnet.app.exports import Exports
+    from ccnet.app.ui import build_app
+    from ccnet.limits import SESSION_STATE_BYTES
+    from ccnet.project import DEMOS
+
+    demo = build_app(Explorer("default", device="cpu"), Exports(tmp_path / "exports"))
+    pin = next(fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "on_pin")
+    state = SessionState(demo)
+
+    def kept() -> int:
+        return len(json.dumps([state.config_values, state.state_data], default=str))
+
+    before = kept()
+    image = {"path": str(DEMOS / "street_seed2_truck.png")}
+    for view in ("step2", "x" * 900_000):
+        asyncio.run(demo.process_api(block_fn=pin, inputs=[image, None, "default", "interactive", 5], state=state,
+                                     event_data=EventData(None, {"x": 210, "y": 170, "view": view})))
+        [click] = [value for value in state.state_data.values() if isinstance(value, list) and value[:2] == [210, 170]]
+        assert click == [210, 170, "step2" if view == "step2" else "composed"]
+        assert kept() - before <= SESSION_STATE_BYTES

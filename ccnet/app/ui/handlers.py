@@ -13,7 +13,7 @@ from ccnet.app.analysis import Analysis, Display, Explanation
 from ccnet.app.browser_maps import in_browser, page_data, pinned_maps, viewer_value
 from ccnet.app.explorer import PHOTO_MODEL, Explorer
 from ccnet.app.exports import Exports
-from ccnet.app.links import EXPIRED, parse_link
+from ccnet.app.links import EXPIRED, VIEWS, parse_link
 from ccnet.app.present import (
     SCORES_NOTE,
     bare_pixel_text,
@@ -241,7 +241,8 @@ class Handlers:
                evt: gr.EventData) -> Updates:
         data = evt._data if isinstance(evt._data, dict) else {}
         analysis, link = self.current(path, key, model, size)
-        return self.pin_views(analysis, link, (data.get("x"), data.get("y")), str(data.get("view", "composed")), k)
+        view = data.get("view") if data.get("view") in VIEWS else Display.view  # kept in the session: a name, no more
+        return self.pin_views(analysis, link, (data.get("x"), data.get("y")), view, k)
 
     @ui_guard
     def on_topk(self, path: dict | None, key: str | None, model: str, size: str, click: list | None,
