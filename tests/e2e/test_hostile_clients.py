@@ -3,6 +3,7 @@ client's flood of unread requests does not lock another out, a body of tens of M
 before it is read, and sessionless calls by the hundred leave a bounded number of sessions."""
 from __future__ import annotations
 
+import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -153,3 +154,26 @@ def test_a_pin_keeps_a_view_name_in_the_session_not_what_the_event_sent(tmp_path
         [click] = [value for value in state.state_data.values() if isinstance(value, list) and value[:2] == [210, 170]]
         assert click == [210, 170, "step2" if view == "step2" else "composed"]
         assert kept() - before <= SESSION_STATE_BYTES
+
+
+def test_upload_ids_leave_no_trace_and_the_file_route_fetches_no_url(server):
+    """Gradio keeps an entry for every upload_id named, used or not (12,000 ids of 8 KB held 140 MiB),
+    and its file route would fetch a URL: ids are taken off uploads, progress answers 404 at once,
+    and a URL 403, each in one line."""
+    from gradio.routes import file_upload_statuses
+
+    port, _, _ = server
+    tracked = len(file_upload_statuses._signals), len(file_upload_statuses._statuses)
+    started = time.monotonic()
+    for i in range(20):
+        assert hostile.get(port, f"/gradio_api/upload_progress?upload_id={i}{'x' * 8000}") == (
+            "Upload progress is not offered by this server.\n")
+    assert time.monotonic() - started < 3  # Gradio waited 3 s for each before its 404
+    boundary = "b0undary"
+    body = hostile._multipart("scene.png", (DEMOS / "street_seed1_car.png").read_bytes(), boundary)
+    status, answer = hostile.post(port, "/gradio_api/upload?upload_id=abc" + "y" * 8000, body,
+                                  {"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 200 and Path(json.loads(answer)[0]).is_file()  # stored as before
+    assert (len(file_upload_statuses._signals), len(file_upload_statuses._statuses)) == tracked
+    for url in ("https://example.com/x.png", "HTTPS%3A//example.com/x.png", "http://127.0.0.1:1/x"):
+        assert hostile.get(port, f"/gradio_api/file={url}") == "This server fetches no URL.\n"
