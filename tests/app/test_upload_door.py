@@ -169,3 +169,29 @@ def test_a_full_upload_space_refuses_the_newcomer(tmp_path):
     assert statuses == [200, 200, 200, 200, 507] and len(app.stored) == 4
     assert all(registry.is_upload(str(tmp_path / f"upload{i}.bin")) for i in range(4))
     assert FULL.startswith(b"The server's upload space is full")
+
+
+def multipart(*parts: tuple[str, bytes]) -> bytes:
+    """A body with boundary "b" (as `scope` declares): each part a file when it names one, else a field."""
+    body = b""
+    for disposition, content in parts:
+        body += f'--b\r\nContent-Disposition: form-data; {disposition}\r\n\r\n'.encode() + content + b"\r\n"
+    return body + b"--b--\r\n"
+
+
+def test_a_form_field_on_the_upload_route_is_refused_before_gradio_holds_it(tmp_path):
+    """Gradio keeps a part without a filename in memory, whatever its size (four 250 MiB fields held
+    944 MiB): such a part is refused (400) once its headers are read, wherever the chunks split them;
+    files pass as before."""
+    field = multipart(('name="files"; filename="a.png"', b"\x89PNG" * 10), ('name="note"', b"y" * 100_000))
+    files = multipart(('name="files"; filename="a.png"', b"\x89PNG" * 10),
+                      ('name="files"; filename*=UTF-8\'\'b.png', b"--b-ish\r\n--" * 50))
+    for cut in range(1, 220, 7):  # the second part's headers split at every place, in turn
+        door, app = door_for(tmp_path)
+        assert asyncio.run(upload(door, "10.0.0.2", [field[:cut], field[cut:cut + 200], field[cut + 200:]])) == 400
+        assert app.stored == []
+        door, app = door_for(tmp_path)
+        assert asyncio.run(upload(door, "10.0.0.2", [files[:cut], files[cut:]])) == 200
+        assert app.stored == [len(files)]
+    door, app = door_for(tmp_path)
+    assert asyncio.run(upload(door, "10.0.0.2", [b"--b\r\nContent-Disposition: form-data; " + b"x" * 8192])) == 400

@@ -7,9 +7,11 @@ Here, for every multipart POST to the upload route: a client may send OPEN_UPLOA
 once (429 past it); a request declaring more than fits is refused at once (507); the bytes are
 charged as they arrive, not as declared, so an upload that trickles holds only what it sent (and
 body_limit drops it once it falls behind the minimum pace); a request of more than UPLOAD_PARTS
-files is cut (413); and the paths Gradio answers are recorded with their client (UploadRegistry),
-so that a client's uploads stay within 1/UPLOAD_SHARE of the budget and the sweeper knows which
-files are visitors' uploads. Plain ASGI, given at launch inside BodyLimit.
+files is cut (413), and one with a part that is not a file (a form field, which Gradio would keep in
+memory whatever its size) is refused once that part's headers are read (400); and the paths
+Gradio answers are recorded with their client (UploadRegistry), so that a client's uploads stay
+within 1/UPLOAD_SHARE of the budget and the sweeper knows which files are visitors' uploads.
+Plain ASGI, given at launch inside BodyLimit.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ SHARE_FULL = (f"Your uploads use your share of the server's upload space; they e
               f"{limits.duration(limits.UPLOAD_MAX_AGE_S)} after their last use.\n").encode()
 TOO_MANY_OPEN = b"You are already sending uploads; wait until they finish.\n"
 TOO_MANY_PARTS = b"Too many files in one upload; send one image at a time.\n"
+NOT_A_FILE = b"An upload holds files only; send the image as a file.\n"
+PART_HEAD_BYTES = 4096  # a part's headers (its name, filename and content type) fit in this
 ANSWER_BYTES = 1 << 16  # the upload route's answer (its files' paths) is read up to this size
 
 
@@ -115,7 +119,8 @@ class _Metered:
 
     def __init__(self, limit: UploadLimit, client: str, boundary: bytes, receive: Receive, send: Send) -> None:
         self.limit, self.client, self._receive, self._send = limit, client, receive, send
-        self.delimiter, self.tail, self.parts = b"\r\n--" + boundary, b"\r\n", 0
+        self.delimiter, self.pending, self.parts = b"\r\n--" + boundary, b"\r\n", 0
+        self.in_head = self.closed = False  # reading a part's headers; past the closing delimiter
         self.seen, self.status, self.answer = 0, 0, b""
         self.started = self.cut = self.dropped = False
 
@@ -125,23 +130,44 @@ class _Metered:
         if message["type"] != "http.request" or self.cut:
             return {"type": "http.disconnect"} if self.cut else message
         chunk = message.get("body", b"")
-        refusal = self._count_parts(chunk) or await self.limit.take(len(chunk), self.client)
+        refusal = self._check_parts(chunk) or await self.limit.take(len(chunk), self.client)
         if refusal:
             self.cut = True
             if not self.started:
                 self.started = True
-                await answer(self._send, 413 if refusal is TOO_MANY_PARTS else 507, refusal)
+                await answer(self._send, {TOO_MANY_PARTS: 413, NOT_A_FILE: 400}.get(refusal, 507), refusal)
             return {"type": "http.disconnect"}
         self.seen += len(chunk)
         return message
 
-    def _count_parts(self, chunk: bytes) -> bytes | None:
-        """Counts the parts' delimiters as they stream past (one may straddle two chunks)."""
-        window = self.tail + chunk
-        self.parts += window.count(self.delimiter)
-        self.tail = window[-len(self.delimiter) + 1:]
-        # the closing delimiter ("--boundary--") is counted too, so a request of n files has n + 1
-        return TOO_MANY_PARTS if self.parts > limits.UPLOAD_PARTS + 1 else None
+    def _check_parts(self, chunk: bytes) -> bytes | None:
+        """Counts the parts as they stream past and reads each one's headers: a part without a
+        filename is a form field, which Gradio keeps in memory whatever its size, so it is refused.
+        A delimiter or a part's headers may straddle two chunks."""
+        if self.closed:  # what follows the closing delimiter (an epilogue) holds no parts
+            return None
+        window, at = self.pending + chunk, 0
+        while True:
+            if self.in_head:
+                if window.startswith(b"--", at):  # the closing delimiter: the files have all come
+                    self.pending, self.in_head, self.closed = b"", False, True
+                    return None
+                end = window.find(b"\r\n\r\n", at)
+                if end < 0:
+                    self.pending = window[at:]
+                    return NOT_A_FILE if len(self.pending) > PART_HEAD_BYTES else None
+                if b"filename" not in window[at:end].lower():
+                    return NOT_A_FILE
+                self.in_head, at = False, end + 4
+            found = window.find(self.delimiter, at)
+            if found < 0:
+                self.pending = window[max(at, len(window) - len(self.delimiter) + 1):]
+                return None
+            self.parts += 1
+            # the closing delimiter ("--boundary--") is counted too, so a request of n files has n + 1
+            if self.parts > limits.UPLOAD_PARTS + 1:
+                return TOO_MANY_PARTS
+            self.in_head, at = True, found + len(self.delimiter)
 
     async def send(self, message: Message) -> None:
         if self.cut:
