@@ -32,14 +32,16 @@ class EchoApp:
 
 
 def call(app, chunks: list[bytes], headers: dict[str, str], path: str = "/gradio_api/call/cost",
-         gaps_s: float = 0.0) -> tuple[int | None, bytes]:
+         gaps_s: float | list[float] = 0.0) -> tuple[int | None, bytes]:
+    """(status, answer) of one request whose body comes in `chunks`, each after `gaps_s` (or its own gap)."""
+    gaps = list(gaps_s) if isinstance(gaps_s, list) else [gaps_s] * (len(chunks) + 1)
     scope = {"type": "http", "method": "POST", "path": path,
              "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
     pending = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
     sent: list[dict] = []
 
     async def receive():
-        await asyncio.sleep(gaps_s)  # the client's pace
+        await asyncio.sleep(gaps.pop(0) if gaps else 0.0)  # the client's pace
         return pending.pop(0) if pending else {"type": "http.disconnect"}
 
     async def send(message):
@@ -119,12 +121,64 @@ def test_a_body_slower_than_the_minimum_pace_is_dropped_and_a_steady_one_passes(
 
 
 def test_the_launch_settings_carry_the_published_limits():
-    """The published values, written out (docs/robustness.md's table): a changed constant fails here."""
+    """Gradio is launched with the published limits (ccnet.limits, docs/robustness.md's table)."""
+    from ccnet import limits
     from ccnet.app.server.launch import launch_options
     from ccnet.project import DEMOS
 
     options = launch_options()
-    assert options["state_session_capacity"] == 256 and options["max_file_size"] == 20 * 2**20
+    assert options["state_session_capacity"] == limits.SESSIONS and options["max_file_size"] == limits.FILE_BYTES
     assert options["ssr_mode"] is False and options["allowed_paths"] == [str(DEMOS)]  # from any working folder
     names = [m.cls.__name__ for m in options["app_kwargs"]["middleware"]]
-    assert names == ["BodyLimit", "VouchForMcpCallers", "BlobRoute"]  # the upload door comes with a sweeper
+    assert names == ["BodyLimit", "RouteGuard", "VouchForMcpCallers", "BlobRoute"]  # the upload door: with a sweeper
+
+
+def test_a_burst_buys_no_long_pause(monkeypatch):
+    """Ahead of the average pace by a burst, a body still may not pause past BODY_GRACE_S (before, a
+    burst of N bytes bought N / BODY_MIN_RATE seconds of stall: 250 MiB, four hours)."""
+    from ccnet import limits
+
+    monkeypatch.setattr(limits, "BODY_GRACE_S", 0.3)
+    monkeypatch.setattr(limits, "BODY_MIN_RATE", 1000)  # bytes a second: 900 bytes buy 0.9 s on average
+    inner = EchoApp()
+    paused = call(BodyLimit(inner), [b"x" * 900, b"x"], {"content-type": "application/json"}, gaps_s=[0.0, 0.6])
+    assert paused[0] == 408 and inner.bodies == []  # on average it was ahead: 901 bytes in 0.6 s
+    brisk = call(BodyLimit(inner), [b"x" * 900, b"x"], {"content-type": "application/json"}, gaps_s=[0.0, 0.1])
+    assert brisk == (200, b"901")
+
+
+def test_one_client_sends_at_most_the_published_number_of_bodies_at_once():
+    """Each body may hold BODY_BYTES until it is in: 300 stalled ones from one client held 318 MiB."""
+    from ccnet.limits import BODIES_PER_CLIENT
+
+    app, release = BodyLimit(EchoApp(), hops=0), asyncio.Event()
+
+    async def send_body(client: str, stall: bool) -> int:
+        scope = {"type": "http", "method": "POST", "path": "/gradio_api/queue/join", "client": (client, 1),
+                 "headers": [(b"content-type", b"application/json"), (b"content-length", b"4")]}
+        pending = [{"type": "http.request", "body": b"{}", "more_body": True},
+                   {"type": "http.request", "body": b"  ", "more_body": False}]
+        sent = []
+
+        async def receive():
+            if stall and len(pending) == 1:
+                await release.wait()
+            return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return next(m["status"] for m in sent if m["type"] == "http.response.start")
+
+    async def flood() -> tuple[list[int], int, int, int]:
+        held = [asyncio.create_task(send_body("10.0.0.2", stall=True)) for _ in range(BODIES_PER_CLIENT)]
+        await asyncio.sleep(0.05)
+        refused, other = await send_body("10.0.0.2", stall=False), await send_body("10.0.0.3", stall=False)
+        release.set()
+        statuses = list(await asyncio.gather(*held))
+        return statuses, refused, other, await send_body("10.0.0.2", stall=False)
+
+    statuses, refused, other, after = asyncio.run(flood())
+    assert statuses == [200] * BODIES_PER_CLIENT and (refused, other, after) == (429, 200, 200)
+    assert app.sending == {}

@@ -4,9 +4,11 @@ Why: every body but an upload's (JSON for the queue and the API, the MCP server'
 labelled multipart that is posted anywhere else) is read whole into memory by the web framework
 before any handler runs, so a 200 MB body costs 200 MB whatever its label; and nothing times out a
 body that trickles in, so a client can hold a connection (and what it reserved) for as long as it
-likes. Here a body that passes BODY_BYTES (declared or streamed) is answered 413 before it is read,
-and any body, uploads included, that falls behind BODY_MIN_RATE on average after its first
-BODY_GRACE_S seconds is dropped (408): the app sees a disconnect. Uploads to UPLOAD_PATHS are
+likes, or open many that each hold up to BODY_BYTES. Here a body that passes BODY_BYTES (declared or
+streamed) is answered 413 before it is read; a client may be sending BODIES_PER_CLIENT bodies at once
+(429 past it); and any body, uploads included, that falls behind BODY_MIN_RATE on average after its
+first BODY_GRACE_S seconds, or pauses longer than BODY_GRACE_S, is dropped (408): the app sees a
+disconnect. Uploads to UPLOAD_PATHS are
 bounded by their own door (upload_limit). Plain ASGI, given at launch.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ccnet import limits
+from ccnet.app.server.clients import client_of_scope, proxy_hops
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -25,6 +28,7 @@ ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 UPLOAD_PATHS = ("/gradio_api/upload",)  # the only route whose (multipart) body goes to disk, not memory
 TOO_LARGE = b"Request body too large (limit 1 MiB); upload images as files.\n"
 TOO_SLOW = b"Request body too slow; the connection was dropped.\n"
+TOO_MANY = b"You are already sending requests; wait until they are sent.\n"
 
 
 def is_upload(scope: MutableMapping[str, Any]) -> bool:
@@ -32,6 +36,11 @@ def is_upload(scope: MutableMapping[str, Any]) -> bool:
     if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in UPLOAD_PATHS:
         return False
     return header(scope, b"content-type").lower().startswith(b"multipart/")
+
+
+def has_body(scope: MutableMapping[str, Any]) -> bool:
+    """A request that sends a body: declared, or chunked."""
+    return bool(declared_length(scope)) or b"chunked" in header(scope, b"transfer-encoding").lower()
 
 
 def header(scope: MutableMapping[str, Any], name: bytes) -> bytes:
@@ -53,16 +62,18 @@ async def answer(send: Send, status: int, text: bytes) -> None:
 
 class Paced:
     """A request's `receive`, dropping a body that falls behind the minimum pace: after BODY_GRACE_S
-    seconds, its bytes must keep up with BODY_MIN_RATE bytes a second since it began. `slow` is set when it
-    was dropped; the caller then answers 408 (if it can) and the app sees a disconnect."""
+    seconds, its bytes must keep up with BODY_MIN_RATE bytes a second since it began, and it may
+    never pause longer than BODY_GRACE_S (a burst buys no long stall). `slow` is set when it was
+    dropped; the caller then answers 408 (if it can) and the app sees a disconnect."""
 
     def __init__(self, receive: Receive) -> None:
         self._receive, self.grace_s, self.rate = receive, limits.BODY_GRACE_S, limits.BODY_MIN_RATE
         self.start, self.seen, self.slow, self.done = time.monotonic(), 0, False, False
+        self.last = self.start  # when bytes last arrived
 
     def deadline(self) -> float:
         """When the next bytes must have arrived."""
-        return self.start + self.grace_s + self.seen / self.rate
+        return min(self.start + self.grace_s + self.seen / self.rate, self.last + self.grace_s)
 
     async def receive(self) -> Message:
         if self.slow:
@@ -76,6 +87,7 @@ class Paced:
             return {"type": "http.disconnect"}
         if message["type"] == "http.request":
             self.seen += len(message.get("body", b""))
+            self.last = time.monotonic()
             self.done = not message.get("more_body", False)
         return message
 
@@ -84,8 +96,10 @@ class BodyLimit:
     """ASGI middleware: every HTTP request but an upload is cut at ``limit`` bytes (413), and every
     body, uploads included, is paced (408 when too slow)."""
 
-    def __init__(self, app: ASGIApp, limit: int = limits.BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, limit: int = limits.BODY_BYTES, hops: int | None = None) -> None:
         self.app, self.limit = app, limit
+        self.hops = proxy_hops() if hops is None else hops
+        self.sending: dict[str, int] = {}  # bodies (not uploads) being received, per client (one event loop)
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -95,7 +109,8 @@ class BodyLimit:
         if not upload and (declared_length(scope) or 0) > self.limit:
             await answer(send, 413, TOO_LARGE)
             return
-        paced, started, cut = Paced(receive), False, False
+        client = client_of_scope(scope, self.hops) if not upload and has_body(scope) else None
+        paced, started, cut, counted = Paced(receive), False, False, False
 
         async def limited_receive() -> Message:
             nonlocal started, cut
@@ -107,6 +122,31 @@ class BodyLimit:
                     await answer(send, 408 if paced.slow else 413, TOO_SLOW if paced.slow else TOO_LARGE)
             return {"type": "http.disconnect"} if cut else message
 
+        async def counted_receive() -> Message:
+            """Counts the body from its first bytes until it is in: a body that comes whole at once
+            is never held, one that stalls is, up to BODIES_PER_CLIENT a client."""
+            nonlocal counted, cut, started
+            if not counted and not cut:
+                if self.sending.get(client, 0) >= limits.BODIES_PER_CLIENT:
+                    cut = True
+                    if not started:
+                        started = True
+                        await answer(send, 429, TOO_MANY)
+                    return {"type": "http.disconnect"}
+                counted, self.sending[client] = True, self.sending.get(client, 0) + 1
+            message = await limited_receive()
+            if paced.done or message["type"] == "http.disconnect":
+                release()
+            return message
+
+        def release() -> None:  # the body is in (or gone): the client may send another
+            nonlocal counted
+            if counted:
+                counted = False
+                self.sending[client] -= 1
+                if not self.sending[client]:
+                    del self.sending[client]
+
         async def guarded_send(message: Message) -> None:
             nonlocal started
             if not cut:
@@ -114,9 +154,12 @@ class BodyLimit:
                 await send(message)
 
         try:
-            await self.app(scope, limited_receive, guarded_send)
+            await self.app(scope, counted_receive if client is not None else limited_receive, guarded_send)
         except asyncio.CancelledError:  # the server stopping cancels what still runs (an upload hanging):
             return  # the request ends here, quietly, instead of a traceback per request in the log
         except Exception:
             if not cut:  # a cut body makes the app complain about the disconnect: expected
                 raise
+        finally:
+            if client is not None:
+                release()
