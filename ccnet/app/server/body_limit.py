@@ -110,56 +110,62 @@ class BodyLimit:
             await answer(send, 413, TOO_LARGE)
             return
         client = client_of_scope(scope, self.hops) if not upload and has_body(scope) else None
-        paced, started, cut, counted = Paced(receive), False, False, False
-
-        async def limited_receive() -> Message:
-            nonlocal started, cut
-            message = await paced.receive()
-            if not cut and (paced.slow or (not upload and paced.seen > self.limit)):
-                cut = True
-                if not started:
-                    started = True
-                    await answer(send, 408 if paced.slow else 413, TOO_SLOW if paced.slow else TOO_LARGE)
-            return {"type": "http.disconnect"} if cut else message
-
-        async def counted_receive() -> Message:
-            """Counts the body from its first bytes until it is in: a body that comes whole at once
-            is never held, one that stalls is, up to BODIES_PER_CLIENT a client."""
-            nonlocal counted, cut, started
-            if not counted and not cut:
-                if self.sending.get(client, 0) >= limits.BODIES_PER_CLIENT:
-                    cut = True
-                    if not started:
-                        started = True
-                        await answer(send, 429, TOO_MANY)
-                    return {"type": "http.disconnect"}
-                counted, self.sending[client] = True, self.sending.get(client, 0) + 1
-            message = await limited_receive()
-            if paced.done or message["type"] == "http.disconnect":
-                release()
-            return message
-
-        def release() -> None:  # the body is in (or gone): the client may send another
-            nonlocal counted
-            if counted:
-                counted = False
-                self.sending[client] -= 1
-                if not self.sending[client]:
-                    del self.sending[client]
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if not cut:
-                started = True
-                await send(message)
-
+        request = _Limited(self, Paced(receive), send, None if upload else self.limit, client)
         try:
-            await self.app(scope, counted_receive if client is not None else limited_receive, guarded_send)
+            await self.app(scope, request.receive, request.send)
         except asyncio.CancelledError:  # the server stopping cancels what still runs (an upload hanging):
             return  # the request ends here, quietly, instead of a traceback per request in the log
         except Exception:
-            if not cut:  # a cut body makes the app complain about the disconnect: expected
+            if not request.cut:  # a cut body makes the app complain about the disconnect: expected
                 raise
         finally:
-            if client is not None:
-                release()
+            request.release()
+
+
+class _Limited:
+    """One request's body through BodyLimit: cut past ``limit`` bytes (None: an upload, left to its
+    door) or when too slow; when it names a ``client``, counted from its first bytes until it is in
+    (a body that comes whole at once is never held; one that stalls is, up to BODIES_PER_CLIENT a
+    client), and never counted again after."""
+
+    def __init__(self, owner: BodyLimit, paced: Paced, send: Send, limit: int | None, client: str | None) -> None:
+        self.owner, self.paced, self._send, self.limit, self.client = owner, paced, send, limit, client
+        self.started = self.cut = self.counted = False
+
+    async def refuse(self, status: int, text: bytes) -> Message:
+        """Answer once (if nothing was sent yet); the app sees a disconnect from now on."""
+        self.cut = True
+        if not self.started:
+            self.started = True
+            await answer(self._send, status, text)
+        return {"type": "http.disconnect"}
+
+    async def receive(self) -> Message:
+        if self.cut:
+            return {"type": "http.disconnect"}
+        sending = self.owner.sending
+        if self.client is not None and not self.counted and not self.paced.done and self.paced.seen == 0:
+            if sending.get(self.client, 0) >= limits.BODIES_PER_CLIENT:
+                return await self.refuse(429, TOO_MANY)
+            self.counted, sending[self.client] = True, sending.get(self.client, 0) + 1
+        message = await self.paced.receive()
+        if self.paced.done or message["type"] == "http.disconnect":
+            self.release()
+        if self.paced.slow:
+            return await self.refuse(408, TOO_SLOW)
+        if self.limit is not None and self.paced.seen > self.limit:
+            return await self.refuse(413, TOO_LARGE)
+        return message
+
+    def release(self) -> None:
+        """The body is in (or gone): its client may send another."""
+        if self.counted:
+            self.counted = False
+            self.owner.sending[self.client] -= 1
+            if not self.owner.sending[self.client]:
+                del self.owner.sending[self.client]
+
+    async def send(self, message: Message) -> None:
+        if not self.cut:
+            self.started = True
+            await self._send(message)
