@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ccnet.app.server.disk import AppFolder, FolderUsage, Sweeper, budget_bytes
+from ccnet.app.server.registry import FOLDER_BYTES
 from ccnet.app.server.upload_limit import FULL, SHARE_FULL, TOO_MANY_PARTS, UploadLimit
 from ccnet.errors import CCNetError
 from ccnet.limits import STOP_S, UPLOAD_PARTS
@@ -43,6 +44,12 @@ def put(path: Path, size: int = 100, age_s: float = 0) -> Path:
     return path
 
 
+def disk(*paths: Path) -> int:
+    """What the files take on disk, by the filesystem's own count: their blocks (at least their
+    size) and a block for each one's folder."""
+    return sum(max(p.stat().st_size, p.stat().st_blocks * 512) + FOLDER_BYTES for p in paths)
+
+
 def test_the_sweeper_deletes_old_files_and_keeps_young_and_kept_ones(folder):
     young = put(folder.gradio / "hash1" / "scene.png", age_s=50 * MIN)
     old = put(folder.gradio / "hash2" / "scene.png", age_s=61 * MIN)
@@ -51,10 +58,12 @@ def test_the_sweeper_deletes_old_files_and_keeps_young_and_kept_ones(folder):
     empty = folder.gradio / "hash4"  # Gradio makes the folder before refusing a name such as '..'
     empty.mkdir()
     os.utime(empty, (NOW - 5 * MIN, NOW - 5 * MIN))
+    freed, remaining = disk(old, old_result), disk(young, example)
     swept = Sweeper(folder, budget=10**9, keep=lambda: {str(example)}).sweep(now=NOW)
     assert young.exists() and example.exists()
     assert not old.exists() and not old_result.exists() and not empty.exists()
-    assert (swept.files, swept.freed, swept.remaining) == (2, 200, 200)
+    assert (swept.files, swept.freed, swept.remaining) == (2, freed, remaining)
+    assert freed >= 2 * (100 + FOLDER_BYTES)  # a small file costs its block and its folder's, not its 100 bytes
 
 
 def test_the_sweeper_removes_orphaned_upload_bodies_only(folder):
@@ -91,19 +100,20 @@ def test_a_failed_upload_has_its_body_swept_within_seconds_not_minutes(folder):
 def test_the_sweeper_keeps_the_folder_under_three_quarters_of_the_budget_oldest_first(folder):
     files = [put(folder.gradio / f"hash{i}" / "a.png", size=1000, age_s=(10 - i) * MIN) for i in range(5)]
     kept = put(folder.results / "r" / "kept.png", size=1000, age_s=30 * MIN)
-    swept = Sweeper(folder, budget=6000, keep=lambda: {str(kept)}).sweep(now=NOW)  # 6000 bytes held
+    each = disk(kept)
+    swept = Sweeper(folder, budget=6 * each, keep=lambda: {str(kept)}).sweep(now=NOW)  # all the budget held
     assert [f.exists() for f in files] == [False, False, True, True, True] and kept.exists()
-    assert swept.remaining == 4000 <= 6000 * 3 // 4
+    assert swept.remaining == 4 * each <= 6 * each * 3 // 4
 
 
 def test_folder_usage_is_rescanned_at_most_once_per_ttl_and_raised_between(tmp_path):
     usage = FolderUsage(tmp_path, ttl_s=3600)
-    put(tmp_path / "a", size=300)
-    assert usage() == 300
+    a = disk(put(tmp_path / "a", size=300))
+    assert usage() == a
     put(tmp_path / "b", size=500)
-    assert usage() == 300  # cached
+    assert usage() == a  # cached
     usage.add(500)
-    assert usage() == 800
+    assert usage() == a + 500
 
 
 def test_the_budget_comes_from_the_environment(monkeypatch):

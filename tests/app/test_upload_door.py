@@ -154,12 +154,13 @@ def test_the_sweeper_makes_room_from_the_servers_files_never_from_visitors_uploa
     results = [folder.results / f"r{i}.png" for i in range(3)]
     for path in results:
         path.write_bytes(b"r" * 300)
-    swept = Sweeper(folder, budget=1200, registry=registry).sweep()  # 1800 bytes > 3/4 of 1200
+    each = registry.client_bytes("10.0.0.1") // 3  # a 300-byte file's blocks and its folder's
+    swept = Sweeper(folder, budget=4 * each, registry=registry).sweep()  # 6 files > 3/4 of 4
     assert all(p.exists() for p in uploads) and not any(p.exists() for p in results)
-    assert swept.remaining == 900 and registry.client_bytes("10.0.0.1") == 900
+    assert swept.remaining == 3 * each and registry.client_bytes("10.0.0.1") == 3 * each
     os.utime(uploads[0], (time.time() - 7200, time.time() - 7200))  # unused for two hours
-    Sweeper(folder, budget=1200, registry=registry).sweep()
-    assert not uploads[0].exists() and registry.client_bytes("10.0.0.1") == 600
+    Sweeper(folder, budget=4 * each, registry=registry).sweep()
+    assert not uploads[0].exists() and registry.client_bytes("10.0.0.1") == 2 * each
 
 
 def test_a_full_upload_space_refuses_the_newcomer(tmp_path):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ccnet import limits
-from ccnet.app.server.registry import UploadRegistry
+from ccnet.app.server.registry import UploadRegistry, charged_bytes
 from ccnet.errors import CCNetError
 
 log = logging.getLogger("ccnet.app.server.disk")
@@ -127,7 +127,8 @@ def scan(root: Path | str) -> list[FileInfo]:
 
 
 def folder_bytes(root: Path | str) -> int:
-    """Bytes of every regular file under ``root`` (0 when it is gone): ``scan`` without the sort."""
+    """The disk bytes of every regular file under ``root`` (0 when it is gone; see charged_bytes):
+    ``scan`` without the sort."""
     found: list[FileInfo] = []
     _scan_into(str(root), found)
     return sum(f.size for f in found)
@@ -144,7 +145,7 @@ def _scan_into(folder: str, found: list[FileInfo]) -> None:
                 _scan_into(entry.path, found)
             elif entry.is_file(follow_symlinks=False):
                 status = entry.stat(follow_symlinks=False)
-                found.append(FileInfo(entry.path, status.st_size, status.st_mtime))
+                found.append(FileInfo(entry.path, charged_bytes(status), status.st_mtime))
         except OSError:  # deleted meanwhile
             continue
 

@@ -10,6 +10,14 @@ from collections.abc import Iterable
 
 from ccnet import limits
 
+FOLDER_BYTES = 4096  # the folder Gradio makes for each upload (a block), charged with its file
+
+
+def charged_bytes(status: os.stat_result) -> int:
+    """What a file costs the disk: its blocks (at least its size) and its folder's block, so that
+    thousands of 1-byte uploads count as the 8 KiB each they take, not as 1 byte."""
+    return max(status.st_size, getattr(status, "st_blocks", 0) * 512) + FOLDER_BYTES
+
 
 class UploadRegistry:
     """Uploaded paths with their client; a path whose file is gone, or unused for the upload's life
@@ -43,7 +51,7 @@ class UploadRegistry:
                 gone.append(path)
                 continue
             if now - status.st_mtime <= self.max_age_s:
-                alive.append((owner, status.st_size))
+                alive.append((owner, charged_bytes(status)))
         with self._lock:
             for path in gone:
                 self._owners.pop(path, None)
