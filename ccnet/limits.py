@@ -43,6 +43,7 @@ BODY_MIN_RATE = 16 << 10  # bytes a second: a slower body is dropped (408) and w
 # ... and no body may pause longer than BODY_GRACE_S: a burst does not buy a long stall
 BODIES_PER_CLIENT = 8  # request bodies (not uploads) one client may be sending at once: each may hold BODY_BYTES
 UPLOAD_PARTS = 4  # files (multipart parts) in one upload request: the page sends one image at a time
+CONNECTIONS_PER_CLIENT = 64  # open from one address, served with no proxy in front (a browser opens about 6)
 
 # ---- one visitor and the whole server -------------------------------------------------------
 WAITING_PER_CLIENT = 8  # a page fires at most a few events at once (an upload, its views, the cost)
@@ -110,6 +111,8 @@ LIMITS = (
     Limit("a request body's pause", f"{BODY_GRACE_S} s", "dropped (408), what it reserved released"),
     Limit("request bodies (not uploads) one client sends at once", str(BODIES_PER_CLIENT), "429, one line"),
     Limit("files in one upload request", str(UPLOAD_PARTS), "413 before the next part is stored"),
+    Limit("connections one address holds open (no proxy in front; behind one, the proxy's limits)",
+          str(CONNECTIONS_PER_CLIENT), "closed at once, before a byte is read"),
     Limit("uploads one client sends at once", str(OPEN_UPLOADS_PER_CLIENT), "429, one line"),
     Limit("one client's uploads on disk", f"1/{UPLOAD_SHARE} of the disk budget", "507 for that client's next"),
     Limit("requests one client may have waiting", f"{WAITING_PER_CLIENT}, and {QUEUE_SIZE} / (2 × clients waiting)",

@@ -177,3 +177,45 @@ def test_upload_ids_leave_no_trace_and_the_file_route_fetches_no_url(server):
     assert (len(file_upload_statuses._signals), len(file_upload_statuses._statuses)) == tracked
     for url in ("https://example.com/x.png", "HTTPS%3A//example.com/x.png", "http://127.0.0.1:1/x"):
         assert hostile.get(port, f"/gradio_api/file={url}") == "This server fetches no URL.\n"
+
+
+def test_one_address_holding_connections_with_trickling_heads_leaves_the_door_open(server):
+    """uvicorn gives a request's head no deadline: connections that send a header byte now and then
+    held every file descriptor (20,000) and nobody else was answered. One address keeps
+    CONNECTIONS_PER_CLIENT open; past them it is closed at once, and another address is served."""
+    import socket
+
+    from ccnet.limits import CONNECTIONS_PER_CLIENT
+
+    port, _, _ = server
+
+    def trickling() -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(ATTACKER, 0))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-a: ")
+        return sock
+
+    held = [trickling() for _ in range(CONNECTIONS_PER_CLIENT)]
+    try:
+        time.sleep(0.3)
+        assert all(sock.fileno() >= 0 for sock in held)
+        extra = trickling()
+        try:
+            assert extra.recv(1) == b""  # closed by the server before it read a byte
+        except ConnectionResetError:
+            pass  # closed with the unread head in its buffer: reset
+        finally:
+            extra.close()
+        started = time.monotonic()
+        assert '"version"' in hostile.get(port, "/config", source=VICTIM)
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while True:  # the server sees the connections go, then serves the address again
+        try:
+            assert '"version"' in hostile.get(port, "/config", source=ATTACKER)
+            break
+        except (OSError, AssertionError):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
