@@ -186,7 +186,7 @@ def test_a_form_field_on_the_upload_route_is_refused_before_gradio_holds_it(tmp_
     files pass as before."""
     field = multipart(('name="files"; filename="a.png"', b"\x89PNG" * 10), ('name="note"', b"y" * 100_000))
     files = multipart(('name="files"; filename="a.png"', b"\x89PNG" * 10),
-                      ('name="files"; filename*=UTF-8\'\'b.png', b"--b-ish\r\n--" * 50))
+                      ('name="files"; filename="b;c.png"', b"--b-ish\r\n--" * 50))
     for cut in range(1, 220, 7):  # the second part's headers split at every place, in turn
         door, app = door_for(tmp_path)
         assert asyncio.run(upload(door, "10.0.0.2", [field[:cut], field[cut:cut + 200], field[cut + 200:]])) == 400
@@ -194,5 +194,8 @@ def test_a_form_field_on_the_upload_route_is_refused_before_gradio_holds_it(tmp_
         door, app = door_for(tmp_path)
         assert asyncio.run(upload(door, "10.0.0.2", [files[:cut], files[cut:]])) == 200
         assert app.stored == [len(files)]
+    for disguised in ('name="filename"', "name=\"x\"; filename*=UTF-8''b.png"):  # fields to Gradio's parser too
+        door, app = door_for(tmp_path)
+        assert asyncio.run(upload(door, "10.0.0.2", [multipart((disguised, b"y" * 1000))])) == 400
     door, app = door_for(tmp_path)
     assert asyncio.run(upload(door, "10.0.0.2", [b"--b\r\nContent-Disposition: form-data; " + b"x" * 8192])) == 400

@@ -20,6 +20,8 @@ import json
 from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
+from python_multipart.multipart import parse_options_header
+
 from ccnet import limits
 from ccnet.app.server.body_limit import ASGIApp, Message, Receive, Send, answer, declared_length, header, is_upload
 from ccnet.app.server.clients import client_of_scope, proxy_hops
@@ -156,7 +158,7 @@ class _Metered:
                 if end < 0:
                     self.pending = window[at:]
                     return NOT_A_FILE if len(self.pending) > PART_HEAD_BYTES else None
-                if b"filename" not in window[at:end].lower():
+                if not is_file_part(window[at:end]):
                     return NOT_A_FILE
                 self.in_head, at = False, end + 4
             found = window.find(self.delimiter, at)
@@ -189,8 +191,17 @@ class _Metered:
 
 
 def _boundary(scope: MutableMapping[str, Any]) -> bytes:
-    for part in header(scope, b"content-type").split(b";")[1:]:
-        name, _, value = part.strip().partition(b"=")
-        if name.lower() == b"boundary":
-            return value.strip(b'"')
-    return b"\x00no boundary\x00"  # Gradio refuses such a request itself
+    """The body's boundary, read by the parser Gradio reads it with (python-multipart's)."""
+    return parse_options_header(header(scope, b"content-type"))[1].get(b"boundary") or b"\x00no boundary\x00"
+
+
+def is_file_part(head: bytes) -> bool:
+    """Whether Gradio stores this part (its headers, after the delimiter's line) as a file: a
+    filename among its Content-Disposition's options, parsed as Gradio parses them (the last such
+    header counts); else it is a form field, held in memory."""
+    disposition = b""
+    for line in head.split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() == b"content-disposition":
+            disposition = value.strip()
+    return b"filename" in parse_options_header(disposition)[1]
