@@ -171,9 +171,10 @@ def test_upload_ids_leave_no_trace_and_the_file_route_fetches_no_url(server):
     assert time.monotonic() - started < 3  # Gradio waited 3 s for each before its 404
     boundary = "b0undary"
     body = hostile._multipart("scene.png", (DEMOS / "street_seed1_car.png").read_bytes(), boundary)
-    status, answer = hostile.post(port, "/gradio_api/upload?upload_id=abc" + "y" * 8000, body,
-                                  {"content-type": f"multipart/form-data; boundary={boundary}"})
-    assert status == 200 and Path(json.loads(answer)[0]).is_file()  # stored as before
+    for query in ("upload_id=abc" + "y" * 8000, "upload%5Fid=def" + "z" * 8000):
+        status, answer = hostile.post(port, "/gradio_api/upload?" + query, body,
+                                      {"content-type": f"multipart/form-data; boundary={boundary}"})
+        assert status == 200 and Path(json.loads(answer)[0]).is_file()  # stored as before
     assert (len(file_upload_statuses._signals), len(file_upload_statuses._statuses)) == tracked
     for url in ("https://example.com/x.png", "HTTPS%3A//example.com/x.png", "http://127.0.0.1:1/x"):
         assert hostile.get(port, f"/gradio_api/file={url}") == "This server fetches no URL.\n"

@@ -54,6 +54,6 @@ class RouteGuard:
             if names_a_url(path):
                 await answer(send, 403, NO_URL)
                 return
-            if path in UPLOAD_PATHS and b"upload_id" in scope.get("query_string", b""):
+            if path in UPLOAD_PATHS and scope.get("query_string"):  # upload%5Fid is upload_id too
                 scope = {**scope, "query_string": without_upload_id(scope["query_string"])}
         await self.app(scope, receive, send)
