@@ -20,7 +20,8 @@ import json
 from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
-from python_multipart.multipart import parse_options_header
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ccnet import limits
 from ccnet.app.server.body_limit import ASGIApp, Message, Receive, Send, answer, declared_length, header, is_upload
@@ -33,7 +34,7 @@ SHARE_FULL = (f"Your uploads use your share of the server's upload space; they e
 TOO_MANY_OPEN = b"You are already sending uploads; wait until they finish.\n"
 TOO_MANY_PARTS = b"Too many files in one upload; send one image at a time.\n"
 NOT_A_FILE = b"An upload holds files only; send the image as a file.\n"
-PART_HEAD_BYTES = 4096  # a part's headers (its name, filename and content type) fit in this
+MALFORMED = b"The upload is not a well-formed multipart body.\n"
 ANSWER_BYTES = 1 << 16  # the upload route's answer (its files' paths) is read up to this size
 
 
@@ -91,6 +92,10 @@ class UploadLimit:
             self._close(client)
             await answer(send, 507, refusal)
             return
+        if [name for name, _ in scope.get("headers") or () if name == b"content-type"] != [b"content-type"]:
+            self._close(client)
+            await answer(send, 400, MALFORMED)  # two: the framework reads the first, a check might read the last
+            return
         request = _Metered(self, client, _boundary(scope), receive, send)
         try:
             await self.app(scope, request.receive, request.send)
@@ -121,8 +126,7 @@ class _Metered:
 
     def __init__(self, limit: UploadLimit, client: str, boundary: bytes, receive: Receive, send: Send) -> None:
         self.limit, self.client, self._receive, self._send = limit, client, receive, send
-        self.delimiter, self.pending, self.parts = b"\r\n--" + boundary, b"\r\n", 0
-        self.in_head = self.closed = False  # reading a part's headers; past the closing delimiter
+        self.parts = _Parts(boundary)
         self.seen, self.status, self.answer = 0, 0, b""
         self.started = self.cut = self.dropped = False
 
@@ -132,7 +136,7 @@ class _Metered:
         if message["type"] != "http.request" or self.cut:
             return {"type": "http.disconnect"} if self.cut else message
         chunk = message.get("body", b"")
-        refusal = self._check_parts(chunk) or await self.limit.take(len(chunk), self.client)
+        refusal = self.parts.feed(chunk) or await self.limit.take(len(chunk), self.client)
         if refusal:
             self.cut = True
             if not self.started:
@@ -141,35 +145,6 @@ class _Metered:
             return {"type": "http.disconnect"}
         self.seen += len(chunk)
         return message
-
-    def _check_parts(self, chunk: bytes) -> bytes | None:
-        """Counts the parts as they stream past and reads each one's headers: a part without a
-        filename is a form field, which Gradio keeps in memory whatever its size, so it is refused.
-        A delimiter or a part's headers may straddle two chunks."""
-        if self.closed:  # what follows the closing delimiter (an epilogue) holds no parts
-            return None
-        window, at = self.pending + chunk, 0
-        while True:
-            if self.in_head:
-                if window.startswith(b"--", at):  # the closing delimiter: the files have all come
-                    self.pending, self.in_head, self.closed = b"", False, True
-                    return None
-                end = window.find(b"\r\n\r\n", at)
-                if end < 0:
-                    self.pending = window[at:]
-                    return NOT_A_FILE if len(self.pending) > PART_HEAD_BYTES else None
-                if not is_file_part(window[at:end]):
-                    return NOT_A_FILE
-                self.in_head, at = False, end + 4
-            found = window.find(self.delimiter, at)
-            if found < 0:
-                self.pending = window[max(at, len(window) - len(self.delimiter) + 1):]
-                return None
-            self.parts += 1
-            # the closing delimiter ("--boundary--") is counted too, so a request of n files has n + 1
-            if self.parts > limits.UPLOAD_PARTS + 1:
-                return TOO_MANY_PARTS
-            self.in_head, at = True, found + len(self.delimiter)
 
     async def send(self, message: Message) -> None:
         if self.cut:
@@ -195,13 +170,46 @@ def _boundary(scope: MutableMapping[str, Any]) -> bytes:
     return parse_options_header(header(scope, b"content-type"))[1].get(b"boundary") or b"\x00no boundary\x00"
 
 
-def is_file_part(head: bytes) -> bool:
-    """Whether Gradio stores this part (its headers, after the delimiter's line) as a file: a
-    filename among its Content-Disposition's options, parsed as Gradio parses them (the last such
-    header counts); else it is a form field, held in memory."""
-    disposition = b""
-    for line in head.split(b"\r\n"):
-        name, colon, value = line.partition(b":")
-        if colon and name.strip().lower() == b"content-disposition":
-            disposition = value.strip()
-    return b"filename" in parse_options_header(disposition)[1]
+class _Parts:
+    """An upload's parts as Gradio sees them: read by the parser Gradio uses (python-multipart's), so
+    that no body reads one way here and another there. ``feed`` gives the refusal once a part is a
+    form field (no filename among its Content-Disposition's options, the last such header counting,
+    as Gradio decides: it keeps a field in memory whatever its size), once there are more than
+    UPLOAD_PARTS. A body that does not parse is left to Gradio, whose parser fails at the same byte
+    and keeps nothing."""
+
+    def __init__(self, boundary: bytes) -> None:
+        self.count, self.refusal = 0, None
+        self.field = self.value = self.disposition = b""
+        self.parser = MultipartParser(boundary, {
+            "on_part_begin": self.on_part_begin, "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished})
+
+    def feed(self, chunk: bytes) -> bytes | None:
+        if self.refusal is None and self.parser is not None:
+            try:
+                self.parser.write(chunk)
+            except MultipartParseError:
+                self.parser = None
+        return self.refusal
+
+    def on_part_begin(self) -> None:
+        self.count, self.disposition = self.count + 1, b""
+        if self.count > limits.UPLOAD_PARTS:
+            self.refusal = self.refusal or TOO_MANY_PARTS
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self.field.lower() == b"content-disposition":
+            self.disposition = self.value
+        self.field = self.value = b""
+
+    def on_headers_finished(self) -> None:
+        if b"filename" not in parse_options_header(self.disposition)[1]:
+            self.refusal = self.refusal or NOT_A_FILE
