@@ -147,6 +147,22 @@ def test_a_burst_buys_no_long_pause(monkeypatch):
     assert brisk == (200, b"901")
 
 
+def test_a_burst_buys_no_long_trickle(monkeypatch):
+    """Ahead of the average by a burst, a body must still keep the pace over every window: a 76 MiB
+    burst earned 80 minutes of one byte every 5 s, holding the upload space meanwhile."""
+    from ccnet import limits
+
+    monkeypatch.setattr(limits, "BODY_GRACE_S", 0.3)
+    monkeypatch.setattr(limits, "BODY_MIN_RATE", 1000)  # bytes a second: 5000 bytes are 5 s on average
+    inner = EchoApp()
+    trickle = call(BodyLimit(inner), [b"x" * 5000] + [b"x"] * 10, {"content-type": "application/json"},
+                   gaps_s=[0.0] + [0.2] * 10)
+    assert trickle[0] == 408 and inner.bodies == []
+    steady = call(BodyLimit(inner), [b"x" * 5000] + [b"x" * 200] * 10, {"content-type": "application/json"},
+                  gaps_s=[0.0] + [0.1] * 10)  # 2000 B/s after the burst
+    assert steady == (200, b"7000")
+
+
 def test_one_client_sends_at_most_the_published_number_of_bodies_at_once():
     """Each body may hold BODY_BYTES until it is in: 300 stalled ones from one client held 318 MiB."""
     from ccnet.limits import BODIES_PER_CLIENT

@@ -116,6 +116,16 @@ def test_folder_usage_is_rescanned_at_most_once_per_ttl_and_raised_between(tmp_p
     assert usage() == a + 500
 
 
+def test_bodies_being_received_are_the_doors_to_count_not_the_folders(tmp_path):
+    """A body Gradio is receiving lies loose in its folder while the upload door counts its bytes as
+    they arrive: counted here too, uploads in flight filled the budget at half of it."""
+    usage = FolderUsage(tmp_path, ttl_s=0, loose=tmp_path / "gradio")
+    stored = disk(put(tmp_path / "gradio" / "hash1" / "a.png", size=5000))
+    put(tmp_path / "gradio" / "tmpq1w2e3r4", size=50_000)  # a body still arriving
+    assert usage() == stored
+    assert FolderUsage(tmp_path, ttl_s=0)() > stored + 50_000  # the folder itself holds both
+
+
 def test_the_budget_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("CCNET_DISK_BUDGET_MB", "2.5")
     assert budget_bytes() == int(2.5 * 2**20)

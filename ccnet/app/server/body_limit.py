@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -62,18 +63,37 @@ async def answer(send: Send, status: int, text: bytes) -> None:
 
 class Paced:
     """A request's `receive`, dropping a body that falls behind the minimum pace: after BODY_GRACE_S
-    seconds, its bytes must keep up with BODY_MIN_RATE bytes a second since it began, and it may
-    never pause longer than BODY_GRACE_S (a burst buys no long stall). `slow` is set when it was
-    dropped; the caller then answers 408 (if it can) and the app sees a disconnect."""
+    seconds, its bytes must keep up with BODY_MIN_RATE bytes a second since it began, and with it
+    over every BODY_GRACE_S seconds after that (a burst buys no long trickle), and it may never pause
+    longer than BODY_GRACE_S. `slow` is set when it was dropped; the caller then answers 408 (if it
+    can) and the app sees a disconnect."""
+
+    SAMPLE_S = 0.1  # arrivals closer than this share one sample: at most 100 a window, whatever the chunks
 
     def __init__(self, receive: Receive) -> None:
         self._receive, self.grace_s, self.rate = receive, limits.BODY_GRACE_S, limits.BODY_MIN_RATE
         self.start, self.seen, self.slow, self.done = time.monotonic(), 0, False, False
         self.last = self.start  # when bytes last arrived
+        self.samples: deque[tuple[float, int]] = deque([(self.start, 0)])  # (when, bytes by then)
 
     def deadline(self) -> float:
-        """When the next bytes must have arrived."""
-        return min(self.start + self.grace_s + self.seen / self.rate, self.last + self.grace_s)
+        """When the next bytes must have arrived: the average since the start, the pause, and the
+        window, which falls short once the bytes that came before the sample of the first byte past
+        `seen - rate * window` are a window old."""
+        window, short_of = self.grace_s, self.seen - self.rate * self.grace_s
+        first_past = next(when for when, total in self.samples if total > short_of)
+        return min(self.start + self.grace_s + self.seen / self.rate, self.last + self.grace_s,
+                   max(self.start + self.grace_s + window, first_past + window))
+
+    def _record(self, nbytes: int) -> None:
+        now = time.monotonic()
+        self.seen, self.last = self.seen + nbytes, now
+        if now - self.samples[-1][0] < self.SAMPLE_S:
+            self.samples[-1] = (self.samples[-1][0], self.seen)
+        else:
+            self.samples.append((now, self.seen))
+        while len(self.samples) > 1 and self.samples[1][0] <= now - self.grace_s:
+            self.samples.popleft()  # out of every window still to come
 
     async def receive(self) -> Message:
         if self.slow:
@@ -86,8 +106,7 @@ class Paced:
             self.slow = True
             return {"type": "http.disconnect"}
         if message["type"] == "http.request":
-            self.seen += len(message.get("body", b""))
-            self.last = time.monotonic()
+            self._record(len(message.get("body", b"")))
             self.done = not message.get("more_body", False)
         return message
 

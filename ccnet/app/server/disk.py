@@ -89,17 +89,19 @@ def app_folder() -> AppFolder:
 
 class FolderUsage:
     """The bytes under a folder, rescanned at most once per ``ttl_s`` and raised between scans by
-    what is known to have arrived, so that checking it on every upload stays cheap."""
+    what is known to have arrived, so that checking it on every upload stays cheap. Files lying
+    directly in ``loose`` (the upload bodies Gradio is receiving) are left out: the upload door
+    counts those bytes as they arrive, and counting them here too filled the budget at half."""
 
-    def __init__(self, root: Path, ttl_s: float = 1.0) -> None:
-        self.root, self.ttl_s = Path(root), ttl_s
+    def __init__(self, root: Path, ttl_s: float = 1.0, loose: Path | None = None) -> None:
+        self.root, self.ttl_s, self.loose = Path(root), ttl_s, loose
         self._bytes, self._at = 0, float("-inf")
         self._lock = threading.Lock()
 
     def __call__(self) -> int:
         with self._lock:
             if time.monotonic() - self._at > self.ttl_s:
-                self._bytes, self._at = folder_bytes(self.root), time.monotonic()
+                self._bytes, self._at = folder_bytes(self.root, self.loose), time.monotonic()
             return self._bytes
 
     def add(self, nbytes: int) -> None:
@@ -126,12 +128,12 @@ def scan(root: Path | str) -> list[FileInfo]:
     return sorted(found, key=lambda f: f.mtime)
 
 
-def folder_bytes(root: Path | str) -> int:
-    """The disk bytes of every regular file under ``root`` (0 when it is gone; see charged_bytes):
-    ``scan`` without the sort."""
+def folder_bytes(root: Path | str, loose: Path | str | None = None) -> int:
+    """The disk bytes of every regular file under ``root`` but those directly in ``loose`` (0 when
+    it is gone; see charged_bytes): ``scan`` without the sort."""
     found: list[FileInfo] = []
     _scan_into(str(root), found)
-    return sum(f.size for f in found)
+    return sum(f.size for f in found if loose is None or os.path.dirname(f.path) != str(loose))
 
 
 def _scan_into(folder: str, found: list[FileInfo]) -> None:
@@ -173,7 +175,7 @@ class Sweeper:
         self.folder, self.budget, self.keep = folder, budget, keep
         self.registry = registry or UploadRegistry(max_age_s)
         self.every_s, self.max_age_s, self.grace_s = every_s, max_age_s, grace_s
-        self.usage = FolderUsage(folder.root)
+        self.usage = FolderUsage(folder.root, loose=folder.gradio)
         self._stop = threading.Event()
         self._soon = threading.Lock()  # held while a sweep after a failed upload is pending
         self._last_failure = float("-inf")
@@ -198,7 +200,7 @@ class Sweeper:
             if not self.registry.is_upload(info.path):
                 _delete(info, swept)
         _remove_empty_folders(self.folder, now - grace_s)
-        self.usage.set(swept.remaining)
+        self.usage.set(folder_bytes(self.folder.root, self.folder.gradio))  # what the door adds to
         return swept
 
     def soon(self, delay_s: float = FAILED_UPLOAD_SWEEP_S) -> None:
