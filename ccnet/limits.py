@@ -38,7 +38,7 @@ MAX_CLIP_SECONDS = 20  # playing time, the frames' stated durations together: pa
 
 # ---- one request ----------------------------------------------------------------------------
 BODY_BYTES = MiB  # a request body that is not an upload (the API's JSON is under 10 KiB)
-BODY_GRACE_S = 10  # any body may take this long; after it, it must keep up BODY_MIN_RATE on average
+BODY_GRACE_S = 10  # any body may take this long; after it, it must keep up BODY_MIN_RATE (and a head must be in)
 BODY_MIN_RATE = 16 << 10  # bytes a second: a slower body is dropped (408) and what it reserved released
 # ... and no body may pause longer than BODY_GRACE_S: a burst does not buy a long stall
 BODIES_PER_CLIENT = 8  # request bodies (not uploads) one client may be sending at once: each may hold BODY_BYTES
@@ -109,9 +109,10 @@ LIMITS = (
     Limit(f"a request body's pace after its first {BODY_GRACE_S} s", f"{BODY_MIN_RATE >> 10} KiB/s on average",
           "dropped (408), what it reserved released"),
     Limit("a request body's pause", f"{BODY_GRACE_S} s", "dropped (408), what it reserved released"),
+    Limit("a request's head, from its first byte", f"{BODY_GRACE_S} s", "the connection closed"),
     Limit("request bodies (not uploads) one client sends at once", str(BODIES_PER_CLIENT), "429, one line"),
     Limit("files in one upload request", str(UPLOAD_PARTS), "413 before the next part is stored"),
-    Limit("connections one address holds open (no proxy in front; behind one, the proxy's limits)",
+    Limit("connections one client (an IPv4 address, an IPv6 /64) holds open, with no proxy in front",
           str(CONNECTIONS_PER_CLIENT), "closed at once, before a byte is read"),
     Limit("uploads one client sends at once", str(OPEN_UPLOADS_PER_CLIENT), "429, one line"),
     Limit("one client's uploads on disk", f"1/{UPLOAD_SHARE} of the disk budget", "507 for that client's next"),

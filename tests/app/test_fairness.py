@@ -103,6 +103,17 @@ def test_behind_a_proxy_the_proxy_appended_address_counts_not_the_clients_own_cl
     assert sum(push(queue, r)[0] for r in spoofed) == WAITING_PER_CLIENT  # varying the left part changes nothing
 
 
+def test_an_ipv6_client_is_its_slash_64_which_one_host_holds_whole():
+    """One host gets a whole /64: counted per address, it would be 2**64 clients to every cap."""
+    host = [request(f"2001:db8:1:2::{i:x}") for i in (1, 2, 0xFFFF)]
+    assert {client_of(r, hops=0) for r in host} == {"2001:db8:1:2::/64"}
+    assert client_of(request("2001:db8:1:3::1"), hops=0) == "2001:db8:1:3::/64"  # the next /64: another client
+    assert client_of(request("10.9.9.9", "2001:db8:1:2::7"), hops=1) == "2001:db8:1:2::/64"  # behind a proxy too
+    assert client_of(request("::ffff:10.0.0.2"), hops=0) == client_of(request("10.0.0.2"), hops=0) == "10.0.0.2"
+    queue = fair_queue()
+    assert sum(push(queue, r)[0] for r in host * WAITING_PER_CLIENT) == WAITING_PER_CLIENT
+
+
 def test_an_mcp_caller_counts_as_itself_through_the_loopback_call():
     """The MCP route writes its caller's address, signed, into the vouch header; the bridge's loopback
     call (from 127.0.0.1, the caller's headers copied) then counts against that caller. A vouch

@@ -220,3 +220,30 @@ def test_one_address_holding_connections_with_trickling_heads_leaves_the_door_op
         except (OSError, AssertionError):
             assert time.monotonic() < deadline
             time.sleep(0.1)
+
+
+def test_a_request_head_that_trickles_is_closed_and_a_slow_whole_one_is_served(server, monkeypatch):
+    """A head must be in within BODY_GRACE_S of its first byte (behind a proxy too): one that
+    trickles is closed then, whoever sends it; one that pauses but comes whole in time is answered."""
+    import socket
+
+    from ccnet import limits
+
+    monkeypatch.setattr(limits, "BODY_GRACE_S", 0.5)
+    port, _, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(VICTIM, 0)) as slow:
+        slow.sendall(b"GET /config HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.3)
+        slow.sendall(b"\r\n")
+        assert slow.recv(12) == b"HTTP/1.1 200"
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(ATTACKER, 0)) as trickle:
+        started = time.monotonic()
+        trickle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(20):
+                trickle.sendall(b"X")  # a header byte now and then
+                time.sleep(0.1)
+            closed = trickle.recv(1) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            closed = True
+        assert closed and time.monotonic() - started < 3

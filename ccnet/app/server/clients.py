@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -37,8 +38,22 @@ def client_address(headers: Mapping[str, str], peer: str | None, hops: int) -> s
     if hops > 0:
         forwarded = [part.strip() for part in headers.get("x-forwarded-for", "").split(",") if part.strip()]
         if len(forwarded) >= hops:
-            return forwarded[-hops]
-    return peer or "unknown"
+            return network_of(forwarded[-hops])
+    return network_of(peer) if peer else "unknown"
+
+
+def network_of(address: str) -> str:
+    """An IPv4 address as it is; an IPv6 address as its /64, which one host holds whole (an IPv4
+    address mapped into IPv6 as the IPv4 address)."""
+    try:
+        parsed = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def client_of(request: Any, hops: int) -> str:

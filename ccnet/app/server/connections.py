@@ -1,11 +1,13 @@
-"""Connections per client: a server on the open web (no proxy in front) keeps at most
-CONNECTIONS_PER_CLIENT open from one address.
+"""Connections: a request's head must be in within BODY_GRACE_S of its first byte, and a server on
+the open web (no proxy in front) keeps at most CONNECTIONS_PER_CLIENT open from one client (an
+IPv4 address, an IPv6 /64).
 
 Why: uvicorn gives a request's head no deadline, and a header byte now and then keeps a connection
-open for ever; a client that opens thousands such held every file descriptor of the process (20,000
-here) and nobody else could connect. The body limits (body_limit) act only once a head is in. Behind
-a reverse proxy (CCNET_PROXY_HOPS or a Space) every connection comes from the proxy, whose own
-connection limits and header timeout apply instead, so there the count is off.
+open for ever; connections that did so held every file descriptor of the process (20,000 here), from
+two addresses and, once those were counted, from 316, and nobody else could connect. The body limits
+(body_limit) act only once a head is in. Behind a reverse proxy (CCNET_PROXY_HOPS or a Space) every
+connection comes from the proxy, so there the count is off (the proxy's own limits apply) and the
+deadline stays.
 
 uvicorn builds its protocol from a name in `uvicorn.config.HTTP_PROTOCOLS`, and Gradio creates the
 uvicorn config itself: `use_guarded_connections()` points the default name ("auto") at
@@ -20,18 +22,20 @@ import uvicorn.config
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from ccnet import limits
-from ccnet.app.server.clients import proxy_hops
+from ccnet.app.server.clients import network_of, proxy_hops
 
 
 class GuardedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-    """uvicorn's HTTP protocol, refusing a connection past CONNECTIONS_PER_CLIENT from its address
-    (closed at once, before any byte is read) when no proxy is in front."""
+    """uvicorn's HTTP protocol (h11's or httptools', whichever it picked), refusing a connection past
+    CONNECTIONS_PER_CLIENT from its client (closed at once, before any byte is read) when no proxy is
+    in front, and closing one whose request head takes longer than BODY_GRACE_S. A head is in when
+    uvicorn starts its request cycle (``self.cycle``, both implementations)."""
 
     open: ClassVar[dict[str, int]] = {}  # connections per address (one event loop: no lock)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self.peer, self.refused = None, False
-        address = (transport.get_extra_info("peername") or ("?",))[0]
+        self.peer, self.refused, self.head_timer = None, False, None
+        address = network_of(str((transport.get_extra_info("peername") or ("?",))[0]))
         if proxy_hops() == 0:
             if self.open.get(address, 0) >= limits.CONNECTIONS_PER_CLIENT:
                 self.refused = True
@@ -41,12 +45,30 @@ class GuardedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if not self.refused:
-            super().data_received(data)
+        if self.refused:
+            return
+        between = self.cycle is None or self.cycle.response_complete  # no request under way: a head begins
+        cycle = self.cycle
+        super().data_received(data)
+        if self.cycle is not cycle and self.cycle is not None:  # its head is in
+            self._head_done()
+        elif between and self.head_timer is None:
+            self.head_timer = asyncio.get_running_loop().call_later(limits.BODY_GRACE_S, self._head_late)
+
+    def _head_done(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_late(self) -> None:
+        self.head_timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.refused:
             return  # closed in connection_made: uvicorn never saw it
+        self._head_done()
         if self.peer is not None:
             self.open[self.peer] -= 1
             if not self.open[self.peer]:
