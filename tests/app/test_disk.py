@@ -59,7 +59,9 @@ def test_the_sweeper_deletes_old_files_and_keeps_young_and_kept_ones(folder):
     empty.mkdir()
     os.utime(empty, (NOW - 5 * MIN, NOW - 5 * MIN))
     freed, remaining = disk(old, old_result), disk(young, example)
-    swept = Sweeper(folder, budget=10**9, keep=lambda: {str(example)}).sweep(now=NOW)
+    sweeper = Sweeper(folder, budget=10**9, keep=lambda: {str(example)})
+    swept = sweeper.sweep(now=NOW)
+    assert sweeper.usage() == remaining  # what the door then starts from: the kept example counted
     assert young.exists() and example.exists()
     assert not old.exists() and not old_result.exists() and not empty.exists()
     assert (swept.files, swept.freed, swept.remaining) == (2, freed, remaining)

@@ -186,21 +186,21 @@ class Sweeper:
         grace_s = self.grace_s if grace_s is None else grace_s
         kept, loose = {os.path.realpath(p) for p in self.keep()}, str(self.folder.gradio)
         files = scan(self.folder.root)
-        swept, left = Swept(remaining=sum(f.size for f in files)), []
+        swept, left, remain = Swept(remaining=sum(f.size for f in files)), [], []
         for info in files:
             if info.path in kept:
+                remain.append(info)
                 continue
             age = now - info.mtime
             expired = age > self.max_age_s or (os.path.dirname(info.path) == loose and age > grace_s)
             if not (expired and _delete(info, swept)):
                 left.append(info)
         for info in left:  # oldest first
-            if swept.remaining <= self.budget * 3 // 4:
-                break
-            if not self.registry.is_upload(info.path):
-                _delete(info, swept)
+            if swept.remaining <= self.budget * 3 // 4 or self.registry.is_upload(info.path) \
+                    or not _delete(info, swept):
+                remain.append(info)
         _remove_empty_folders(self.folder, now - grace_s)
-        self.usage.set(folder_bytes(self.folder.root, self.folder.gradio))  # what the door adds to
+        self.usage.set(sum(f.size for f in remain if os.path.dirname(f.path) != loose))  # the door counts the rest
         return swept
 
     def soon(self, delay_s: float = FAILED_UPLOAD_SWEEP_S) -> None:
