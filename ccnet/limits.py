@@ -109,7 +109,7 @@ LIMITS = (
     Limit(f"a request body's pace after its first {BODY_GRACE_S} s", f"{BODY_MIN_RATE >> 10} KiB/s on average",
           "dropped (408), what it reserved released"),
     Limit("a request body's pause", f"{BODY_GRACE_S} s", "dropped (408), what it reserved released"),
-    Limit("a request's head, from its first byte", f"{BODY_GRACE_S} s", "the connection closed"),
+    Limit("a request's head, from the connection's opening", f"{BODY_GRACE_S} s", "the connection closed"),
     Limit("request bodies (not uploads) one client sends at once", str(BODIES_PER_CLIENT), "429, one line"),
     Limit("files in one upload request", str(UPLOAD_PARTS), "413 before the next part is stored"),
     Limit("connections one client (an IPv4 address, an IPv6 /64) holds open, with no proxy in front",

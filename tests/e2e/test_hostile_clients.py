@@ -223,8 +223,9 @@ def test_one_address_holding_connections_with_trickling_heads_leaves_the_door_op
 
 
 def test_a_request_head_that_trickles_is_closed_and_a_slow_whole_one_is_served(server, monkeypatch):
-    """A head must be in within BODY_GRACE_S of its first byte (behind a proxy too): one that
-    trickles is closed then, whoever sends it; one that pauses but comes whole in time is answered."""
+    """A head must be in within BODY_GRACE_S of the connection's opening (behind a proxy too): one
+    that trickles, or a connection that sends nothing, is closed then, whoever holds it; a head that
+    pauses but comes whole in time is answered."""
     import socket
 
     from ccnet import limits
@@ -245,5 +246,12 @@ def test_a_request_head_that_trickles_is_closed_and_a_slow_whole_one_is_served(s
                 time.sleep(0.1)
             closed = trickle.recv(1) == b""
         except (ConnectionResetError, BrokenPipeError):
+            closed = True
+        assert closed and time.monotonic() - started < 3
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(ATTACKER, 0)) as silent:
+        started = time.monotonic()
+        try:
+            closed = silent.recv(1) == b""  # it sends nothing at all
+        except ConnectionResetError:
             closed = True
         assert closed and time.monotonic() - started < 3

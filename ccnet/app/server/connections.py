@@ -1,6 +1,6 @@
-"""Connections: a request's head must be in within BODY_GRACE_S of its first byte, and a server on
-the open web (no proxy in front) keeps at most CONNECTIONS_PER_CLIENT open from one client (an
-IPv4 address, an IPv6 /64).
+"""Connections: a request's head must be in within BODY_GRACE_S of the connection's opening (or of
+its first byte after a response), and a server on the open web (no proxy in front) keeps at most
+CONNECTIONS_PER_CLIENT open from one client (an IPv4 address, an IPv6 /64).
 
 Why: uvicorn gives a request's head no deadline, and a header byte now and then keeps a connection
 open for ever; connections that did so held every file descriptor of the process (20,000 here), from
@@ -43,6 +43,7 @@ class GuardedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
                 return
             self.peer, self.open[address] = address, self.open.get(address, 0) + 1
         super().connection_made(transport)
+        self._head_due()  # a connection that never sends a byte is held as long as one that trickles
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
@@ -52,7 +53,12 @@ class GuardedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         super().data_received(data)
         if self.cycle is not cycle and self.cycle is not None:  # its head is in
             self._head_done()
-        elif between and self.head_timer is None:
+        elif between:
+            self._head_due()
+
+    def _head_due(self) -> None:
+        """A head must be in within BODY_GRACE_S from now (unless one is already due sooner)."""
+        if self.head_timer is None:
             self.head_timer = asyncio.get_running_loop().call_later(limits.BODY_GRACE_S, self._head_late)
 
     def _head_done(self) -> None:
