@@ -54,6 +54,7 @@ SESSIONS = 256  # visitor sessions whose state the server keeps (the oldest go f
 SESSION_STATE_BYTES = 16 << 10  # what one session's state may hold (the page's maps are fetched, not kept)
 DISK_BUDGET_MB = 1024  # the app's files (uploads, results), default of CCNET_DISK_BUDGET_MB
 UPLOAD_MAX_AGE_S = 3600  # an upload not used for this long is deleted (so are result files this old)
+BRIDGE_UPLOAD_S = 120  # the same for an image Gradio's MCP bridge uploads for one tool call, on an account of its own
 UPLOAD_SHARE = 4  # one client's uploads may take at most 1/UPLOAD_SHARE of the disk budget
 OPEN_UPLOADS_PER_CLIENT = 2  # uploads one client may be sending at once
 LINKS = 512  # upload links (keys) the server answers; each expires with its upload
@@ -125,6 +126,8 @@ LIMITS = (
           "507 for the next upload"),
     Limit("an upload's life after its last use", f"{UPLOAD_MAX_AGE_S // 60} minutes",
           "deleted with its analyses; its link says it expired"),
+    Limit("an image the MCP bridge uploads for a tool call, unused", f"{BRIDGE_UPLOAD_S} s",
+          "deleted (the bridge's uploads have an account of their own)"),
     Limit("upload links the server answers", str(LINKS), "the least recently used expires"),
     Limit("upload links one client holds", str(LINKS_PER_CLIENT), "that client's least recently used expires"),
     Limit("network results kept for clicks (all visitors)", f"{ANALYSES} analyses, {_mib(ANALYSES_BYTES)}",

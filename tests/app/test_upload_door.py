@@ -220,3 +220,44 @@ def test_an_upload_naming_two_content_types_is_refused():
     request["headers"].append((b"content-type", b"multipart/form-data; boundary=z"))
     asyncio.run(door(request, receive, send))
     assert sent[0]["status"] == 400 and app.stored == [] and door.open == {}
+
+
+def test_the_mcp_bridges_uploads_have_an_account_and_a_life_of_their_own(tmp_path):
+    """Gradio's MCP bridge uploads a tool call's image from loopback without the caller's address:
+    counted as loopback's, 30 calls under a 64 MiB budget locked every MCP caller out for an hour.
+    Its uploads get their own account and live BRIDGE_UPLOAD_S unused; the same marks from another
+    address, or behind a proxy's address, are an ordinary client's."""
+    from ccnet.app.server.clients import bridge_upload
+    from ccnet.app.server.registry import BRIDGE
+    from ccnet.limits import BRIDGE_UPLOAD_S
+
+    def marked(host: str, *extra: tuple[bytes, bytes]) -> dict:
+        request = scope(host, None)
+        request["headers"] += [(b"x-gradio-user", b"mcp"), *extra]
+        return request
+
+    assert bridge_upload(marked("127.0.0.1")) and bridge_upload(marked("::1"))
+    assert not bridge_upload(marked("203.0.113.9")) and not bridge_upload(scope("127.0.0.1", None))
+    assert not bridge_upload(marked("127.0.0.1", (b"x-forwarded-for", b"203.0.113.9")))
+    registry = UploadRegistry()
+    door, app = door_for(tmp_path, registry)
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(door(marked("127.0.0.1"), receive, send))
+    assert sent[0]["status"] == 200 and registry.client_bytes(BRIDGE) > 0 == registry.client_bytes("127.0.0.1")
+    bridged, visitor = tmp_path / "upload0.bin", tmp_path / "visitor" / "photo.png"
+    visitor.parent.mkdir()
+    visitor.write_bytes(b"v" * 1000)
+    registry.record([str(visitor)], "10.0.0.2")
+    for path in (bridged, visitor):
+        os.utime(path, (time.time() - BRIDGE_UPLOAD_S - 5, time.time() - BRIDGE_UPLOAD_S - 5))
+    assert registry.client_bytes(BRIDGE) == 0 and registry.client_bytes("10.0.0.2") > 0
+    folder = AppFolder(tmp_path)
+    Sweeper(folder, budget=10**9, registry=registry).sweep()
+    assert not bridged.exists() and visitor.exists()

@@ -56,6 +56,20 @@ def network_of(address: str) -> str:
     return str(parsed)
 
 
+def bridge_upload(scope: MutableMapping[str, Any]) -> bool:
+    """An upload by Gradio's MCP bridge: its own client, on loopback, with no proxy's address (an
+    outside request behind a proxy always has one) and marked as the bridge marks it. The bridge
+    uploads a tool call's image without the caller's address, so its uploads get an account of
+    their own (registry.BRIDGE), and a short life, instead of counting against loopback's share."""
+    headers = _headers(scope.get("headers") or ())
+    peer = (scope.get("client") or (None,))[0]
+    try:
+        loopback = peer is not None and ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        loopback = False
+    return loopback and "x-forwarded-for" not in headers and headers.get("x-gradio-user") == "mcp"
+
+
 def client_of(request: Any, hops: int) -> str:
     """The client of a Starlette or Gradio request (None: unknown)."""
     if request is None:

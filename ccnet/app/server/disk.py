@@ -192,7 +192,8 @@ class Sweeper:
                 remain.append(info)
                 continue
             age = now - info.mtime
-            expired = age > self.max_age_s or (os.path.dirname(info.path) == loose and age > grace_s)
+            life = min(self.max_age_s, self.registry.life_s(info.path))  # the MCP bridge's uploads: shorter
+            expired = age > life or (os.path.dirname(info.path) == loose and age > grace_s)
             if not (expired and _delete(info, swept)):
                 left.append(info)
         for info in left:  # oldest first

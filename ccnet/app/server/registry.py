@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from ccnet import limits
 
 FOLDER_BYTES = 4096  # the folder Gradio makes for each upload (a block), charged with its file
+BRIDGE = "mcp-bridge"  # the account of the images Gradio's MCP bridge uploads (ccnet.app.server.clients)
 
 
 def charged_bytes(status: os.stat_result) -> int:
@@ -36,6 +37,13 @@ class UploadRegistry:
     def is_upload(self, path: str) -> bool:
         return os.path.realpath(path) in self._owners
 
+    def life_s(self, path: str) -> float:
+        """How long an upload lives unused: BRIDGE_UPLOAD_S for the MCP bridge's, else ``max_age_s``."""
+        return self._life(self._owners.get(os.path.realpath(path)))
+
+    def _life(self, owner: str | None) -> float:
+        return min(self.max_age_s, limits.BRIDGE_UPLOAD_S) if owner == BRIDGE else self.max_age_s
+
     def client_bytes(self, client: str) -> int:
         """The bytes of this client's uploads still on disk and alive."""
         return sum(size for owner, size in self._live() if owner == client)
@@ -50,7 +58,7 @@ class UploadRegistry:
             except OSError:
                 gone.append(path)
                 continue
-            if now - status.st_mtime <= self.max_age_s:
+            if now - status.st_mtime <= self._life(owner):
                 alive.append((owner, charged_bytes(status)))
         with self._lock:
             for path in gone:

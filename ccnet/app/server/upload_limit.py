@@ -25,8 +25,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ccnet import limits
 from ccnet.app.server.body_limit import ASGIApp, Message, Receive, Send, answer, declared_length, header, is_upload
-from ccnet.app.server.clients import client_of_scope, proxy_hops
-from ccnet.app.server.registry import UploadRegistry
+from ccnet.app.server.clients import bridge_upload, client_of_scope, proxy_hops
+from ccnet.app.server.registry import BRIDGE, UploadRegistry
 
 FULL = b"The server's upload space is full; please try again in a minute.\n"
 SHARE_FULL = (f"Your uploads use your share of the server's upload space; they expire "
@@ -82,7 +82,7 @@ class UploadLimit:
         if not is_upload(scope):
             await self.app(scope, receive, send)
             return
-        client = client_of_scope(scope, self.hops)
+        client = BRIDGE if bridge_upload(scope) else client_of_scope(scope, self.hops)
         if self.open.get(client, 0) >= limits.OPEN_UPLOADS_PER_CLIENT:
             await answer(send, 429, TOO_MANY_OPEN)
             return
