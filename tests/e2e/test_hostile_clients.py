@@ -3,6 +3,7 @@ client's flood of unread requests does not lock another out, a body of tens of M
 before it is read, and sessionless calls by the hundred leave a bounded number of sessions."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -255,3 +256,20 @@ def test_a_request_head_that_trickles_is_closed_and_a_slow_whole_one_is_served(s
         except ConnectionResetError:
             closed = True
         assert closed and time.monotonic() - started < 3
+
+
+def test_a_chunked_request_body_is_refused_before_its_chunks_are_parsed(server):
+    """The HTTP parser pays for every chunk before any body limit sees it: a stream of 1-byte chunks
+    to a route that never reads its body held the event loop (a visitor waited 7 s). Bodies must state
+    their length; a chunked one is answered 411 and its connection closed, and others are served."""
+    import socket
+
+    port, _, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(ATTACKER, 0)) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1\r\na\r\n" * 1000)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(4096):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 411") and answer.endswith(b"chunked bodies are not read.\n")
+    assert '"version"' in hostile.get(port, "/config", source=VICTIM)

@@ -1,6 +1,7 @@
 """Connections: a request's head must be in within BODY_GRACE_S of the connection's opening (or of
-its first byte after a response), and a server on the open web (no proxy in front) keeps at most
-CONNECTIONS_PER_CLIENT open from one client (an IPv4 address, an IPv6 /64).
+its first byte after a response), a request body must state its length (chunked: 411), and a
+server on the open web (no proxy in front) keeps at most CONNECTIONS_PER_CLIENT open from one
+client (an IPv4 address, an IPv6 /64).
 
 Why: uvicorn gives a request's head no deadline, and a header byte now and then keeps a connection
 open for ever; connections that did so held every file descriptor of the process (20,000 here), from
@@ -24,12 +25,18 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from ccnet import limits
 from ccnet.app.server.clients import network_of, proxy_hops
 
+_REFUSAL = b"A request body must state its length (Content-Length); chunked bodies are not read.\n"
+LENGTH_REQUIRED = (b"HTTP/1.1 411 Length Required\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                   b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_REFUSAL), _REFUSAL))
+
 
 class GuardedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
     """uvicorn's HTTP protocol (h11's or httptools', whichever it picked), refusing a connection past
     CONNECTIONS_PER_CLIENT from its client (closed at once, before any byte is read) when no proxy is
-    in front, and closing one whose request head takes longer than BODY_GRACE_S. A head is in when
-    uvicorn starts its request cycle (``self.cycle``, both implementations)."""
+    in front, closing one whose request head takes longer than BODY_GRACE_S, and answering 411 to a
+    chunked request body (its parser pays for every chunk, 1-byte chunks included, before any limit
+    on bodies sees them: 8 such connections held the event loop and a visitor waited 7 s). A head is
+    in when uvicorn starts its request cycle (``self.cycle``, both implementations)."""
 
     open: ClassVar[dict[str, int]] = {}  # connections per address (one event loop: no lock)
 
@@ -53,6 +60,10 @@ class GuardedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         super().data_received(data)
         if self.cycle is not cycle and self.cycle is not None:  # its head is in
             self._head_done()
+            if any(name == b"transfer-encoding" and b"chunked" in value.lower()
+                   for name, value in self.cycle.scope["headers"]):
+                self.transport.write(LENGTH_REQUIRED)  # before the app has run: nothing else was written
+                self.transport.close()
         elif between:
             self._head_due()
 
