@@ -21,6 +21,18 @@ from tools.ports import free_port
 ATTACKER, VICTIM = "127.0.0.2", "127.0.0.3"
 
 
+def closed_by_server(sock, trickle: bytes = b"", tries: int = 0) -> bool:
+    """Whether the server closed the connection (its end, or a reset with unread bytes in its
+    buffer), after sending ``trickle`` every 0.1 s ``tries`` times."""
+    try:
+        for _ in range(tries):
+            sock.sendall(trickle)
+            time.sleep(0.1)
+        return sock.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """(port, demo, image path on the server): the app with a cost measurement slowed to 0.3 s, so
@@ -200,13 +212,8 @@ def test_one_address_holding_connections_with_trickling_heads_leaves_the_door_op
     try:
         time.sleep(0.3)
         assert all(sock.fileno() >= 0 for sock in held)
-        extra = trickling()
-        try:
-            assert extra.recv(1) == b""  # closed by the server before it read a byte
-        except ConnectionResetError:
-            pass  # closed with the unread head in its buffer: reset
-        finally:
-            extra.close()
+        with trickling() as extra:
+            assert closed_by_server(extra)  # before it read a byte
         started = time.monotonic()
         assert '"version"' in hostile.get(port, "/config", source=VICTIM)
         assert time.monotonic() - started < 5
@@ -241,21 +248,11 @@ def test_a_request_head_that_trickles_is_closed_and_a_slow_whole_one_is_served(s
     with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(ATTACKER, 0)) as trickle:
         started = time.monotonic()
         trickle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
-        try:
-            for _ in range(20):
-                trickle.sendall(b"X")  # a header byte now and then
-                time.sleep(0.1)
-            closed = trickle.recv(1) == b""
-        except (ConnectionResetError, BrokenPipeError):
-            closed = True
-        assert closed and time.monotonic() - started < 3
+        assert closed_by_server(trickle, b"X", tries=20)  # a header byte now and then
+        assert time.monotonic() - started < 3
     with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(ATTACKER, 0)) as silent:
         started = time.monotonic()
-        try:
-            closed = silent.recv(1) == b""  # it sends nothing at all
-        except ConnectionResetError:
-            closed = True
-        assert closed and time.monotonic() - started < 3
+        assert closed_by_server(silent) and time.monotonic() - started < 3  # it sends nothing at all
 
 
 def test_a_chunked_request_body_is_refused_before_its_chunks_are_parsed(server):

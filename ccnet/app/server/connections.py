@@ -23,6 +23,7 @@ import uvicorn.config
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from ccnet import limits
+from ccnet.app.server.body_limit import header
 from ccnet.app.server.clients import network_of, proxy_hops
 
 _REFUSAL = b"A request body must state its length (Content-Length); chunked bodies are not read.\n"
@@ -39,11 +40,12 @@ class GuardedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
     in when uvicorn starts its request cycle (``self.cycle``, both implementations)."""
 
     open: ClassVar[dict[str, int]] = {}  # connections per address (one event loop: no lock)
+    counting: ClassVar[bool] = True  # no proxy in front (set once, by use_guarded_connections)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.peer, self.refused, self.head_timer = None, False, None
         address = network_of(str((transport.get_extra_info("peername") or ("?",))[0]))
-        if proxy_hops() == 0:
+        if self.counting:
             if self.open.get(address, 0) >= limits.CONNECTIONS_PER_CLIENT:
                 self.refused = True
                 transport.close()
@@ -60,8 +62,7 @@ class GuardedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         super().data_received(data)
         if self.cycle is not cycle and self.cycle is not None:  # its head is in
             self._head_done()
-            if any(name == b"transfer-encoding" and b"chunked" in value.lower()
-                   for name, value in self.cycle.scope["headers"]):
+            if b"chunked" in header(self.cycle.scope, b"transfer-encoding").lower():
                 self.transport.write(LENGTH_REQUIRED)  # before the app has run: nothing else was written
                 self.transport.close()
         elif between:
@@ -94,6 +95,8 @@ class GuardedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
 
 
 def use_guarded_connections() -> None:
-    """Make uvicorn's default HTTP protocol GuardedHTTP in this process (see the module's docstring)."""
+    """Make uvicorn's default HTTP protocol GuardedHTTP in this process (see the module's docstring);
+    whether a proxy stands in front is read here, once, not on every connection."""
+    GuardedHTTP.counting = proxy_hops() == 0
     uvicorn.config.HTTP_PROTOCOLS["auto"] = f"{__name__}:GuardedHTTP"
 

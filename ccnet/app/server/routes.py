@@ -15,10 +15,9 @@ from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
 
-from ccnet.app.server.body_limit import ASGIApp, Receive, Send, answer
+from ccnet.app.server.body_limit import UPLOAD_PATHS, ASGIApp, Receive, Send, answer
 
 PROGRESS_PATHS = ("/gradio_api/upload_progress", "/upload_progress")
-UPLOAD_PATHS = ("/gradio_api/upload", "/upload")
 FILE_PREFIXES = ("/gradio_api/file=", "/file=")
 NO_PROGRESS = b"Upload progress is not offered by this server.\n"
 NO_URL = b"This server fetches no URL.\n"
