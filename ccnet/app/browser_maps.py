@@ -154,7 +154,7 @@ def page_data(heads: dict[str, Analysis], own: str, classes: tuple[str, ...],
 def reach_text(kind: str, steps: int) -> str:
     """What a head's attention can reach from one cell, in a few words."""
     if kind == "none":
-        return "no attention: its neighbourhood only"
+        return "its neighbourhood only"
     if kind == "non-local":
         return "every cell in one step"
     return "its row and column only" if steps == 1 else f"the whole image in {steps} steps"
