@@ -77,13 +77,17 @@ def _no_network_reached():
 # Listed heaviest first (their share of a run, docs/development.md): the tests run in this order, so the
 # parallel workers take the long rooms first and the ~1,100 quick tests even out their ends.
 SLOW = ("tests/inference/test_export.py", "tests/tools/test_stage_bench.py", "tests/nn/test_attention3d_export.py",
-        "tests/e2e/test_browser.py", "tests/e2e/test_first_screen.py", "tests/experiments/test_distributed.py",
+        "tests/e2e/test_browser.py", "tests/e2e/test_first_screen.py", "tests/e2e/test_video_viewer.py",
+        "tests/experiments/test_distributed.py",
         "tests/experiments/test_train.py", "tests/app/test_disk.py", "tests/e2e/test_app_api.py",
-        "tests/e2e/test_hostile_clients.py", "tests/e2e/test_video_viewer.py", "tests/app/test_allocator.py",
+        "tests/e2e/test_hostile_clients.py", "tests/app/test_allocator.py",
         "tests/inference/test_metadata.py", "tests/inference/test_decode_budget.py",
         "tests/experiments/test_video_train.py", "tests/inference/test_reduced_decoding.py",
         "tests/app/test_zerogpu.py", "tests/e2e/")
 CHEAP_SHARED = {"checkpoint", "picture"}  # module fixtures cheap enough to build on every worker
+# Fixtures too costly to build on both workers (tests/e2e/conftest.py: the room of the served app and
+# its browser): the tests that use one run on one worker, one after another, in a group named after it.
+SHARED_ROOMS = ("live_app",)
 # Modules whose tests trace ONNX graphs run on one worker: a process's first export pays about 2 s of the
 # exporter's set-up (its op registry, onnxscript's imports) that later ones do not.
 ONNX_EXPORTS = ("tests/inference/test_export.py", "tests/nn/test_attention3d_export.py",
@@ -92,16 +96,19 @@ ONNX_EXPORTS = ("tests/inference/test_export.py", "tests/nn/test_attention3d_exp
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Mark the quick subset; keep the tests of a module that share an expensive module-scoped fixture
-    (a served app, a browser, an export, a training run) on one parallel worker, so it is built once."""
+    """Mark the quick subset; keep the tests that share an expensive fixture (a served app and its
+    browser, an export, a training run) on one parallel worker, so that it is built once."""
     items.sort(key=_room_rank)  # stable: a module's tests keep their order
     for item in items:
         path = item.nodeid.split("::")[0]
         if not path.startswith(SLOW):
             item.add_marker(pytest.mark.quick)
         definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        room = next((name for name in SHARED_ROOMS if name in getattr(item, "fixturenames", ())), None)
         if path in ONNX_EXPORTS:
             item.add_marker(pytest.mark.xdist_group("onnx-exports"))
+        elif room:
+            item.add_marker(pytest.mark.xdist_group(room))
         elif any(defs[-1].scope == "module" for name, defs in definitions.items() if name not in CHEAP_SHARED):
             item.add_marker(pytest.mark.xdist_group(path))
 

@@ -53,32 +53,6 @@ def _importable(name: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def live_app(tmp_path_factory):
-    """(url, explorer): the app on the embedded model, launched in-process on loopback."""
-    _require_browser()
-    from ccnet.app.explorer import Explorer
-    from ccnet.app.exports import Exports
-    from ccnet.app.ui import build_app, launch_options
-
-    port = free_port()
-    explorer = Explorer("default", device="cpu")
-    demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")))
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
-    yield f"http://127.0.0.1:{port}/", explorer
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser(live_app):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 def open_page(browser, **context):
     """A page whose requests to anything but loopback fail (see CHROMIUM_ARGS) and are recorded in
     page.blocked. They are recorded by listening, not by routing: Playwright's routing turns the HTTP
@@ -90,13 +64,71 @@ def open_page(browser, **context):
     return page
 
 
-@pytest.fixture(scope="module")
-def desktop_page(browser):
-    """One 1400x900 page per module: every test navigates it afresh, and reusing it spares a renderer
-    start and a cold load of the app's scripts (about 1 s a test)."""
-    page = open_page(browser)
-    yield page
-    page.context.close()
+class Room:
+    """The served app (embedded model, in this process, on loopback), Chromium and one 1400x900 page,
+    shared by the browser tests that run one after another (tests/conftest.py keeps them on one worker):
+    built for the first, closed after the last. Reusing the page spares a renderer start and a cold
+    load of the app's scripts; reusing the app, its build and its first analysis (about 4 CPU-s in all).
+    Closed before any other test runs: Playwright's event loop would stand in the way of asyncio.run."""
+
+    def __init__(self) -> None:
+        self.app = self.demo = self.playwright = self.chromium = self.page = None
+
+    def open(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        if self.app:
+            return
+        _require_browser()
+        from playwright.sync_api import sync_playwright
+
+        from ccnet.app.explorer import Explorer
+        from ccnet.app.exports import Exports
+        from ccnet.app.ui import build_app, launch_options
+
+        port, explorer = free_port(), Explorer("default", device="cpu")
+        self.demo = build_app(explorer, Exports(tmp_path_factory.mktemp("exports")))
+        self.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                         **launch_options())
+        self.app = f"http://127.0.0.1:{port}/", explorer
+        self.playwright = sync_playwright().start()
+        self.chromium = self.playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        self.page = open_page(self.chromium)
+
+    def close(self) -> None:
+        if self.playwright:
+            self.chromium.close()
+            self.playwright.stop()
+        if self.demo:
+            self.demo.close()
+        self.app = self.demo = self.playwright = self.chromium = self.page = None
+
+
+ROOM = Room()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Close the room once the next test does not use it (or there is none)."""
+    yield
+    if ROOM.app and (nextitem is None or "live_app" not in getattr(nextitem, "fixturenames", ())):
+        ROOM.close()
+
+
+@pytest.fixture()
+def live_app(tmp_path_factory):
+    """(url, explorer): the room's app; each test opens its own session in it."""
+    ROOM.open(tmp_path_factory)
+    return ROOM.app
+
+
+@pytest.fixture()
+def browser(live_app):
+    """The room's Chromium, for a test that opens a page of its own (a phone's, a second visitor's)."""
+    return ROOM.chromium
+
+
+@pytest.fixture()
+def desktop_page(live_app):
+    return ROOM.page
 
 
 @pytest.fixture()
