@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,6 +123,16 @@ def test_the_public_api():
          "explain_pixel", "load_video_model", "VideoPredictor", "decode_clip", "explain_clip_pixel"])
     for name in ccnet.__all__:
         assert getattr(ccnet, name).__module__.startswith("ccnet.")
+    assert set(dir(ccnet)) >= set(ccnet.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        ccnet.nothing  # noqa: B018
+
+
+def test_the_limits_and_the_image_decoder_load_without_torch():
+    """The public names load on first use, so a process that only decodes images does not pay for torch."""
+    code = "import sys, ccnet.limits, ccnet.inference.images; print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == "False", run.stderr[-2000:]
 
 
 def test_the_readme_python_example_runs_with_the_public_api_only(monkeypatch):
