@@ -129,3 +129,12 @@ def pytest_collection_finish(session):
     gc.freeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, 100)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    """At a test process's end, one full pass reaches what the tests left (pytest still reports what
+    their finalisers raise), and the survivors are frozen: pytest's five passes after this hook and the
+    interpreter's at exit then walk nothing twice. They took 2 s of each worker's last 4.6 s."""
+    gc.collect()
+    gc.freeze()
