@@ -77,7 +77,7 @@ def _no_network_reached():
 # Listed heaviest first (their share of a run, docs/development.md): the tests run in this order, so the
 # parallel workers take the long rooms first and the ~1,100 quick tests even out their ends.
 SLOW = ("tests/inference/test_export.py", "tests/tools/test_stage_bench.py", "tests/nn/test_attention3d_export.py",
-        "tests/e2e/test_browser.py", "tests/e2e/test_first_screen.py", "tests/e2e/test_video_viewer.py",
+        "tests/e2e/test_first_screen.py", "tests/e2e/test_browser.py", "tests/e2e/test_video_viewer.py",
         "tests/experiments/test_distributed.py",
         "tests/experiments/test_train.py", "tests/app/test_disk.py", "tests/e2e/test_app_api.py",
         "tests/e2e/test_hostile_clients.py", "tests/app/test_allocator.py",

@@ -73,6 +73,7 @@ class Room:
 
     def __init__(self) -> None:
         self.app = self.demo = self.playwright = self.chromium = self.page = None
+        self.on_first_screen = False  # the page as a reader left it (the `first_screen` fixture)
 
     def open(self, tmp_path_factory: pytest.TempPathFactory) -> None:
         if self.app:
@@ -100,6 +101,7 @@ class Room:
         if self.demo:
             self.demo.close()
         self.app = self.demo = self.playwright = self.chromium = self.page = None
+        self.on_first_screen = False
 
 
 ROOM = Room()
@@ -133,7 +135,37 @@ def desktop_page(live_app):
 
 @pytest.fixture()
 def page(desktop_page):
+    """The room's page for a test that navigates and changes it; it is left on a blank page after."""
+    ROOM.on_first_screen = False
     desktop_page.blocked.clear()
     yield desktop_page
     desktop_page.goto("about:blank")  # ends what the test left running (its session's stream, a pending call)
     assert desktop_page.blocked == [], f"the page tried to reach: {desktop_page.blocked}"  # unload's included
+
+
+@pytest.fixture()
+def first_screen(desktop_page, live_app):
+    """The room's page on the app's first screen (its plain link: the first example, a car pixel
+    pinned), for a test that only reads it: loaded for the first such test after any other, and kept
+    for the readers that follow, which leave it as they found it (the scroll is put back here)."""
+    from ccnet.app.ui.common import FIRST_PIXEL
+
+    if not ROOM.on_first_screen:
+        desktop_page.goto(live_app[0])
+        wait_viewer(desktop_page)
+        wait_pinned(desktop_page, *FIRST_PIXEL)
+        ROOM.on_first_screen = True
+    desktop_page.evaluate("window.scrollTo(0, 0)")
+    desktop_page.blocked.clear()
+    yield desktop_page
+    assert desktop_page.blocked == [], f"the page tried to reach: {desktop_page.blocked}"
+
+
+def wait_viewer(page, timeout: float = 120_000) -> None:
+    page.wait_for_function("() => window.__ccnetViewer && window.__ccnetViewer.state.cell", timeout=timeout)
+
+
+def wait_pinned(page, x: int, y: int) -> str:
+    page.wait_for_function("(p) => document.querySelector('#pixel-info')?.innerText.includes(p)",
+                           arg=f"pixel ({x}, {y})", timeout=60_000)
+    return page.locator("#pixel-info").inner_text()

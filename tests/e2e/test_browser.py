@@ -15,16 +15,12 @@ from ccnet.app.browser_maps import dequantise, error_bound, quantise
 from ccnet.app.ui.common import FIRST_PIXEL
 from ccnet.inference.geometry import cell_of
 from ccnet.project import DEMOS, ROOT
-from tests.e2e.conftest import open_page
+from tests.e2e.conftest import open_page, wait_pinned, wait_viewer
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated).*")]
 FIRST = DEMOS / "street_seed1_car.png"
 PHOTOS = ROOT / "tests" / "data" / "photos"
-
-
-def wait_viewer(page, timeout: float = 120_000) -> None:
-    page.wait_for_function("() => window.__ccnetViewer && window.__ccnetViewer.state.cell", timeout=timeout)
 
 
 def state(page, name: str):
@@ -42,12 +38,6 @@ def point(page, panel: str, x: int, y: int) -> tuple[float, float]:
     return box["x"] + (x + 0.5) * box["width"] / width, box["y"] + (y + 0.5) * box["height"] / height
 
 
-def wait_pinned(page, x: int, y: int) -> str:
-    page.wait_for_function("(p) => document.querySelector('#pixel-info')?.innerText.includes(p)",
-                           arg=f"pixel ({x}, {y})", timeout=60_000)
-    return page.locator("#pixel-info").inner_text()
-
-
 def status(page) -> str:
     """The status line's text (without the progress tracker Gradio lays over it)."""
     return page.locator("#status span.md").inner_text()
@@ -60,10 +50,8 @@ def shot(page, name: str) -> None:
         page.screenshot(path=str(Path(folder) / f"{name}.png"))
 
 
-def test_the_first_screen_shows_a_car_pixel_pinned_with_its_cross(page, live_app):
-    url, _ = live_app
-    page.goto(url)
-    wait_viewer(page)
+def test_the_first_screen_shows_a_car_pixel_pinned_with_its_cross(first_screen):
+    page = first_screen
     assert "car" in wait_pinned(page, *FIRST_PIXEL)
     query = parse_qs(urlparse(page.url).query)
     assert query["example"] == [FIRST.name] and query["x"] == [str(FIRST_PIXEL[0])]
@@ -80,10 +68,8 @@ def test_the_first_screen_shows_a_car_pixel_pinned_with_its_cross(page, live_app
     shot(page, "first-screen-1400x900")
 
 
-def test_the_browser_maps_equal_the_servers_within_the_stated_bound(page, live_app):
-    url, explorer = live_app
-    page.goto(url)
-    wait_viewer(page)
+def test_the_browser_maps_equal_the_servers_within_the_stated_bound(first_screen, live_app):
+    page, (_, explorer) = first_screen, live_app
     analysis = explorer.analyse(str(FIRST))
     first, second = (a.numpy() for a in analysis.attention)
     (codes1, scales1), (_, scales2) = quantise(first), quantise(second)
@@ -116,6 +102,20 @@ def _centre(r: int, c: int, analysis) -> tuple[int, int]:
     from ccnet.inference.geometry import cell_centre
 
     return cell_centre(int(r), int(c), analysis.grid, analysis.size)
+
+
+def test_the_guard_fails_and_records_every_request_to_another_host(first_screen):
+    """What the page fixtures rely on: a request by name, by address or to a look-alike of loopback,
+    from the app's own page, fails at once at the dead proxy and is recorded."""
+    page, failures = first_screen, []
+    page.on("requestfailed", record := lambda request: failures.append(request.failure))
+    outside = ["http://example.com/x.js", "http://203.0.113.7/x.png", "http://127.0.0.1.nip.io/x"]
+    failed = page.evaluate("""urls => Promise.all(urls.map(u => fetch(u, {mode: 'no-cors'}).then(
+        () => 'reached', () => 'failed')))""", outside)
+    assert failed == ["failed"] * 3 and sorted(page.blocked) == sorted(outside)
+    assert failures == ["net::ERR_PROXY_CONNECTION_FAILED"] * 3, failures
+    page.remove_listener("requestfailed", record)
+    page.blocked.clear()
 
 
 def test_hover_arrow_keys_and_pinning(page, live_app):
@@ -185,21 +185,6 @@ def test_a_link_restores_the_image_pixel_view_and_display(page, live_app, tmp_pa
         assert state(other, "value.key") == parse_qs(urlparse(link).query)["key"][0]
     finally:
         other.context.close()
-
-
-def test_the_guard_fails_and_records_every_request_to_another_host(page, live_app):
-    """What the page fixture relies on: a request by name, by address or to a look-alike of loopback,
-    from the app's own page, fails at once at the dead proxy and is recorded."""
-    url, _ = live_app
-    page.goto(url)
-    failures = []
-    page.on("requestfailed", lambda request: failures.append(request.failure))
-    outside = ["http://example.com/x.js", "http://203.0.113.7/x.png", "http://127.0.0.1.nip.io/x"]
-    failed = page.evaluate("""urls => Promise.all(urls.map(u => fetch(u, {mode: 'no-cors'}).then(
-        () => 'reached', () => 'failed')))""", outside)
-    assert failed == ["failed"] * 3 and sorted(page.blocked) == sorted(outside)
-    assert failures == ["net::ERR_PROXY_CONNECTION_FAILED"] * 3, failures
-    page.blocked.clear()
 
 
 def test_a_bad_link_is_one_line_in_the_status(page, live_app):

@@ -16,8 +16,8 @@ from ccnet.app.present import family_scores
 from ccnet.app.ui.common import FIRST_PIXEL
 from ccnet.nn.attention_maps import dense_matrix
 from ccnet.project import DEMOS
-from tests.e2e.conftest import open_page
-from tests.e2e.test_browser import choose_head, point, shot, state, status, wait_pinned, wait_viewer
+from tests.e2e.conftest import open_page, wait_pinned, wait_viewer
+from tests.e2e.test_browser import choose_head, point, shot, state, status
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated).*")]
@@ -33,55 +33,6 @@ def head_cards(page) -> dict:
     return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.ccv-head')].map(card => [
         card.querySelector('.ccv-head-title b').textContent,
         [card.querySelector('.ccv-head-class').textContent, card.querySelector('.ccv-head-why').textContent]]))""")
-
-
-def test_the_claim_is_on_the_first_screen(page, live_app):
-    """At 1400x900, without scrolling: the cost strip (both ratios, with their sources) and every
-    head at the pinned car pixel: car under R = 2 and non-local, truck under R = 1, with the reason
-    (R = 1 puts none of its weight on the sign, R = 2 most of it)."""
-    url, _ = live_app
-    page.goto(url)
-    wait_viewer(page)
-    wait_pinned(page, *FIRST_PIXEL)
-    strip = page.locator("[data-testid=cost-strip]")
-    assert strip.bounding_box()["y"] + strip.bounding_box()["height"] <= 900
-    text = strip.inner_text()
-    assert "at the paper's 97×97" in text and "fewer FLOPs" in text and "16×32 cells" in text
-    assert all(strip.locator("b[title]").evaluate_all("bs => bs.map(b => b.title.length > 20)"))
-    heads = page.locator("[data-testid=heads-strip]")
-    heads.locator(".ccv-head-class").first.wait_for()
-    page.wait_for_function("() => [...document.querySelectorAll('.ccv-head-class')].every(e => e.textContent !== '…')")
-    box = heads.bounding_box()
-    assert box["y"] + 0.8 * box["height"] <= 900  # the cards' classes and reasons on the first screen
-    cards = head_cards(page)
-    assert list(cards) == ["no attention", "R = 1", "R = 2", "R = 3", "non-local"]
-    assert cards["R = 2"][0].startswith("car") and cards["non-local"][0].startswith("car")
-    assert cards["R = 1"][0].startswith("truck")
-    assert cards["R = 1"][1] == "0.0% of its weight on the sign"
-    assert float(cards["R = 2"][1].split("%")[0]) > 50
-    shot(page, "first-screen-1400x900")
-
-
-def test_the_head_cost_table_is_measured_at_the_grid_the_app_runs(page, live_app):
-    """Every head's row at the viewer's grid: the attention maps' bytes separate the heads (none <
-    R = 1 < R = 2 < R = 3 < non-local, by the closed forms), beside the shipped context mIoU."""
-    url, _ = live_app
-    page.goto(url)
-    wait_viewer(page)
-    h, w = state(page, "value.grid")
-    table = page.locator("#cost-table")
-    table.scroll_into_view_if_needed()
-    page.wait_for_function("() => document.querySelectorAll('#cost-table [role=row].virtual-row').length === 5")
-    rows = table.locator("[role=row].virtual-row").evaluate_all(
-        "rs => rs.map(r => [...r.querySelectorAll('[role=gridcell]')].map(td => td.innerText.trim()))")
-    assert [row[0] for row in rows] == ["no attention", "R = 1", "R = 2", "R = 3", "non-local"]
-    n, cross = h * w, h + w - 1
-    expected = [0, n * cross, 2 * n * cross, 3 * n * cross, n * n]  # float32 weights each head stores
-    assert [row[2] for row in rows] == [f"{4 * count / 2**20:.2f} MiB" for count in expected]
-    scores = family_scores()
-    for row, name in zip(rows, ("default:none", "default:rcca_r1", "default", "default:rcca_r3", "default:nonlocal")):
-        assert row[1] == f"{scores[name]['context_miou']:.3f}"
-    assert f"Feature grid {h}×{w}" in page.locator("#cost-note").inner_text()
 
 
 def test_the_reach_of_two_steps_is_every_cell_and_is_shown(page, live_app):
@@ -223,11 +174,52 @@ def test_on_a_phone_a_vertical_swipe_on_a_panel_scrolls_the_page(browser, live_a
         page.context.close()
 
 
-def test_one_picture_to_share_holds_the_panels_and_the_heads(page, live_app, tmp_path):
-    url, _ = live_app
-    page.goto(url)
-    wait_viewer(page)
-    wait_pinned(page, *FIRST_PIXEL)
+def test_the_claim_is_on_the_first_screen(first_screen):
+    """At 1400x900, without scrolling: the cost strip (both ratios, with their sources) and every
+    head at the pinned car pixel: car under R = 2 and non-local, truck under R = 1, with the reason
+    (R = 1 puts none of its weight on the sign, R = 2 most of it)."""
+    page = first_screen
+    strip = page.locator("[data-testid=cost-strip]")
+    assert strip.bounding_box()["y"] + strip.bounding_box()["height"] <= 900
+    text = strip.inner_text()
+    assert "at the paper's 97×97" in text and "fewer FLOPs" in text and "16×32 cells" in text
+    assert all(strip.locator("b[title]").evaluate_all("bs => bs.map(b => b.title.length > 20)"))
+    heads = page.locator("[data-testid=heads-strip]")
+    heads.locator(".ccv-head-class").first.wait_for()
+    page.wait_for_function("() => [...document.querySelectorAll('.ccv-head-class')].every(e => e.textContent !== '…')")
+    box = heads.bounding_box()
+    assert box["y"] + 0.8 * box["height"] <= 900  # the cards' classes and reasons on the first screen
+    cards = head_cards(page)
+    assert list(cards) == ["no attention", "R = 1", "R = 2", "R = 3", "non-local"]
+    assert cards["R = 2"][0].startswith("car") and cards["non-local"][0].startswith("car")
+    assert cards["R = 1"][0].startswith("truck")
+    assert cards["R = 1"][1] == "0.0% of its weight on the sign"
+    assert float(cards["R = 2"][1].split("%")[0]) > 50
+    shot(page, "first-screen-1400x900")
+
+
+def test_the_head_cost_table_is_measured_at_the_grid_the_app_runs(first_screen):
+    """Every head's row at the viewer's grid: the attention maps' bytes separate the heads (none <
+    R = 1 < R = 2 < R = 3 < non-local, by the closed forms), beside the shipped context mIoU."""
+    page = first_screen
+    h, w = state(page, "value.grid")
+    table = page.locator("#cost-table")
+    table.scroll_into_view_if_needed()
+    page.wait_for_function("() => document.querySelectorAll('#cost-table [role=row].virtual-row').length === 5")
+    rows = table.locator("[role=row].virtual-row").evaluate_all(
+        "rs => rs.map(r => [...r.querySelectorAll('[role=gridcell]')].map(td => td.innerText.trim()))")
+    assert [row[0] for row in rows] == ["no attention", "R = 1", "R = 2", "R = 3", "non-local"]
+    n, cross = h * w, h + w - 1
+    expected = [0, n * cross, 2 * n * cross, 3 * n * cross, n * n]  # float32 weights each head stores
+    assert [row[2] for row in rows] == [f"{4 * count / 2**20:.2f} MiB" for count in expected]
+    scores = family_scores()
+    for row, name in zip(rows, ("default:none", "default:rcca_r1", "default", "default:rcca_r3", "default:nonlocal")):
+        assert row[1] == f"{scores[name]['context_miou']:.3f}"
+    assert f"Feature grid {h}×{w}" in page.locator("#cost-note").inner_text()
+
+
+def test_one_picture_to_share_holds_the_panels_and_the_heads(first_screen, tmp_path):
+    page = first_screen
     with page.expect_download() as download:
         page.locator("[data-testid=save-picture]").click()
     path = tmp_path / "picture.png"
