@@ -175,11 +175,11 @@ function show(r, c, ev) {
       paintReach(mapCanvas(name), reached.first);
       S.shown[name] = true;
       S.reached = reached;
-      nameThePanel(panel, wholeTitle(reached));
+      panel.querySelector(".ccv-name").textContent = wholeTitle(reached);
       max.textContent = "";
       continue;
     }
-    if (name === "composed") nameThePanel(panel, wholeTitle());
+    if (name === "composed") panel.querySelector(".ccv-name").textContent = wholeTitle();
     if (map) {
       max.textContent = "max " + paintMap(mapCanvas(name), map).toPrecision(3);
       S.shown[name] = true;
@@ -233,13 +233,6 @@ function pin(x, y, ev) {
 }
 
 // ---- building the DOM ---------------------------------------------------------------------------
-/** A panel's name, whole in its tooltip where the panel is too narrow to show it all. */
-function nameThePanel(panel, text) {
-  const name = panel.querySelector(".ccv-name");
-  name.textContent = text;
-  name.title = text;
-}
-
 function panelHtml(name, title) {
   const testid = name === "composed" ? "attention-canvas" : "attention-" + name;
   const active = S.view === name || (name === "composed" && WHOLE.includes(S.view));
@@ -247,7 +240,7 @@ function panelHtml(name, title) {
     WHOLE.map((m) => `<button type="button" data-mode="${m}"${S.view === m || (m === "composed" && !WHOLE.includes(S.view)) ? ' class="on"' : ""}>${m}</button>`).join("") + "</span>";
   return `<div class="ccv-panel${active ? " ccv-active" : ""}" data-view="${name}"` +
     (name === "segmentation" ? "" : ` data-map="${name}"`) + `>` +
-    `<div class="ccv-title"><b class="ccv-name" title="${esc(title)}">${esc(title)}</b>${modes}<span class="ccv-max"></span></div>` +
+    `<div class="ccv-title"><b class="ccv-name">${esc(title)}</b>${modes}<span class="ccv-max"></span></div>` +
     `<div class="ccv-stage" tabindex="-1"><canvas class="ccv-view" data-testid="${testid}"></canvas></div></div>`;
 }
 
