@@ -1,4 +1,5 @@
-"""The served app and a real Chromium (Playwright) for the browser tests.
+"""The served app and a real Chromium (Playwright) for the browser tests: one room of both, shared by
+the browser tests that run one after another.
 
 Every request a page makes to a non-loopback host fails and is recorded; there must be none.
 Without Chromium the tests are skipped, unless the environment variable CI is set: then they fail.
@@ -129,36 +130,32 @@ def browser(live_app):
 
 
 @pytest.fixture()
-def desktop_page(live_app):
-    return ROOM.page
-
-
-@pytest.fixture()
-def page(desktop_page):
+def page(live_app):
     """The room's page for a test that navigates and changes it; it is left on a blank page after."""
-    ROOM.on_first_screen = False
-    desktop_page.blocked.clear()
-    yield desktop_page
-    desktop_page.goto("about:blank")  # ends what the test left running (its session's stream, a pending call)
-    assert desktop_page.blocked == [], f"the page tried to reach: {desktop_page.blocked}"  # unload's included
+    page, ROOM.on_first_screen = ROOM.page, False
+    page.blocked.clear()
+    yield page
+    page.goto("about:blank")  # ends what the test left running (its session's stream, a pending call)
+    assert page.blocked == [], f"the page tried to reach: {page.blocked}"  # unload's included
 
 
 @pytest.fixture()
-def first_screen(desktop_page, live_app):
+def first_screen(live_app):
     """The room's page on the app's first screen (its plain link: the first example, a car pixel
     pinned), for a test that only reads it: loaded for the first such test after any other, and kept
     for the readers that follow, which leave it as they found it (the scroll is put back here)."""
     from ccnet.app.ui.common import FIRST_PIXEL
 
+    page = ROOM.page
     if not ROOM.on_first_screen:
-        desktop_page.goto(live_app[0])
-        wait_viewer(desktop_page)
-        wait_pinned(desktop_page, *FIRST_PIXEL)
+        page.goto(live_app[0])
+        wait_viewer(page)
+        wait_pinned(page, *FIRST_PIXEL)
         ROOM.on_first_screen = True
-    desktop_page.evaluate("window.scrollTo(0, 0)")
-    desktop_page.blocked.clear()
-    yield desktop_page
-    assert desktop_page.blocked == [], f"the page tried to reach: {desktop_page.blocked}"
+    page.evaluate("window.scrollTo(0, 0)")
+    page.blocked.clear()
+    yield page
+    assert page.blocked == [], f"the page tried to reach: {page.blocked}"
 
 
 def wait_viewer(page, timeout: float = 120_000) -> None:
