@@ -158,6 +158,14 @@ def first_screen(live_app):
     assert page.blocked == [], f"the page tried to reach: {page.blocked}"
 
 
+@pytest.fixture()
+def first_screen_to_change(first_screen):
+    """The first screen as the readers leave it, for one test that then changes it (the load saved)."""
+    yield first_screen
+    ROOM.on_first_screen = False
+    first_screen.goto("about:blank")
+
+
 def wait_viewer(page, timeout: float = 120_000) -> None:
     page.wait_for_function("() => window.__ccnetViewer && window.__ccnetViewer.state.cell", timeout=timeout)
 

@@ -118,10 +118,8 @@ def test_the_guard_fails_and_records_every_request_to_another_host(first_screen)
     page.blocked.clear()
 
 
-def test_hover_arrow_keys_and_pinning(page, live_app):
-    url, _ = live_app
-    page.goto(url)
-    wait_viewer(page)
+def test_hover_arrow_keys_and_pinning(first_screen_to_change):
+    page = first_screen_to_change
     before = composed_png(page)
     page.mouse.move(*point(page, "step1", 450, 40))
     height, width = state(page, "value.size")
