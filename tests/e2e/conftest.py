@@ -54,13 +54,24 @@ def _importable(name: str) -> bool:
         return False
 
 
+PHONE = {"viewport": {"width": 412, "height": 915}, "has_touch": True, "is_mobile": True}
+
+
 def open_page(browser, **context):
-    """A page whose requests to anything but loopback fail (see CHROMIUM_ARGS) and are recorded in
-    page.blocked. They are recorded by listening, not by routing: Playwright's routing turns the HTTP
-    cache off, and every load then fetched the app's 120 scripts again (about 1 CPU-s a load)."""
-    page = browser.new_context(**{"viewport": {"width": 1400, "height": 900}, **context}).new_page()
-    page.blocked = []
-    page.context.on("request", lambda request: outside(request.url) and page.blocked.append(request.url))
+    """A page in a context of its own (1400x900 unless ``context`` says otherwise)."""
+    return guarded_page(browser.new_context(**{"viewport": {"width": 1400, "height": 900}, **context}))
+
+
+def guarded_page(context):
+    """A new page in ``context``, whose requests to anything but loopback fail (see CHROMIUM_ARGS) and
+    are recorded in page.blocked: the context's list, which its every page and worker adds to. They are
+    recorded by listening, not by routing: Playwright's routing turns the HTTP cache off, and every load
+    then fetched the app's 120 scripts again (about 1 CPU-s a load)."""
+    if not hasattr(context, "blocked"):
+        context.blocked = []
+        context.on("request", lambda request: outside(request.url) and context.blocked.append(request.url))
+    page = context.new_page()
+    page.blocked = context.blocked
     page.on("websocket", lambda socket: outside(socket.url) and page.blocked.append(socket.url))
     return page
 
@@ -70,10 +81,11 @@ class Room:
     shared by the browser tests that run one after another (tests/conftest.py keeps them on one worker):
     built for the first, closed after the last. Reusing the page spares a renderer start and a cold
     load of the app's scripts; reusing the app, its build and its first analysis (about 4 CPU-s in all).
+    The phone tests' pages share a context of their own, whose cache the first one fills.
     Closed before any other test runs: Playwright's event loop would stand in the way of asyncio.run."""
 
     def __init__(self) -> None:
-        self.app = self.demo = self.playwright = self.chromium = self.page = None
+        self.app = self.demo = self.playwright = self.chromium = self.page = self.phone = None
         self.on_first_screen = False  # the page as a reader left it (the `first_screen` fixture)
 
     def open(self, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -101,7 +113,7 @@ class Room:
             self.playwright.stop()
         if self.demo:
             self.demo.close()
-        self.app = self.demo = self.playwright = self.chromium = self.page = None
+        self.app = self.demo = self.playwright = self.chromium = self.page = self.phone = None
         self.on_first_screen = False
 
 
@@ -137,6 +149,18 @@ def page(live_app):
     yield page
     page.goto("about:blank")  # ends what the test left running (its session's stream, a pending call)
     assert page.blocked == [], f"the page tried to reach: {page.blocked}"  # unload's included
+
+
+@pytest.fixture()
+def phone(live_app):
+    """A new 412x915 touch page in the room's phone context, closed after the test."""
+    if ROOM.phone is None:
+        ROOM.phone = ROOM.chromium.new_context(**PHONE)
+    page = guarded_page(ROOM.phone)
+    page.blocked.clear()
+    yield page
+    page.close()
+    assert page.blocked == [], f"the page tried to reach: {page.blocked}"
 
 
 @pytest.fixture()

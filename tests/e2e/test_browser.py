@@ -143,20 +143,15 @@ def test_hover_arrow_keys_and_pinning(first_screen_to_change):
     assert "feature cell" in wait_pinned(page, 100, 200)
 
 
-def test_a_tap_pins_a_pixel_on_a_phone(browser, live_app):
+def test_a_tap_pins_a_pixel_on_a_phone(phone, live_app):
     url, _ = live_app
-    page = open_page(browser, viewport={"width": 412, "height": 915}, has_touch=True, is_mobile=True)
-    try:
-        page.goto(url)
-        wait_viewer(page)
-        viewer, upload = page.locator("#viewer").bounding_box(), page.locator("#input").bounding_box()
-        assert viewer["y"] < upload["y"]  # one column, the viewer first
-        page.touchscreen.tap(*point(page, "segmentation", 250, 168))
-        wait_pinned(page, 250, 168)
-        shot(page, "phone-412x915")
-    finally:
-        assert page.blocked == []
-        page.context.close()
+    phone.goto(url)
+    wait_viewer(phone)
+    viewer, upload = phone.locator("#viewer").bounding_box(), phone.locator("#input").bounding_box()
+    assert viewer["y"] < upload["y"]  # one column, the viewer first
+    phone.touchscreen.tap(*point(phone, "segmentation", 250, 168))
+    wait_pinned(phone, 250, 168)
+    shot(phone, "phone-412x915")
 
 
 def test_a_link_restores_the_image_pixel_view_and_display(page, live_app, tmp_path):

@@ -16,7 +16,7 @@ from ccnet.app.present import family_scores
 from ccnet.app.ui.common import FIRST_PIXEL
 from ccnet.nn.attention_maps import dense_matrix
 from ccnet.project import DEMOS
-from tests.e2e.conftest import open_page, wait_pinned, wait_viewer
+from tests.e2e.conftest import wait_pinned, wait_viewer
 from tests.e2e.test_browser import choose_head, point, shot, state, status
 
 pytestmark = [pytest.mark.browser,
@@ -151,28 +151,23 @@ def test_any_shape_keeps_the_segmentation_and_the_composed_map_on_one_screen(pag
     shot(page, f"shape-{width}x{height}")
 
 
-def test_on_a_phone_a_vertical_swipe_on_a_panel_scrolls_the_page(browser, live_app):
+def test_on_a_phone_a_vertical_swipe_on_a_panel_scrolls_the_page(phone, live_app):
     url, _ = live_app
-    page = open_page(browser, viewport={"width": 412, "height": 915}, has_touch=True, is_mobile=True)
-    try:
-        page.goto(url)
-        wait_viewer(page)
-        box = page.locator(".ccv-panel[data-view=step1] .ccv-stage").bounding_box()
-        cdp, (x, y) = page.context.new_cdp_session(page), (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        before, cell = page.evaluate("window.scrollY"), state(page, "cell")
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
-        for k in range(1, 11):  # a finger moving up 300 px at once: a swipe
-            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y - 30 * k}]})
-            page.wait_for_timeout(16)
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-        page.wait_for_function(f"() => window.scrollY > {before} + 100")
-        assert state(page, "cell") == cell and state(page, "pinned") == list(FIRST_PIXEL)  # scrolled, not explored
-        heads = page.locator("[data-testid=heads-strip]").bounding_box()
-        assert heads["y"] + page.evaluate("window.scrollY") < 2 * 915  # the strip within the first two screens
-        shot(page, "phone-412x915-scrolled")
-    finally:
-        assert page.blocked == []
-        page.context.close()
+    phone.goto(url)
+    wait_viewer(phone)
+    box = phone.locator(".ccv-panel[data-view=step1] .ccv-stage").bounding_box()
+    cdp, (x, y) = phone.context.new_cdp_session(phone), (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    before, cell = phone.evaluate("window.scrollY"), state(phone, "cell")
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+    for k in range(1, 11):  # a finger moving up 300 px at once: a swipe
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y - 30 * k}]})
+        phone.wait_for_timeout(16)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    phone.wait_for_function(f"() => window.scrollY > {before} + 100")
+    assert state(phone, "cell") == cell and state(phone, "pinned") == list(FIRST_PIXEL)  # scrolled, not explored
+    heads = phone.locator("[data-testid=heads-strip]").bounding_box()
+    assert heads["y"] + phone.evaluate("window.scrollY") < 2 * 915  # the strip within the first two screens
+    shot(phone, "phone-412x915-scrolled")
 
 
 def test_the_claim_is_on_the_first_screen(first_screen):

@@ -18,7 +18,7 @@ from ccnet.inference.clips import decode_clip
 from ccnet.inference.geometry import cell_centre
 from ccnet.nn.attention_maps3d import composed_map, step_map
 from ccnet.project import DEMOS
-from tests.e2e.conftest import open_page
+from tests.e2e.conftest import PHONE, open_page
 from tests.e2e.test_browser import shot
 from tests.files import BAD_CLIPS, animated
 
@@ -219,8 +219,7 @@ def test_a_non_local_head_gets_its_maps_from_the_server(page, live_app, video):
 def test_the_video_mode_on_a_phone(browser, live_app):
     """At 412x915: nothing wider than the screen but the strip, which scrolls sideways; a tap pins."""
     url, _ = live_app
-    page = open_page(browser, viewport={"width": 412, "height": 915}, has_touch=True, is_mobile=True,
-                     device_scale_factor=2)
+    page = open_page(browser, **PHONE, device_scale_factor=2)  # a context of its own: a denser screen
     try:
         page.goto(url + "video")
         wait_video(page)
