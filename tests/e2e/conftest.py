@@ -16,8 +16,10 @@ from tools.ports import free_port
 
 # Debian's chromium-headless-shell: Chromium's engine without the desktop browser around it, the build
 # Playwright itself runs headless. The browser tests spend about 15 % less CPU in it than in the full
-# browser, and the first screen lays out the same in both (docs/development.md).
-CHROMIUM = "/usr/bin/chromium-headless-shell"
+# browser, which they use where the shell is not installed: the first screen lays out the same in both
+# (docs/development.md).
+CHROMIUM = next((path for path in ("/usr/bin/chromium-headless-shell", "/usr/bin/chromium") if Path(path).exists()),
+                "/usr/bin/chromium-headless-shell")
 # Names resolve to nothing but loopback, and every request not to loopback goes to a proxy on the discard
 # port, where nothing listens: it fails at once, whether it names a host or an address.
 CHROMIUM_ARGS = [
@@ -36,7 +38,7 @@ def outside(url: str) -> bool:
 
 
 def _require_browser() -> None:
-    missing = [what for what, ok in [("chromium-headless-shell", Path(CHROMIUM).exists()),
+    missing = [what for what, ok in [("chromium", Path(CHROMIUM).exists()),
                                      ("playwright", _importable("playwright"))] if not ok]
     if missing:
         message = (f"browser test needs {', '.join(missing)}"
