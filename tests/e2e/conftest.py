@@ -66,7 +66,7 @@ def open_page(browser, **context):
 
 def guarded_page(context):
     """A new page in ``context``, whose requests to anything but loopback fail (see CHROMIUM_ARGS) and
-    are recorded in page.blocked: the context's list, which its every page and worker adds to. They are
+    are recorded in page.blocked: the context's list, to which each of its pages and workers adds. They are
     recorded by listening, not by routing: Playwright's routing turns the HTTP cache off, and every load
     then fetched the app's 120 scripts again (about 1 CPU-s a load)."""
     if not hasattr(context, "blocked"):
