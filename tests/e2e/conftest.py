@@ -87,6 +87,9 @@ class Room:
     Closed before any other test runs: Playwright's event loop would stand in the way of asyncio.run."""
 
     def __init__(self) -> None:
+        self._empty()
+
+    def _empty(self) -> None:
         self.app = self.demo = self.playwright = self.chromium = self.page = self.phone = None
         self.on_first_screen = False  # the page as a reader left it (the `first_screen` fixture)
 
@@ -115,8 +118,7 @@ class Room:
             self.playwright.stop()
         if self.demo:
             self.demo.close()
-        self.app = self.demo = self.playwright = self.chromium = self.page = self.phone = None
-        self.on_first_screen = False
+        self._empty()
 
 
 ROOM = Room()
