@@ -319,9 +319,9 @@ from ccnet.app.server.shutdown import serve_until_signal
 
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
 
-def start():
+def start(stops):
     threading.Thread(target=time.sleep, args=(3600,)).start()  # not a daemon: would hold the exit
-    return lambda: time.sleep(3600)  # a stop that hangs
+    stops.callback(time.sleep, 3600)  # a stop that hangs
 
 serve_until_signal(start, Path(sys.argv[1]).unlink, grace_s=1)
 """
@@ -332,8 +332,9 @@ def test_a_hung_stop_or_thread_does_not_keep_the_process_alive(tmp_path):
     marker.touch()
     process = subprocess.Popen([sys.executable, "-c", HUNG, str(marker)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
-        # the line comes once start() has returned (a signal before that has no stop to call: the test
-        # raced it, and failed one run in two, when start() printed "serving" itself)
+        # the line comes once start() has returned, the hanging stop registered (a signal before that
+        # would have no stop to wait on: the test raced it, and failed one run in two, when start()
+        # printed "serving" itself)
         assert process.stdout.readline().startswith("serving; SIGINT or SIGTERM stops the server")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 1
@@ -342,3 +343,32 @@ def test_a_hung_stop_or_thread_does_not_keep_the_process_alive(tmp_path):
             process.kill()
             process.wait()
     assert not marker.exists()
+
+
+DURING_START = """
+import sys, time
+from ccnet.app.server.shutdown import serve_until_signal
+
+def start(stops):
+    stops.callback(print, "first part stopped", flush=True)
+    stops.callback(print, "server closed", flush=True)  # as the app registers it, before its launch
+    print("launching", flush=True)
+    time.sleep(3600)  # the signal comes while the launch has not returned (the server already answers)
+
+serve_until_signal(start, lambda: print("files removed", flush=True))
+"""
+
+
+def test_a_signal_during_start_up_stops_what_started_before_the_files_go():
+    """The race that left the app's folder behind one run in a few: SIGINT after the server answered
+    but before start() returned, when no stop was known yet and the server kept writing."""
+    process = subprocess.Popen([sys.executable, "-c", DURING_START], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == "launching\n"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+        assert process.stdout.read().splitlines() == ["server closed", "first part stopped", "files removed"]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

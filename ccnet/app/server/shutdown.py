@@ -6,6 +6,10 @@ the process outright, leaving every upload and result behind, and SIGINT waited 
 The process ends with os._exit once the files are gone: a daemon thread still inside PyTorch (the
 examples' warm-up, a network run) makes the interpreter's own finalisation abort ("terminate called
 without an active exception", exit status -6).
+What starts registers how to stop it as soon as it runs, so a signal that comes while the app is
+still starting (the server already answering, the launch not yet returned) closes the server before
+the files go: with one stop returned at the end, such a signal left the server writing into a folder
+being removed, and the folder behind.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from types import FrameType
 from typing import NoReturn
 
@@ -25,18 +30,19 @@ log = logging.getLogger("ccnet.app")
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def serve_until_signal(start: Callable[[], Callable[[], None]], cleanup: Callable[[], None],
+def serve_until_signal(start: Callable[[ExitStack], None], cleanup: Callable[[], None],
                        grace_s: float = limits.FORCED_EXIT_S) -> NoReturn:
-    """Run ``start`` (which returns how to stop what it started) and wait for SIGINT or SIGTERM, also
-    during start-up; then stop, ``cleanup`` and end the process (status 0). Further signals are
-    ignored meanwhile; if stopping takes over ``grace_s`` seconds, it cleans up and ends (status 1).
-    An exception from ``start`` (e.g. SystemExit for a bad model) is raised after the cleanup. The
-    log says when ``start`` has returned: from then on a signal stops what it started."""
+    """Run ``start(stops)``, which registers on ``stops`` how to stop each part it starts as soon as it
+    has started it, and wait for SIGINT or SIGTERM, also during start-up; then stop what was
+    registered (last first), ``cleanup`` and end the process (status 0). Further signals are ignored
+    meanwhile; if stopping takes over ``grace_s`` seconds, it cleans up and ends (status 1). An
+    exception from ``start`` (e.g. SystemExit for a bad model) is raised after the cleanup. The log
+    says when ``start`` has returned."""
     for number in SIGNALS:
         signal.signal(number, _interrupt)
-    stop = None
+    stops = ExitStack()
     try:
-        stop = start()
+        start(stops)
         log.info("serving; SIGINT or SIGTERM stops the server")
         while True:
             time.sleep(1)
@@ -49,8 +55,7 @@ def serve_until_signal(start: Callable[[], Callable[[], None]], cleanup: Callabl
         watchdog.daemon = True
         watchdog.start()
         try:
-            if stop is not None:
-                stop()
+            stops.close()
         finally:
             cleanup()
     _end(0)

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import gradio as gr
@@ -239,6 +239,13 @@ def build_app(explorer: Explorer | None = None, exports: Exports | None = None,
     return demo
 
 
+def _close(demo: gr.Blocks) -> None:
+    """Close the server; open connections (an upload hanging mid-body) hold it 1 s at most."""
+    if demo.server is not None:
+        demo.server.config.timeout_graceful_shutdown = 1
+    demo.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python app.py [--model NAME] [--device auto|cpu|cuda] [--amp fp16|bf16]`: serves until SIGINT or
     SIGTERM, then removes the app's folder (uploads, Gradio's cache, results)."""
@@ -252,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     folder = app_folder()
 
-    def start() -> Callable[[], None]:
+    def start(stops: ExitStack) -> None:
         try:
             budget = budget_bytes()
             explorer = Explorer(args.model, args.device, args.amp)
@@ -265,20 +272,12 @@ def main(argv: list[str] | None = None) -> None:
         # the sweeper spares the examples Gradio cached at build time; the upload limit shares its byte count
         sweeper = Sweeper(folder, budget, keep=lambda: set().union(
             *(getattr(block, "keep_in_cache", ()) for block in demo.blocks.values()))).start()
+        stops.callback(sweeper.stop)
+        stops.callback(_close, demo)  # before the launch: the server answers before the launch returns
         # mcp_server: segment, attention and cost are also tools for MCP clients (gradio's mcp extra)
         demo.launch(footer_links=["api"], mcp_server=True, prevent_thread_lock=True,
                     **launch_options(sweeper))
-        # memory the allocator keeps for the next run (CCNET_ALLOCATOR=kept) goes back once the app is idle
-        releaser = IdleRelease().start() if mode == "kept" else None
-
-        def stop() -> None:
-            sweeper.stop()
-            if releaser:
-                releaser.stop()
-            if demo.server is not None:  # open connections (an upload hanging mid-body) hold the stop 1 s at most
-                demo.server.config.timeout_graceful_shutdown = 1
-            demo.close()
-
-        return stop
+        if mode == "kept":  # memory the allocator keeps for the next run goes back once the app is idle
+            stops.callback(IdleRelease().start().stop)
 
     serve_until_signal(start, folder.remove)
