@@ -194,6 +194,15 @@ def first_screen_to_change(first_screen):
     first_screen.goto("about:blank")
 
 
+def api_client(url: str, downloads: Path):
+    """A gradio_client Client of the app at ``url`` (plain HTTP on loopback), its files saved in
+    ``downloads``. No certificates to check: with checking on, httpx read the CA bundle again for
+    every call (14 ms each, 2 CPU-s of a run)."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, download_files=str(downloads), ssl_verify=False)
+
+
 def wait_viewer(page, timeout: float = 120_000) -> None:
     page.wait_for_function("() => window.__ccnetViewer && window.__ccnetViewer.state.cell", timeout=timeout)
 

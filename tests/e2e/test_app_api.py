@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from ccnet.project import ROOT
+from tests.e2e.conftest import api_client
 from tools import hostile
 from tools.ports import free_port
 
@@ -28,8 +29,6 @@ H, W = 256, 512
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(client, explorer): the app launched in-process; the explorer lets tests count network runs."""
-    from gradio_client import Client
-
     from ccnet.app.explorer import Explorer
     from ccnet.app.exports import Exports
     from ccnet.app.ui import build_app, launch_options
@@ -40,8 +39,7 @@ def served(tmp_path_factory):
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, mcp_server=True,
                 **launch_options())  # the app's own limits: a test of them fails if app.py drops one
     try:
-        downloads = str(tmp_path_factory.mktemp("dl"))
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=downloads)
+        client = api_client(f"http://127.0.0.1:{port}/", tmp_path_factory.mktemp("dl"))
         client.base = f"http://127.0.0.1:{port}"
         yield client, explorer
     finally:

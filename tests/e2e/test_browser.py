@@ -15,7 +15,7 @@ from ccnet.app.browser_maps import dequantise, error_bound, quantise
 from ccnet.app.ui.common import FIRST_PIXEL
 from ccnet.inference.geometry import cell_of
 from ccnet.project import DEMOS, ROOT
-from tests.e2e.conftest import open_page, wait_pinned, wait_viewer
+from tests.e2e.conftest import api_client, open_page, wait_pinned, wait_viewer
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated).*")]
@@ -389,7 +389,7 @@ def test_a_slow_model_download_does_not_hold_up_other_visitors(browser, tmp_path
     import threading
     import time
 
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     from ccnet.app.explorer import Explorer
     from ccnet.app.exports import Exports
@@ -411,7 +411,7 @@ def test_a_slow_model_download_does_not_hold_up_other_visitors(browser, tmp_path
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     page = open_page(browser)
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path_factory.mktemp("dl")))
+        client = api_client(f"http://127.0.0.1:{port}/", tmp_path_factory.mktemp("dl"))
         client.predict(handle_file(str(FIRST)), 165, 182, api_name="/attention")  # cached from now on
         page.goto(f"http://127.0.0.1:{port}/")
         wait_viewer(page)
