@@ -7,6 +7,7 @@ Without Chromium the tests are skipped, unless the environment variable CI is se
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -211,3 +212,27 @@ def wait_pinned(page, x: int, y: int) -> str:
     page.wait_for_function("(p) => document.querySelector('#pixel-info')?.innerText.includes(p)",
                            arg=f"pixel ({x}, {y})", timeout=60_000)
     return page.locator("#pixel-info").inner_text()
+
+
+def _app_busy(queue) -> bool:
+    """Whether the app's queue has an event waiting or running, or a message not yet sent."""
+    try:
+        waiting = any(events.queue for events in queue.event_queue_per_concurrency_id.values())
+        unsent = any(messages.qsize() for messages in list(queue.pending_messages_per_session.values()))
+        return bool(queue.get_active_worker_count() or waiting or unsent)
+    except RuntimeError:  # a dict changed while read: the server is at work
+        return True
+
+
+def wait_answered(page, quiet_s: float = 0.5, timeout_s: float = 30) -> None:
+    """Until the room's app has been idle for ``quiet_s`` (what the page's last action set off, its
+    chained events included, is answered and sent), then until the page has drawn twice: a test that
+    checks that nothing more comes back waits for that, not for a fixed time."""
+    queue, deadline = ROOM.demo._queue, time.monotonic() + timeout_s
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < quiet_s:
+        assert time.monotonic() < deadline, "the app is still at work"
+        time.sleep(0.05)
+        if _app_busy(queue):
+            quiet_since = time.monotonic()
+    page.evaluate("() => new Promise(drawn => requestAnimationFrame(() => requestAnimationFrame(drawn)))")

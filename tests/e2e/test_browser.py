@@ -15,7 +15,7 @@ from ccnet.app.browser_maps import dequantise, error_bound, quantise
 from ccnet.app.ui.common import FIRST_PIXEL
 from ccnet.inference.geometry import cell_of
 from ccnet.project import DEMOS, ROOT
-from tests.e2e.conftest import api_client, open_page, wait_pinned, wait_viewer
+from tests.e2e.conftest import api_client, open_page, wait_answered, wait_pinned, wait_viewer
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated).*")]
@@ -201,7 +201,7 @@ def test_clearing_the_input_after_an_example_empties_every_view(page, live_app):
     wait_pinned(page, 200, 150)
     page.locator("#input button[aria-label='Remove Image']").click()
     page.wait_for_function("() => document.querySelector('.ccv-empty')", timeout=30_000)
-    page.wait_for_timeout(2000)  # nothing comes back
+    wait_answered(page)  # nothing comes back
     assert page.locator(".ccv-empty").count() == 1 and page.locator(".ccv-panel").count() == 0
     assert "Upload an image" in status(page)
     assert page.locator("#dl-mask").is_disabled() and page.locator("#dl-npz").is_disabled()
@@ -232,7 +232,7 @@ def test_choosing_the_model_in_use_changes_nothing(page, live_app):
     runs = explorer.network_runs
     page.locator("#model input").click()
     page.locator("ul[role=listbox] li", has_text="default").first.click()
-    page.wait_for_timeout(2000)
+    wait_answered(page)
     assert explorer.network_runs == runs and page.locator("#pixel-info").inner_text() == info
 
 
