@@ -215,18 +215,18 @@ def wait_pinned(page, x: int, y: int) -> str:
 
 
 def _app_busy(queue) -> bool:
-    """Whether the app's queue has an event waiting or running, or a message not yet sent."""
+    """Whether the app's queue has an event waiting or running. (Its unsent messages are no measure:
+    those of sessions whose page has gone stay queued.)"""
     try:
-        waiting = any(events.queue for events in queue.event_queue_per_concurrency_id.values())
-        unsent = any(messages.qsize() for messages in list(queue.pending_messages_per_session.values()))
-        return bool(queue.get_active_worker_count() or waiting or unsent)
+        waiting = any(events.queue for events in list(queue.event_queue_per_concurrency_id.values()))
     except RuntimeError:  # a dict changed while read: the server is at work
         return True
+    return bool(waiting or queue.get_active_worker_count())
 
 
 def wait_answered(page, quiet_s: float = 0.5, timeout_s: float = 30) -> None:
     """Until the room's app has been idle for ``quiet_s`` (what the page's last action set off, its
-    chained events included, is answered and sent), then until the page has drawn twice: a test that
+    chained events included, is answered), then until the page has drawn twice: a test that
     checks that nothing more comes back waits for that, not for a fixed time."""
     queue, deadline = ROOM.demo._queue, time.monotonic() + timeout_s
     quiet_since = time.monotonic()
