@@ -310,6 +310,8 @@ def test_a_real_photo_gets_the_out_of_domain_note_and_a_model_for_photos_one_cli
     page.wait_for_function("(m) => document.querySelector('#status span.md')?.innerText.includes(m)",
                            arg=f"cannot download {PHOTO_MODEL}", timeout=60_000)
     assert "still using default" in status(page) and "127.0.0.1" not in status(page)
+    wait_answered(page)  # the steps after the load (views, cost) leave the error where the visitor reads it
+    assert f"cannot download {PHOTO_MODEL}" in status(page)
     page.locator("#input input[type=file]").set_input_files(str(DEMOS / "street_seed4_truck.png"))
     page.locator("#domain-note").wait_for(state="hidden", timeout=60_000)
 

@@ -290,14 +290,11 @@ class Handlers:
     def on_model_views(self, name: str, shown_model: str | None, path: dict | None, key: str | None,
                        size: str, click: list | None, request: gr.Request | None = None) -> Updates:
         """Show the image with the model the menu holds, once it is loaded, the pinned pixel still
-        pinned (its views recomputed); a failed load has put the menu back, so nothing changes but
-        an earlier error, which the status line's fresh state replaces."""
-        if not self.explorer.models.loaded(name):
+        pinned (its views recomputed). A failed load has put the menu back: nothing changes, and its
+        error stays in the status line (a fresh status here wiped it within milliseconds)."""
+        if not self.explorer.models.loaded(name) or name == shown_model:
             return self.unchanged()
         shown = upload_path(path) is not None or bool(key)
-        if name == shown_model:
-            analysis = self.current(path, key, name, size)[0] if shown else None
-            return {self.status: self.explorer.status(analysis, name)}
         switched = {self.model: name, self.model_state: name, self.size: self.size_choice(name)}
         if not shown:
             return {**switched, self.status: self.explorer.status(None, name)}
