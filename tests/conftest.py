@@ -78,12 +78,14 @@ def _no_network_reached():
 # parallel workers take the long rooms first and the ~1,100 quick tests even out their ends.
 SLOW = ("tests/inference/test_export.py", "tests/tools/test_stage_bench.py", "tests/nn/test_attention3d_export.py",
         "tests/e2e/test_first_screen.py", "tests/e2e/test_browser.py", "tests/e2e/test_video_viewer.py",
-        "tests/experiments/test_distributed.py",
-        "tests/experiments/test_train.py", "tests/app/test_disk.py", "tests/e2e/test_app_api.py",
-        "tests/e2e/test_hostile_clients.py", "tests/app/test_allocator.py",
-        "tests/inference/test_metadata.py", "tests/inference/test_decode_budget.py",
-        "tests/experiments/test_video_train.py", "tests/inference/test_reduced_decoding.py",
+        "tests/experiments/test_distributed.py", "tests/app/test_disk.py", "tests/experiments/test_train.py",
+        "tests/e2e/test_hostile_clients.py", "tests/app/test_allocator.py", "tests/app/test_body_limit.py",
+        "tests/experiments/test_video_train.py", "tests/e2e/test_app_api.py", "tests/inference/test_decode_budget.py",
+        "tests/inference/test_metadata.py", "tests/inference/test_reduced_decoding.py",
         "tests/app/test_zerogpu.py", "tests/e2e/")
+# Rooms that mostly wait (servers started as processes, sweeps, slow bodies): each runs on one worker, its
+# place in SLOW between rooms that compute, so that the other worker's computing fills its waits.
+WAITING = ("tests/app/test_disk.py", "tests/e2e/test_hostile_clients.py", "tests/app/test_body_limit.py")
 CHEAP_SHARED = {"checkpoint", "picture"}  # module fixtures cheap enough to build on every worker
 # Fixtures too costly to build on both workers (tests/e2e/conftest.py: the room of the served app and
 # its browser): the tests that use one run on one worker, one after another, in a group named after it.
@@ -109,7 +111,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("onnx-exports"))
         elif room:
             item.add_marker(pytest.mark.xdist_group(room))
-        elif any(defs[-1].scope == "module" for name, defs in definitions.items() if name not in CHEAP_SHARED):
+        elif path in WAITING or any(defs[-1].scope == "module" for name, defs in definitions.items()
+                                    if name not in CHEAP_SHARED):
             item.add_marker(pytest.mark.xdist_group(path))
 
 
