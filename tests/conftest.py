@@ -74,8 +74,9 @@ def _no_network_reached():
 
 # The slow rooms: real browsers and served apps, ONNX export, torchrun, training, subprocesses that
 # measure memory. Everything else is `quick` (python -m pytest -m quick: the subset to run while working).
-# Listed heaviest first (their share of a run, docs/development.md): the tests run in this order, so the
-# parallel workers take the long rooms first and the ~1,100 quick tests even out their ends.
+# Listed heaviest first (their share of a run, docs/development.md), the rooms that mostly wait (WAITING)
+# between rooms that compute: the tests run in this order, so the parallel workers take the long rooms
+# first and the ~1,200 quick tests even out their ends.
 SLOW = ("tests/inference/test_export.py", "tests/tools/test_stage_bench.py", "tests/nn/test_attention3d_export.py",
         "tests/e2e/test_first_screen.py", "tests/e2e/test_browser.py", "tests/e2e/test_video_viewer.py",
         "tests/experiments/test_distributed.py", "tests/app/test_disk.py", "tests/experiments/test_train.py",
